@@ -1,0 +1,25 @@
+//! `users`: one row per email address, verified or not.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// Normalized (trimmed, lowercased) address; unique.
+    #[sea_orm(unique)]
+    pub email: String,
+    /// argon2id PHC string; `None` until the address is verified and a password bound.
+    pub password_hash: Option<String>,
+    pub email_verified_at: Option<DateTimeUtc>,
+    /// BCP 47 tag used to pick email templates.
+    pub locale: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

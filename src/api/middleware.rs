@@ -1,0 +1,129 @@
+//! Middleware around every request: request ids and access logs, the body size limit.
+
+use std::time::Instant;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::web::headers::HeaderMapExt;
+use poem::{Body, Endpoint, Error, IntoResponse, Middleware, Request, Response, Result};
+use tracing::Instrument;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Gives every request an id (the client's `X-Request-Id` when it is sane, else a new UUID),
+/// runs it inside a span carrying that id, logs its outcome, echoes the id in the response and
+/// marks the response `Cache-Control: no-store` unless it says otherwise.
+pub struct RequestContext;
+
+impl<E: Endpoint> Middleware<E> for RequestContext {
+    type Output = RequestContextEndpoint<E>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        RequestContextEndpoint { next }
+    }
+}
+
+pub struct RequestContextEndpoint<E> {
+    next: E,
+}
+
+/// A client id is echoed only if it is short printable ASCII, so it cannot forge log lines.
+fn client_request_id(request: &Request) -> Option<String> {
+    let id = request.header(REQUEST_ID_HEADER)?;
+    let sane = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_graphic());
+    sane.then(|| id.to_owned())
+}
+
+impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, request: Request) -> Result<Self::Output> {
+        let request_id =
+            client_request_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // The path only: a query string is never logged.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            path = %request.uri().path(),
+        );
+        let started = Instant::now();
+        let result = self.next.call(request).instrument(span.clone()).await;
+        let mut response = match result {
+            Ok(output) => output.into_response(),
+            Err(error) => error.into_response(),
+        };
+        let status = response.status();
+        span.in_scope(|| {
+            tracing::info!(
+                status = status.as_u16(),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "request finished"
+            );
+        });
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        if !headers.contains_key(header::CACHE_CONTROL) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Ok(response)
+    }
+}
+
+/// Refuses bodies over `max_bytes` with 413 before any handler work: a declared
+/// `Content-Length` is refused at once, and a chunked body is read no further than the limit.
+pub struct BodyLimit {
+    pub max_bytes: usize,
+}
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        BodyLimitEndpoint {
+            next,
+            max_bytes: self.max_bytes,
+        }
+    }
+}
+
+pub struct BodyLimitEndpoint<E> {
+    next: E,
+    max_bytes: usize,
+}
+
+impl<E: Endpoint> BodyLimitEndpoint<E> {
+    fn too_large(&self) -> Error {
+        Error::from_string(
+            format!("The request body is larger than {} bytes.", self.max_bytes),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+    }
+}
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> Result<Self::Output> {
+        let declared = request
+            .headers()
+            .typed_get::<poem::web::headers::ContentLength>()
+            .map(|length| length.0);
+        if declared.is_some_and(|length| length > self.max_bytes as u64) {
+            return Err(self.too_large());
+        }
+        let body = request
+            .take_body()
+            .into_bytes_limit(self.max_bytes)
+            .await
+            .map_err(|error| match error {
+                poem::error::ReadBodyError::PayloadTooLarge => self.too_large(),
+                other => Error::from(other),
+            })?;
+        request.set_body(Body::from(body));
+        self.next.call(request).await.map(IntoResponse::into_response)
+    }
+}

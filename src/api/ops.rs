@@ -1,0 +1,71 @@
+//! Operations endpoints: liveness and readiness probes.
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use crate::api::problem::{Problem, ProblemCode, ProblemJson};
+use crate::api::{ApiTags, AppState};
+use crate::db;
+
+pub struct OpsApi;
+
+/// A probe's answer.
+#[derive(Debug, Object)]
+pub struct ProbeStatus {
+    /// `ok` for liveness, `ready` for readiness.
+    pub status: String,
+}
+
+#[derive(ApiResponse)]
+pub enum HealthResponse {
+    /// The process is up and answering.
+    #[oai(status = 200)]
+    Ok(Json<ProbeStatus>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// The database is reachable and every migration is applied.
+    #[oai(status = 200)]
+    Ready(Json<ProbeStatus>),
+    /// Not ready: `detail` says whether the database is unreachable or migrations are pending.
+    #[oai(status = 503)]
+    NotReady(ProblemJson),
+}
+
+#[OpenApi(tag = "ApiTags::Ops")]
+impl OpsApi {
+    /// Liveness probe
+    ///
+    /// Answers 200 while the process runs; it touches nothing else, so an orchestrator never
+    /// restarts codeward for a database outage.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(ProbeStatus {
+            status: "ok".to_owned(),
+        }))
+    }
+
+    /// Readiness probe
+    ///
+    /// Answers 200 when the database is reachable and every migration is applied, else 503, so
+    /// a load balancer sends traffic only to instances that can serve it.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
+        match db::readiness(&state.db).await {
+            Ok(()) => ReadyResponse::Ready(Json(ProbeStatus {
+                status: "ready".to_owned(),
+            })),
+            Err(reason) => {
+                tracing::warn!(%reason, "not ready");
+                ReadyResponse::NotReady(ProblemJson(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ProblemCode::NotReady,
+                    reason,
+                )))
+            }
+        }
+    }
+}

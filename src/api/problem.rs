@@ -1,0 +1,285 @@
+//! RFC 9457 problem details: the one shape of every error codeward returns, including the
+//! framework's own (unknown path, wrong method, malformed JSON, oversized body, panics).
+
+use std::any::Any;
+
+use poem::http::{HeaderValue, StatusCode, header};
+use poem::{IntoResponse, Response};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry};
+use poem_openapi::types::{ToJSON, Type};
+
+use poem_openapi::{ApiResponse, Enum, Object, payload::Payload};
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// Machine-readable error code; `type` is `urn:codeward:problem:<code>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ProblemCode {
+    /// Malformed JSON, or a missing or mistyped field.
+    InvalidRequest,
+    /// Wrong, expired, used, locked or unknown code.
+    InvalidCode,
+    /// Missing, unknown, expired or revoked access token.
+    Unauthorized,
+    /// Unknown email or wrong password.
+    InvalidCredentials,
+    /// Unknown, expired, revoked or replayed refresh token.
+    InvalidToken,
+    /// Current password wrong on an authenticated change.
+    WrongPassword,
+    /// Unknown path, or a resource this user does not have.
+    NotFound,
+    /// The path exists but not with this HTTP method.
+    MethodNotAllowed,
+    /// The request body is over the size limit.
+    PayloadTooLarge,
+    /// The request body is not JSON.
+    UnsupportedMediaType,
+    /// A field is syntactically fine but not acceptable; `errors` says why.
+    ValidationFailed,
+    /// A rate limit was hit; retry after `retry_after` seconds.
+    RateLimited,
+    /// The password-hashing queue is full; retry after `Retry-After` seconds.
+    Overloaded,
+    /// The server cannot serve traffic yet (database unreachable or migrations pending).
+    NotReady,
+    /// An unexpected failure on the server; details are in its log under the request id.
+    InternalError,
+}
+
+impl ProblemCode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidCode => "invalid_code",
+            Self::Unauthorized => "unauthorized",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidToken => "invalid_token",
+            Self::WrongPassword => "wrong_password",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::ValidationFailed => "validation_failed",
+            Self::RateLimited => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::NotReady => "not_ready",
+            Self::InternalError => "internal_error",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "The request is malformed",
+            Self::InvalidCode => "The code is invalid",
+            Self::Unauthorized => "Authentication is required",
+            Self::InvalidCredentials => "The email or password is wrong",
+            Self::InvalidToken => "The refresh token is invalid",
+            Self::WrongPassword => "The current password is wrong",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::PayloadTooLarge => "The request body is too large",
+            Self::UnsupportedMediaType => "The request body must be JSON",
+            Self::ValidationFailed => "Some fields are not acceptable",
+            Self::RateLimited => "Too many requests",
+            Self::Overloaded => "The server is busy",
+            Self::NotReady => "The server is not ready",
+            Self::InternalError => "Internal server error",
+        }
+    }
+}
+
+/// One field that failed validation.
+#[derive(Clone, Debug, PartialEq, Eq, Object)]
+pub struct FieldError {
+    /// The request field, e.g. `password`.
+    pub field: String,
+    /// Machine-readable reason, e.g. `too_short`.
+    pub code: String,
+    /// A sentence a person can read.
+    pub message: String,
+}
+
+/// An RFC 9457 problem details object.
+#[derive(Clone, Debug, PartialEq, Eq, Object)]
+pub struct Problem {
+    /// `urn:codeward:problem:<code>`.
+    #[oai(rename = "type")]
+    pub type_: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// The HTTP status code, repeated.
+    pub status: u16,
+    /// What went wrong with this request.
+    #[oai(skip_serializing_if_is_none)]
+    pub detail: Option<String>,
+    /// Machine-readable error code.
+    pub code: ProblemCode,
+    /// Fields that failed validation (422 only).
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<FieldError>>,
+    /// Seconds to wait before retrying (429 only).
+    #[oai(skip_serializing_if_is_none)]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: ProblemCode, detail: impl Into<Option<String>>) -> Self {
+        Self {
+            type_: format!("urn:codeward:problem:{}", code.name()),
+            title: code.title().to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code,
+            errors: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::InternalError,
+            "An unexpected error occurred; it has been logged under this request's X-Request-Id."
+                .to_owned(),
+        )
+    }
+}
+
+/// A `Problem` sent as `application/problem+json`.
+#[derive(Clone, Debug)]
+pub struct ProblemJson(pub Problem);
+
+impl Payload for ProblemJson {
+    const CONTENT_TYPE: &'static str = PROBLEM_CONTENT_TYPE;
+
+    fn schema_ref() -> MetaSchemaRef {
+        Problem::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+impl IntoResponse for ProblemJson {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = self.0.to_json_string();
+        let mut response = Response::builder()
+            .status(status)
+            .content_type(PROBLEM_CONTENT_TYPE)
+            .body(body);
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.0.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The crate-wide type of unexpected failures: always a 500 whose body says nothing about the
+/// cause, while the whole cause chain goes to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl poem::error::ResponseError for InternalError {
+    fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn as_response(&self) -> Response {
+        tracing::error!(error = %error_chain(self), "request failed");
+        ProblemJson(Problem::internal()).into_response()
+    }
+}
+
+impl ApiResponse for InternalError {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "An unexpected failure; the body is generic and the cause is logged.",
+                status: Some(500),
+                status_range: None,
+                content: vec![MetaMediaType {
+                    content_type: PROBLEM_CONTENT_TYPE,
+                    schema: Problem::schema_ref(),
+                }],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+/// `error: cause: cause`, for one log line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns any error that reached the outside of the app into a problem+json response.
+pub async fn error_to_problem(error: poem::Error) -> Response {
+    if error.is::<InternalError>() {
+        return error.into_response();
+    }
+    let status = error.status();
+    let code = match status {
+        StatusCode::NOT_FOUND => ProblemCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ProblemCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ProblemCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemCode::UnsupportedMediaType,
+        StatusCode::UNAUTHORIZED => ProblemCode::Unauthorized,
+        StatusCode::UNPROCESSABLE_ENTITY => ProblemCode::ValidationFailed,
+        StatusCode::TOO_MANY_REQUESTS => ProblemCode::RateLimited,
+        s if s.is_client_error() => ProblemCode::InvalidRequest,
+        _ => ProblemCode::InternalError,
+    };
+    if status.is_server_error() {
+        tracing::error!(error = %error_chain(&error), %status, "request failed");
+        let mut problem = Problem::internal();
+        problem.status = status.as_u16();
+        return ProblemJson(problem).into_response();
+    }
+    // The framework's messages describe the request's shape ("missing field `email`"), never
+    // a value from it, so they are safe and useful to return.
+    let detail = match code {
+        ProblemCode::NotFound => "No such path.".to_owned(),
+        ProblemCode::MethodNotAllowed => "This path does not accept this HTTP method.".to_owned(),
+        _ => error.to_string(),
+    };
+    ProblemJson(Problem::new(status, code, detail)).into_response()
+}
+
+/// The response to a panic inside a handler: a generic 500, the panic message only in the log.
+pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "handler panicked");
+    ProblemJson(Problem::internal()).into_response()
+}

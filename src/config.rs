@@ -1,0 +1,512 @@
+//! Configuration: one `Config`, every field a flag and a `CODEWARD_*` environment variable.
+//!
+//! The flag and variable names are part of the operator contract (README "Configuration").
+//! Secrets are typed so that `Debug` and `check-config` never print them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use clap::{Args, ValueEnum};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+/// Which rules apply to secrets and defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Insecure fixed dev pepper allowed (with a warning); emails may go to a folder.
+    Development,
+    /// Missing or weak secrets stop the start.
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting of codeward. Global, so flags may stand before or after the subcommand.
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Address and port the HTTP server listens on (port 0 picks a free one).
+    #[arg(long, env = "CODEWARD_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// Database URL: sqlite://…, postgres://… or mysql://… (MariaDB too).
+    #[arg(
+        long,
+        env = "CODEWARD_DATABASE_URL",
+        default_value = "sqlite://codeward.db?mode=rwc",
+        value_parser = parse_database_url,
+        global = true
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// Most database connections per instance.
+    #[arg(long, env = "CODEWARD_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub database_max_connections: u32,
+
+    /// Do not apply pending migrations when `serve` starts (run `codeward migrate up` yourself).
+    #[arg(long, env = "CODEWARD_SKIP_MIGRATIONS", global = true)]
+    pub skip_migrations: bool,
+
+    /// `development` or `production`; production refuses missing or weak secrets.
+    #[arg(long = "env", env = "CODEWARD_ENV", value_enum, default_value = "development", global = true)]
+    pub environment: Environment,
+
+    /// Current key for hashing codes and counters: `<key id>:<base64 of ≥32 bytes>`.
+    #[arg(long, env = "CODEWARD_PEPPER", value_parser = Pepper::parse, global = true)]
+    pub pepper: Option<Pepper>,
+
+    /// Retired keys that still verify what they hashed, comma-separated, same form.
+    #[arg(long, env = "CODEWARD_PREVIOUS_PEPPERS", value_parser = Pepper::parse,
+          value_delimiter = ',', global = true)]
+    pub previous_peppers: Vec<Pepper>,
+
+    /// SMTP server: smtp://user:pass@host:port?tls=required|opportunistic or smtps://…
+    /// Unset: emails are written to the mailbox folder instead.
+    #[arg(long, env = "CODEWARD_SMTP_URL", value_parser = parse_smtp_url, global = true)]
+    pub smtp_url: Option<SmtpUrl>,
+
+    /// Folder the development mailbox writes `.eml` files into when no SMTP URL is set.
+    #[arg(long, env = "CODEWARD_MAILBOX_DIR", default_value = "./mailbox", global = true)]
+    pub mailbox_dir: PathBuf,
+
+    /// Sender of every email, e.g. `Example <no-reply@example.com>`.
+    #[arg(long, env = "CODEWARD_MAIL_FROM", default_value = "codeward <no-reply@localhost>", global = true)]
+    pub mail_from: String,
+
+    /// Product name shown in email subjects and bodies.
+    #[arg(long, env = "CODEWARD_APP_NAME", default_value = "codeward", global = true)]
+    pub app_name: String,
+
+    /// Proxies whose X-Forwarded-For is believed, as a comma-separated CIDR list.
+    #[arg(long, env = "CODEWARD_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Log line format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "CODEWARD_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's EnvFilter syntax.
+    #[arg(long, env = "CODEWARD_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "CODEWARD_MAX_BODY_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024), global = true)]
+    pub max_body_bytes: u64,
+
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "CODEWARD_SHUTDOWN_GRACE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
+    pub shutdown_grace_secs: u64,
+
+    /// Seconds a code stays valid.
+    #[arg(long, env = "CODEWARD_CODE_TTL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
+    pub code_ttl_secs: u64,
+
+    /// Wrong attempts a code survives; then it is dead even for the right digits.
+    #[arg(long, env = "CODEWARD_CODE_MAX_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=20), global = true)]
+    pub code_max_attempts: u32,
+
+    /// Seconds before another code may be sent to the same address for the same purpose.
+    #[arg(long, env = "CODEWARD_CODE_RESEND_COOLDOWN_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
+    pub code_resend_cooldown_secs: u64,
+
+    /// Seconds an access token lives.
+    #[arg(long, env = "CODEWARD_ACCESS_TOKEN_TTL_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
+    pub access_token_ttl_secs: u64,
+
+    /// argon2id memory cost in KiB.
+    #[arg(long, env = "CODEWARD_ARGON2_MEMORY_KIB", default_value_t = 19_456,
+          value_parser = clap::value_parser!(u32).range(8..=4_194_304), global = true)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id iterations (time cost).
+    #[arg(long, env = "CODEWARD_ARGON2_ITERATIONS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub argon2_iterations: u32,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Key id of the built-in development pepper; production refuses it.
+pub const DEV_PEPPER_KEY_ID: &str = "dev";
+const DEV_PEPPER_BYTES: &[u8; 32] = b"codeward-insecure-dev-pepper-32b";
+
+impl Config {
+    /// Checks what flags cannot check one at a time, and picks the dev pepper where allowed.
+    /// Returns warnings an operator should see in the start-up log.
+    pub fn validate(&mut self) -> Result<Vec<String>, ConfigError> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let production = self.environment == Environment::Production;
+
+        match &self.pepper {
+            None if production => problems.push(
+                "CODEWARD_PEPPER is required in production: generate one with \
+                 `echo \"k1:$(openssl rand -base64 32)\"`"
+                    .to_owned(),
+            ),
+            None => {
+                warnings.push(
+                    "CODEWARD_PEPPER is unset: using the built-in INSECURE development pepper; \
+                     never run like this with real users"
+                        .to_owned(),
+                );
+                self.pepper = Some(Pepper::development());
+            }
+            Some(pepper) if production => {
+                if let Some(weakness) = pepper.weakness() {
+                    problems.push(format!("CODEWARD_PEPPER {weakness}"));
+                }
+            }
+            Some(_) => {}
+        }
+        for previous in &self.previous_peppers {
+            if production && let Some(weakness) = previous.weakness() {
+                problems.push(format!(
+                    "CODEWARD_PREVIOUS_PEPPERS key {:?} {weakness}",
+                    previous.key_id
+                ));
+            }
+        }
+        let mut key_ids: Vec<&str> = self.peppers().map(|p| p.key_id.as_str()).collect();
+        key_ids.sort_unstable();
+        if let Some(w) = key_ids.windows(2).find(|w| w[0] == w[1]) {
+            problems.push(format!(
+                "pepper key id {:?} is used twice; every key needs its own id",
+                w[0]
+            ));
+        }
+
+        if production && self.smtp_url.is_none() {
+            problems.push(
+                "CODEWARD_SMTP_URL is required in production: without it emails only reach a local folder"
+                    .to_owned(),
+            );
+        }
+        if self.app_name.trim().is_empty() {
+            problems.push("CODEWARD_APP_NAME must not be empty".to_owned());
+        }
+        if self.mail_from.trim().is_empty() {
+            problems.push("CODEWARD_MAIL_FROM must not be empty".to_owned());
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            problems.push(format!("CODEWARD_LOG is not a valid filter: {error}"));
+        }
+
+        if problems.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// The current pepper first, then the previous ones.
+    pub fn peppers(&self) -> impl Iterator<Item = &Pepper> {
+        self.pepper.iter().chain(&self.previous_peppers)
+    }
+
+    /// The effective configuration as `VARIABLE=value` lines, secrets masked.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let list = |items: Vec<String>| {
+            if items.is_empty() {
+                "(none)".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        vec![
+            ("CODEWARD_LISTEN", self.listen.to_string()),
+            ("CODEWARD_DATABASE_URL", self.database_url.masked()),
+            (
+                "CODEWARD_DATABASE_MAX_CONNECTIONS",
+                self.database_max_connections.to_string(),
+            ),
+            ("CODEWARD_SKIP_MIGRATIONS", self.skip_migrations.to_string()),
+            ("CODEWARD_ENV", value_name(self.environment)),
+            (
+                "CODEWARD_PEPPER",
+                self.pepper
+                    .as_ref()
+                    .map_or("(unset)".to_owned(), Pepper::masked),
+            ),
+            (
+                "CODEWARD_PREVIOUS_PEPPERS",
+                list(self.previous_peppers.iter().map(Pepper::masked).collect()),
+            ),
+            (
+                "CODEWARD_SMTP_URL",
+                self.smtp_url
+                    .as_ref()
+                    .map_or("(unset: development mailbox folder)".to_owned(), SmtpUrl::masked),
+            ),
+            ("CODEWARD_MAILBOX_DIR", self.mailbox_dir.display().to_string()),
+            ("CODEWARD_MAIL_FROM", self.mail_from.clone()),
+            ("CODEWARD_APP_NAME", self.app_name.clone()),
+            (
+                "CODEWARD_TRUSTED_PROXIES",
+                list(self.trusted_proxies.iter().map(ToString::to_string).collect()),
+            ),
+            ("CODEWARD_LOG_FORMAT", value_name(self.log_format)),
+            ("CODEWARD_LOG", self.log.clone()),
+            ("CODEWARD_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("CODEWARD_SHUTDOWN_GRACE_SECS", self.shutdown_grace_secs.to_string()),
+            ("CODEWARD_CODE_TTL_SECS", self.code_ttl_secs.to_string()),
+            ("CODEWARD_CODE_MAX_ATTEMPTS", self.code_max_attempts.to_string()),
+            (
+                "CODEWARD_CODE_RESEND_COOLDOWN_SECS",
+                self.code_resend_cooldown_secs.to_string(),
+            ),
+            (
+                "CODEWARD_ACCESS_TOKEN_TTL_SECS",
+                self.access_token_ttl_secs.to_string(),
+            ),
+            ("CODEWARD_ARGON2_MEMORY_KIB", self.argon2_memory_kib.to_string()),
+            ("CODEWARD_ARGON2_ITERATIONS", self.argon2_iterations.to_string()),
+        ]
+    }
+}
+
+fn value_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+/// A named HMAC key. The key bytes never print: `Debug` shows only the key id.
+#[derive(Clone)]
+pub struct Pepper {
+    pub key_id: String,
+    key: Arc<SecretBox<[u8]>>,
+}
+
+impl Pepper {
+    /// Parses `<key id>:<base64 of ≥32 bytes>`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let (key_id, encoded) = value
+            .trim()
+            .split_once(':')
+            .ok_or("expected `<key id>:<base64 key>`")?;
+        let valid_id = !key_id.is_empty()
+            && key_id.len() <= 32
+            && key_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_id {
+            return Err("the key id must be 1 to 32 characters of A-Z, a-z, 0-9, - or _".into());
+        }
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(encoded))
+            .map_err(|_| "the key is not valid base64")?;
+        if key.len() < 32 {
+            return Err(format!(
+                "the key is {} bytes; at least 32 are required",
+                key.len()
+            ));
+        }
+        Ok(Self::new(key_id, key))
+    }
+
+    fn new(key_id: &str, key: Vec<u8>) -> Self {
+        Self {
+            key_id: key_id.to_owned(),
+            key: Arc::new(SecretBox::new(key.into_boxed_slice())),
+        }
+    }
+
+    fn development() -> Self {
+        Self::new(DEV_PEPPER_KEY_ID, DEV_PEPPER_BYTES.to_vec())
+    }
+
+    /// Why production must not use this key, if it must not.
+    fn weakness(&self) -> Option<&'static str> {
+        let key = self.key.expose_secret();
+        let mut distinct = [false; 256];
+        key.iter().for_each(|&b| distinct[usize::from(b)] = true);
+        if key == DEV_PEPPER_BYTES || self.key_id == DEV_PEPPER_KEY_ID {
+            Some("is the insecure development pepper")
+        } else if distinct.iter().filter(|&&seen| seen).count() < 16 {
+            Some("has too little variety to be random: generate it with `openssl rand -base64 32`")
+        } else {
+            None
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        self.key.expose_secret()
+    }
+
+    fn masked(&self) -> String {
+        format!("{}:<secret>", self.key_id)
+    }
+}
+
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// A database URL whose password, if any, never prints.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" => {
+            Ok(DatabaseUrl(SecretString::from(value)))
+        }
+        other => Err(format!(
+            "unsupported scheme {other:?}: use sqlite://, postgres:// or mysql://"
+        )),
+    }
+}
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn masked(&self) -> String {
+        mask_url_password(self.expose())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+/// The SMTP relay URL; carries a password, so it never prints.
+#[derive(Clone)]
+pub struct SmtpUrl(SecretString);
+
+fn parse_smtp_url(value: &str) -> Result<SmtpUrl, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "smtp" | "smtps") {
+        return Err("use smtp://host:port or smtps://host:port".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the SMTP URL needs a host".into());
+    }
+    Ok(SmtpUrl(SecretString::from(value)))
+}
+
+impl SmtpUrl {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn masked(&self) -> String {
+        mask_url_password(self.expose())
+    }
+}
+
+impl fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+fn mask_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            // Cannot fail: a URL that has a password can hold one. The placeholder is swapped
+            // afterwards because `Url` would percent-encode `<` and `>`.
+            let _ = url.set_password(Some("SECRET"));
+            url.to_string().replacen(":SECRET@", ":<secret>@", 1)
+        }
+        Ok(url) => url.to_string(),
+        Err(_) => "<secret>".to_owned(),
+    }
+}
+
+/// The README's configuration table, generated from the CLI definition so they cannot drift.
+pub fn markdown_table() -> String {
+    let command = <crate::cli::Cli as clap::CommandFactory>::command();
+    let mut out = String::from("| variable | flag | default | meaning |\n|---|---|---|---|\n");
+    for arg in command.get_arguments() {
+        let Some(env) = arg.get_env() else { continue };
+        let default = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        let default = if default.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("`{default}`")
+        };
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string().replace('\n', " "))
+            .unwrap_or_default()
+            .replace('|', "\\|");
+        let flag = arg.get_long().map_or(String::new(), |l| format!("`--{l}`"));
+        out.push_str(&format!(
+            "| `{}` | {flag} | {default} | {help} |\n",
+            env.to_string_lossy()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pepper_prints_only_its_key_id() {
+        let pepper = Pepper::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
+        assert_eq!(format!("{pepper:?}"), "k1:<secret>");
+        assert_eq!(pepper.key().len(), 32);
+    }
+
+    #[test]
+    fn bad_peppers_are_refused_with_a_reason() {
+        let cases = [
+            ("", "no separator"),
+            ("k1", "no separator"),
+            (":AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "empty key id"),
+            ("k 1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "space in key id"),
+            ("k1:not base64!", "not base64"),
+            ("k1:AAECAwQFBgcICQoLDA0ODw==", "16 bytes only"),
+        ];
+        for (value, why) in cases {
+            assert!(Pepper::parse(value).is_err(), "{why}: {value:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn urls_print_without_their_password() {
+        assert_eq!(
+            mask_url_password("postgres://app:hunter2@db:5432/codeward"),
+            "postgres://app:<secret>@db:5432/codeward"
+        );
+        assert_eq!(
+            mask_url_password("sqlite://codeward.db?mode=rwc"),
+            "sqlite://codeward.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! The `codeward` binary: parse the command line, set up logging, run the chosen command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use codeward::cli::{Cli, Command, MigrateAction};
+use codeward::config::Config;
+use codeward::{api, db, startup::Application, telemetry};
+use migration::{Migrator, MigratorTrait};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let Cli {
+        command,
+        mut config,
+    } = Cli::parse();
+    let command = command.unwrap_or(Command::Serve);
+
+    if let Command::Openapi { json } = command {
+        println!("{}", if json { api::spec_json() } else { api::spec_yaml() });
+        return ExitCode::SUCCESS;
+    }
+
+    let warnings = match config.validate() {
+        Ok(warnings) => warnings,
+        Err(error) => {
+            eprintln!("codeward: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&config);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+
+    let result = match command {
+        Command::CheckConfig => {
+            check_config(&config);
+            Ok(())
+        }
+        Command::Serve => serve(config).await,
+        Command::Migrate { action } => migrate(&config, action).await,
+        Command::Openapi { .. } => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(config: &Config) {
+    println!("configuration is valid; effective settings:");
+    for (name, value) in config.describe() {
+        println!("{name}={value}");
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
+    let db = db::connect(config).await?;
+    match action {
+        MigrateAction::Up => Migrator::up(&db, None).await?,
+        MigrateAction::Down { steps } => Migrator::down(&db, Some(steps)).await?,
+        MigrateAction::Status => {
+            for migration in Migrator::get_migration_with_status(&db).await? {
+                println!("{}\t{}", migration.status(), migration.name());
+            }
+        }
+    }
+    Ok(())
+}

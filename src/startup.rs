@@ -1,0 +1,123 @@
+//! Builds the application from a `Config`: database, migrations, routes, listener; runs it until
+//! SIGTERM or Ctrl-C, letting in-flight requests finish.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use poem::listener::TcpAcceptor;
+use poem::middleware::CatchPanic;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Route, Server};
+
+use crate::api::middleware::{BodyLimit, RequestContext};
+use crate::api::problem::{error_to_problem, panic_to_problem};
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::db;
+
+pub struct Application {
+    acceptor: TcpAcceptor,
+    local_addr: std::net::SocketAddr,
+    endpoint: poem::endpoint::BoxEndpoint<'static>,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Connects to the database, applies pending migrations (unless told not to) and binds the
+    /// listener; port 0 picks a free port, which `port()` then tells.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config)
+            .await
+            .with_context(|| format!("cannot connect to {}", config.database_url.masked()))?;
+        if config.skip_migrations {
+            tracing::info!("not applying migrations (CODEWARD_SKIP_MIGRATIONS)");
+        } else {
+            db::migrate_up(&db).await.context("cannot apply migrations")?;
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
+        let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+        let state = AppState {
+            db,
+            config: Arc::new(config),
+        };
+        let endpoint = with_middleware(routes().data(state), max_body_bytes).boxed();
+        Ok(Self {
+            acceptor,
+            local_addr,
+            endpoint,
+            shutdown_grace,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then gives in-flight requests the grace period.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr, "codeward listening");
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.endpoint, signal, Some(self.shutdown_grace))
+            .await
+    }
+}
+
+/// Every path codeward serves.
+pub fn routes() -> Route {
+    let service = api::service();
+    Route::new()
+        .at("/docs", service.swagger_ui())
+        .at("/openapi.json", service.spec_endpoint())
+        .at("/openapi.yaml", service.spec_endpoint_yaml())
+        .nest("/", service)
+}
+
+/// The layers every request passes through, innermost first: panics become a 500 problem, the
+/// body limit applies before any handler work, every error becomes problem+json, and the
+/// request gets its id, access log line and `Cache-Control`.
+pub fn with_middleware(endpoint: impl IntoEndpoint, max_body_bytes: usize) -> impl Endpoint<Output = poem::Response> {
+    endpoint
+        .into_endpoint()
+        .with(CatchPanic::new().with_handler(panic_to_problem))
+        .with(BodyLimit {
+            max_bytes: max_body_bytes,
+        })
+        .catch_all_error(error_to_problem)
+        .with(RequestContext)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
