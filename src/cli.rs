@@ -30,6 +30,9 @@ pub enum Command {
     },
     /// Validate the configuration and print it, secrets masked.
     CheckConfig,
+    /// Print the README's configuration table (for maintainers).
+    #[command(hide = true)]
+    ConfigTable,
 }
 
 #[derive(Debug, Subcommand)]

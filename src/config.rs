@@ -40,7 +40,8 @@ pub struct Config {
         long,
         env = "CODEWARD_DATABASE_URL",
         default_value = "sqlite://codeward.db?mode=rwc",
-        value_parser = parse_database_url,
+        value_parser = wrap_secret::<DatabaseUrl>,
+        hide_env_values = true,
         global = true
     )]
     pub database_url: DatabaseUrl,
@@ -59,17 +60,23 @@ pub struct Config {
     pub environment: Environment,
 
     /// Current key for hashing codes and counters: `<key id>:<base64 of ≥32 bytes>`.
-    #[arg(long, env = "CODEWARD_PEPPER", value_parser = Pepper::parse, global = true)]
-    pub pepper: Option<Pepper>,
+    #[arg(long = "pepper", env = "CODEWARD_PEPPER", value_parser = wrap_secret::<SecretString>,
+          hide_env_values = true, global = true)]
+    pepper_setting: Option<SecretString>,
 
     /// Retired keys that still verify what they hashed, comma-separated, same form.
-    #[arg(long, env = "CODEWARD_PREVIOUS_PEPPERS", value_parser = Pepper::parse,
-          value_delimiter = ',', global = true)]
-    pub previous_peppers: Vec<Pepper>,
+    #[arg(long = "previous-peppers", env = "CODEWARD_PREVIOUS_PEPPERS",
+          value_parser = wrap_secret::<SecretString>, hide_env_values = true, global = true)]
+    previous_peppers_setting: Option<SecretString>,
+
+    /// The parsed keys, current first; filled in by `validate`.
+    #[arg(skip)]
+    pub peppers: Vec<Pepper>,
 
     /// SMTP server: smtp://user:pass@host:port?tls=required|opportunistic or smtps://…
     /// Unset: emails are written to the mailbox folder instead.
-    #[arg(long, env = "CODEWARD_SMTP_URL", value_parser = parse_smtp_url, global = true)]
+    #[arg(long, env = "CODEWARD_SMTP_URL", value_parser = wrap_secret::<SmtpUrl>,
+          hide_env_values = true, global = true)]
     pub smtp_url: Option<SmtpUrl>,
 
     /// Folder the development mailbox writes `.eml` files into when no SMTP URL is set.
@@ -156,7 +163,19 @@ impl Config {
         let mut warnings = Vec::new();
         let production = self.environment == Environment::Production;
 
-        match &self.pepper {
+        if let Err(why) = self.database_url.check() {
+            problems.push(format!("CODEWARD_DATABASE_URL {why}"));
+        }
+        if let Some(Err(why)) = self.smtp_url.as_ref().map(SmtpUrl::check) {
+            problems.push(format!("CODEWARD_SMTP_URL {why}"));
+        }
+
+        self.peppers.clear();
+        match &self.pepper_setting {
+            Some(value) => match Pepper::parse(value.expose_secret()) {
+                Ok(pepper) => self.peppers.push(pepper),
+                Err(why) => problems.push(format!("CODEWARD_PEPPER: {why}")),
+            },
             None if production => problems.push(
                 "CODEWARD_PEPPER is required in production: generate one with \
                  `echo \"k1:$(openssl rand -base64 32)\"`"
@@ -168,24 +187,32 @@ impl Config {
                      never run like this with real users"
                         .to_owned(),
                 );
-                self.pepper = Some(Pepper::development());
+                self.peppers.push(Pepper::development());
             }
-            Some(pepper) if production => {
+        }
+        let previous = self.previous_peppers_setting.as_ref();
+        for (index, value) in previous
+            .map(|v| v.expose_secret().split(',').collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            match Pepper::parse(value) {
+                Ok(pepper) => self.peppers.push(pepper),
+                Err(why) => problems.push(format!(
+                    "CODEWARD_PREVIOUS_PEPPERS entry {}: {why}",
+                    index + 1
+                )),
+            }
+        }
+        if production {
+            for pepper in &self.peppers {
                 if let Some(weakness) = pepper.weakness() {
-                    problems.push(format!("CODEWARD_PEPPER {weakness}"));
+                    problems.push(format!("pepper {:?} {weakness}", pepper.key_id));
                 }
             }
-            Some(_) => {}
         }
-        for previous in &self.previous_peppers {
-            if production && let Some(weakness) = previous.weakness() {
-                problems.push(format!(
-                    "CODEWARD_PREVIOUS_PEPPERS key {:?} {weakness}",
-                    previous.key_id
-                ));
-            }
-        }
-        let mut key_ids: Vec<&str> = self.peppers().map(|p| p.key_id.as_str()).collect();
+        let mut key_ids: Vec<&str> = self.peppers.iter().map(|p| p.key_id.as_str()).collect();
         key_ids.sort_unstable();
         if let Some(w) = key_ids.windows(2).find(|w| w[0] == w[1]) {
             problems.push(format!(
@@ -217,9 +244,9 @@ impl Config {
         }
     }
 
-    /// The current pepper first, then the previous ones.
-    pub fn peppers(&self) -> impl Iterator<Item = &Pepper> {
-        self.pepper.iter().chain(&self.previous_peppers)
+    /// The key new hashes are made with. `validate` guarantees there is one.
+    pub fn current_pepper(&self) -> Option<&Pepper> {
+        self.peppers.first()
     }
 
     /// The effective configuration as `VARIABLE=value` lines, secrets masked.
@@ -242,13 +269,12 @@ impl Config {
             ("CODEWARD_ENV", value_name(self.environment)),
             (
                 "CODEWARD_PEPPER",
-                self.pepper
-                    .as_ref()
+                self.current_pepper()
                     .map_or("(unset)".to_owned(), Pepper::masked),
             ),
             (
                 "CODEWARD_PREVIOUS_PEPPERS",
-                list(self.previous_peppers.iter().map(Pepper::masked).collect()),
+                list(self.peppers.iter().skip(1).map(Pepper::masked).collect()),
             ),
             (
                 "CODEWARD_SMTP_URL",
@@ -368,19 +394,29 @@ impl fmt::Debug for Pepper {
 #[derive(Clone)]
 pub struct DatabaseUrl(SecretString);
 
-fn parse_database_url(value: &str) -> Result<DatabaseUrl, String> {
-    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
-    match url.scheme() {
-        "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" => {
-            Ok(DatabaseUrl(SecretString::from(value)))
-        }
-        other => Err(format!(
-            "unsupported scheme {other:?}: use sqlite://, postgres:// or mysql://"
-        )),
+/// Wraps a secret-bearing value as it is; clap echoes a refused value in its error, so the
+/// checks that could refuse it run in `Config::validate`, whose messages never quote it.
+fn wrap_secret<T: From<SecretString>>(value: &str) -> Result<T, std::convert::Infallible> {
+    Ok(T::from(SecretString::from(value)))
+}
+
+impl From<SecretString> for DatabaseUrl {
+    fn from(value: SecretString) -> Self {
+        Self(value)
     }
 }
 
 impl DatabaseUrl {
+    fn check(&self) -> Result<(), String> {
+        let url = url::Url::parse(self.expose()).map_err(|e| format!("is not a URL ({e})"))?;
+        match url.scheme() {
+            "sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb" => Ok(()),
+            other => Err(format!(
+                "has the unsupported scheme {other:?}: use sqlite://, postgres:// or mysql://"
+            )),
+        }
+    }
+
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }
@@ -400,18 +436,24 @@ impl fmt::Debug for DatabaseUrl {
 #[derive(Clone)]
 pub struct SmtpUrl(SecretString);
 
-fn parse_smtp_url(value: &str) -> Result<SmtpUrl, String> {
-    let url = url::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "smtp" | "smtps") {
-        return Err("use smtp://host:port or smtps://host:port".into());
+impl From<SecretString> for SmtpUrl {
+    fn from(value: SecretString) -> Self {
+        Self(value)
     }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("the SMTP URL needs a host".into());
-    }
-    Ok(SmtpUrl(SecretString::from(value)))
 }
 
 impl SmtpUrl {
+    fn check(&self) -> Result<(), String> {
+        let url = url::Url::parse(self.expose()).map_err(|e| format!("is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "smtp" | "smtps") {
+            return Err("must start with smtp:// or smtps://".into());
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("needs a host".into());
+        }
+        Ok(())
+    }
+
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
+use sea_orm::EntityTrait;
+use migration::seaql_migrations;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
@@ -42,12 +44,22 @@ pub async fn readiness(db: &DatabaseConnection) -> Result<(), String> {
     db.execute_unprepared("SELECT 1")
         .await
         .map_err(|_| "database unreachable".to_owned())?;
-    let pending = Migrator::get_pending_migrations(db)
+    // Read the migrations table directly: sea-orm-migration's status helpers create the table
+    // when it is missing, and a probe must never write.
+    let applied: Vec<String> = seaql_migrations::Entity::find()
+        .all(db)
         .await
-        .map_err(|_| "migration status unreadable".to_owned())?;
-    if pending.is_empty() {
+        .map_err(|_| "migrations pending (none applied yet)".to_owned())?
+        .into_iter()
+        .map(|row| row.version)
+        .collect();
+    let pending = Migrator::migrations()
+        .iter()
+        .filter(|migration| !applied.contains(&migration.name().to_owned()))
+        .count();
+    if pending == 0 {
         Ok(())
     } else {
-        Err(format!("{} migration(s) pending", pending.len()))
+        Err(format!("{pending} migration(s) pending"))
     }
 }

@@ -16,9 +16,17 @@ async fn main() -> ExitCode {
     } = Cli::parse();
     let command = command.unwrap_or(Command::Serve);
 
-    if let Command::Openapi { json } = command {
-        println!("{}", if json { api::spec_json() } else { api::spec_yaml() });
-        return ExitCode::SUCCESS;
+    // These two print documents and need no valid configuration.
+    match command {
+        Command::Openapi { json } => {
+            println!("{}", if json { api::spec_json() } else { api::spec_yaml() });
+            return ExitCode::SUCCESS;
+        }
+        Command::ConfigTable => {
+            print!("{}", codeward::config::markdown_table());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
 
     let warnings = match config.validate() {
@@ -28,7 +36,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&config);
+    telemetry::init(&config.log, config.log_format);
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -40,7 +48,7 @@ async fn main() -> ExitCode {
         }
         Command::Serve => serve(config).await,
         Command::Migrate { action } => migrate(&config, action).await,
-        Command::Openapi { .. } => Ok(()),
+        Command::Openapi { .. } | Command::ConfigTable => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -61,7 +61,8 @@ impl Application {
 
     /// Serves until SIGTERM or Ctrl-C.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.run_until(shutdown_signal()).await
+        let signal = shutdown_signal()?;
+        self.run_until(signal).await
     }
 
     /// Serves until `signal` completes, then gives in-flight requests the grace period.
@@ -77,7 +78,7 @@ impl Application {
 pub fn routes() -> Route {
     let service = api::service();
     Route::new()
-        .at("/docs", service.swagger_ui())
+        .nest("/docs", service.swagger_ui())
         .at("/openapi.json", service.spec_endpoint())
         .at("/openapi.yaml", service.spec_endpoint_yaml())
         .nest("/", service)
@@ -97,27 +98,17 @@ pub fn with_middleware(endpoint: impl IntoEndpoint, max_body_bytes: usize) -> im
         .with(RequestContext)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed before this returns, so
+/// a signal that arrives right after start-up is not lost.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    })
 }

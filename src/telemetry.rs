@@ -2,16 +2,16 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogFormat};
+use crate::config::LogFormat;
 
 /// Installs the global subscriber. Logs go to stderr so `codeward openapi` output stays clean.
-pub fn init(config: &Config) {
-    // `validate` already refused an invalid filter; fall back rather than panic if called first.
-    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(filter: &str, format: LogFormat) {
+    // `Config::validate` already refused an invalid filter; fall back rather than panic.
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let result = match config.log_format {
+    let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };

@@ -1,6 +1,7 @@
 //! codeward's schema, one migration per change, each with `up` and `down`.
 
 pub use sea_orm_migration::prelude::*;
+pub use sea_orm_migration::seaql_migrations;
 
 mod columns;
 mod m20261122_000001_create_users;

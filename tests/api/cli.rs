@@ -1,0 +1,188 @@
+//! The `codeward` binary as an operator runs it: check-config, refusals, openapi, shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KEY_A: &str = "k1:rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=";
+const KEY_A_SECRET: &str = "rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=";
+const KEY_B: &str = "k0:af0vwBWD3rB1MxphEQnO7kzTfg4UWKuUWzVf7lnZiis=";
+const KEY_B_SECRET: &str = "af0vwBWD3rB1MxphEQnO7kzTfg4UWKuUWzVf7lnZiis=";
+/// 32 zero bytes: valid base64 and long enough, but not random.
+const ZERO_KEY: &str = "z1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+/// Runs the binary with exactly these variables (nothing inherited from the developer's shell).
+fn codeward(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_codeward"))
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .expect("codeward binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_with_every_secret_masked() {
+    let output = codeward(
+        &["check-config"],
+        &[
+            ("CODEWARD_ENV", "production"),
+            ("CODEWARD_PEPPER", KEY_A),
+            ("CODEWARD_PREVIOUS_PEPPERS", KEY_B),
+            ("CODEWARD_SMTP_URL", "smtp://mailer:smtp-hunter2@mail.example.com:587"),
+            ("CODEWARD_DATABASE_URL", "postgres://app:db-hunter2@db.example.com/codeward"),
+        ],
+    );
+
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "stderr: {stderr}");
+    for secret in [KEY_A_SECRET, KEY_B_SECRET, "smtp-hunter2", "db-hunter2"] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} printed");
+    }
+    assert!(stdout.contains("CODEWARD_PEPPER=k1:<secret>"), "{stdout}");
+    assert!(stdout.contains("CODEWARD_PREVIOUS_PEPPERS=k0:<secret>"), "{stdout}");
+    assert!(stdout.contains("CODEWARD_SMTP_URL=smtp://mailer:<secret>@mail.example.com:587"), "{stdout}");
+    assert!(stdout.contains("CODEWARD_DATABASE_URL=postgres://app:<secret>@db.example.com/codeward"), "{stdout}");
+    assert!(stdout.contains("CODEWARD_CODE_TTL_SECS=600"), "{stdout}");
+    assert!(stdout.contains("CODEWARD_ARGON2_MEMORY_KIB=19456"), "{stdout}");
+}
+
+#[test]
+fn production_refuses_missing_or_weak_secrets_with_a_clear_message() {
+    let smtp = ("CODEWARD_SMTP_URL", "smtp://mail.example.com:587");
+    let production = ("CODEWARD_ENV", "production");
+    let dev_key = "dev:Y29kZXdhcmQtaW5zZWN1cmUtZGV2LXBlcHBlci0zMmI=";
+    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        ("no pepper", vec![production, smtp], "CODEWARD_PEPPER is required in production"),
+        ("the dev pepper", vec![production, smtp, ("CODEWARD_PEPPER", dev_key)], "insecure development pepper"),
+        ("a zero key", vec![production, smtp, ("CODEWARD_PEPPER", ZERO_KEY)], "too little variety"),
+        ("a weak previous key", vec![production, smtp, ("CODEWARD_PEPPER", KEY_A), ("CODEWARD_PREVIOUS_PEPPERS", ZERO_KEY)], "too little variety"),
+        ("no SMTP server", vec![production, ("CODEWARD_PEPPER", KEY_A)], "CODEWARD_SMTP_URL is required in production"),
+        ("a short key", vec![production, smtp, ("CODEWARD_PEPPER", "k1:c2hvcnQ=")], "at least 32 are required"),
+        ("a key without id", vec![production, smtp, ("CODEWARD_PEPPER", KEY_A_SECRET)], "CODEWARD_PEPPER"),
+        ("a key id used twice", vec![production, smtp, ("CODEWARD_PEPPER", KEY_A), ("CODEWARD_PREVIOUS_PEPPERS", KEY_A)], "used twice"),
+    ];
+    for (why, vars, message) in cases {
+        let output = codeward(&["check-config"], &vars);
+
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{why}: {stderr}");
+        assert!(stderr.contains(message), "{why}: expected {message:?} in {stderr}");
+        assert!(!stderr.contains(KEY_A_SECRET), "{why}: the key was printed");
+    }
+}
+
+#[test]
+fn development_runs_without_a_pepper_but_warns_loudly() {
+    let output = codeward(&["check-config"], &[]);
+
+    assert!(output.status.success());
+    assert!(text(&output.stderr).contains("INSECURE development pepper"));
+    assert!(text(&output.stdout).contains("CODEWARD_PEPPER=dev:<secret>"));
+}
+
+#[test]
+fn malformed_settings_are_refused_naming_the_setting_and_never_echoing_secrets() {
+    let cases = [
+        ("CODEWARD_LISTEN", "nowhere", "--listen"),
+        ("CODEWARD_ENV", "staging", "--env"),
+        ("CODEWARD_LOG_FORMAT", "xml", "--log-format"),
+        ("CODEWARD_CODE_TTL_SECS", "5", "--code-ttl-secs"),
+        ("CODEWARD_CODE_MAX_ATTEMPTS", "0", "--code-max-attempts"),
+        ("CODEWARD_ARGON2_MEMORY_KIB", "lots", "--argon2-memory-kib"),
+        ("CODEWARD_TRUSTED_PROXIES", "10.0.0.0/33", "--trusted-proxies"),
+        ("CODEWARD_LOG", "info,[[[", "CODEWARD_LOG"),
+        ("CODEWARD_DATABASE_URL", "redis://u:pw-hunter2@cache", "CODEWARD_DATABASE_URL"),
+        ("CODEWARD_SMTP_URL", "http://u:pw-hunter2@mail", "CODEWARD_SMTP_URL"),
+        ("CODEWARD_PEPPER", "k1:pw-hunter2", "CODEWARD_PEPPER"),
+    ];
+    for (name, value, mentioned) in cases {
+        let output = codeward(&["check-config"], &[(name, value)]);
+
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(stderr.contains(mentioned), "{name}: expected {mentioned:?} in {stderr}");
+        assert!(!stderr.contains("hunter2"), "{name}: the secret was echoed: {stderr}");
+    }
+}
+
+#[test]
+fn help_never_shows_the_values_of_secret_variables() {
+    let output = codeward(
+        &["--help"],
+        &[("CODEWARD_PEPPER", KEY_A), ("CODEWARD_SMTP_URL", "smtp://u:smtp-hunter2@m")],
+    );
+
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("CODEWARD_PEPPER"), "{stdout}");
+    assert!(!stdout.contains(KEY_A_SECRET) && !stdout.contains("smtp-hunter2"), "{stdout}");
+}
+
+#[test]
+fn flags_work_as_well_as_variables() {
+    let output = codeward(&["check-config", "--code-ttl-secs", "900", "--app-name", "Acme"], &[]);
+
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.contains("CODEWARD_CODE_TTL_SECS=900"), "{stdout}");
+    assert!(stdout.contains("CODEWARD_APP_NAME=Acme"), "{stdout}");
+}
+
+#[test]
+fn openapi_prints_yaml_and_json_of_the_same_spec() {
+    let yaml = codeward(&["openapi"], &[]);
+    let json = codeward(&["openapi", "--json"], &[]);
+
+    assert!(yaml.status.success() && json.status.success());
+    let from_yaml: serde_json::Value = serde_yaml::from_slice(&yaml.stdout).expect("YAML");
+    let from_json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(from_yaml, from_json);
+    assert_eq!(from_json["info"]["title"], "codeward");
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codeward"))
+        .arg("serve")
+        .env_clear()
+        .env("CODEWARD_LISTEN", "127.0.0.1:0")
+        .env("CODEWARD_DATABASE_URL", &database)
+        .env("CODEWARD_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("codeward listening"))
+        .expect("a start-up line");
+    let log: serde_json::Value = serde_json::from_str(&listening).expect("JSON log line");
+    assert_eq!(log["level"], "INFO");
+    let addr = log["addr"].as_str().unwrap().to_owned();
+    let health = std::net::TcpStream::connect(&addr);
+    assert!(health.is_ok(), "listening on {addr}");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    assert!(status.success(), "exit status {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{rest:?}");
+}

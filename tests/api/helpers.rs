@@ -1,0 +1,164 @@
+//! `spawn_app()`: the real server on port 0 against a fresh database of its own.
+
+use std::time::Duration;
+
+use clap::Parser;
+use codeward::cli::Cli;
+use codeward::config::Config;
+use codeward::startup::Application;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A database created for one test; SQLite files live in `_dir`, removed on drop.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<TempDir>,
+}
+
+/// Which database server the suite runs against, from the environment.
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+    MySql(String),
+}
+
+pub fn backend() -> Backend {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(url) = var("CODEWARD_TEST_POSTGRES_URL") {
+        Backend::Postgres(url)
+    } else if let Some(url) = var("CODEWARD_TEST_MYSQL_URL") {
+        Backend::MySql(url)
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// Creates an empty database no other test uses. On a server this is a new database named
+/// `cw_test_<uuid>`; `.ci/run` drops leftovers from earlier runs.
+pub async fn fresh_database() -> TestDatabase {
+    let name = format!("cw_test_{}", uuid::Uuid::new_v4().simple());
+    match backend() {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("codeward.db").display()
+            );
+            TestDatabase {
+                url,
+                _dir: Some(dir),
+            }
+        }
+        Backend::Postgres(server) => create_on_server(&server, &format!("CREATE DATABASE \"{name}\""), &name).await,
+        Backend::MySql(server) => create_on_server(&server, &format!("CREATE DATABASE `{name}`"), &name).await,
+    }
+}
+
+async fn create_on_server(server_url: &str, create: &str, name: &str) -> TestDatabase {
+    let admin = Database::connect(server_url)
+        .await
+        .unwrap_or_else(|e| panic!("test database server {server_url} unreachable: {e}"));
+    admin
+        .execute_unprepared(create)
+        .await
+        .expect("create test database");
+    admin.close().await.expect("close admin connection");
+    let mut url = url::Url::parse(server_url).expect("server URL");
+    url.set_path(&format!("/{name}"));
+    TestDatabase {
+        url: url.to_string(),
+        _dir: None,
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database: TestDatabase,
+    _mailbox: TempDir,
+}
+
+/// Configuration for a test app: the given flags on top of port 0, the test database and a
+/// private mailbox folder.
+pub fn test_config(database_url: &str, mailbox: &TempDir, extra: &[&str]) -> Config {
+    let mut args = vec![
+        "codeward".to_owned(),
+        "--listen=127.0.0.1:0".to_owned(),
+        format!("--database-url={database_url}"),
+        format!("--mailbox-dir={}", mailbox.path().display()),
+        "--database-max-connections=5".to_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let mut config = Cli::try_parse_from(args).expect("test flags").config;
+    config.validate().expect("valid test config");
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the real server (all middleware, real listener) with extra flags.
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        codeward::telemetry::init("info", codeward::config::LogFormat::Text);
+    }
+    let database = fresh_database().await;
+    let mailbox = tempfile::tempdir().expect("mailbox dir");
+    let config = test_config(&database.url, &mailbox, extra);
+    let app = Application::build(config).await.expect("application builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client"),
+        database,
+        _mailbox: mailbox,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn connect_db(&self) -> DatabaseConnection {
+        Database::connect(&self.database.url)
+            .await
+            .expect("test database reachable")
+    }
+}
+
+/// Asserts an RFC 9457 answer with the given status and code, and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status of {}", response.url());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "every response carries X-Request-Id"
+    );
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status, "status field equals HTTP status: {body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["type"], format!("urn:codeward:problem:{code}"), "{body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    body
+}

@@ -1,0 +1,76 @@
+//! Migrations run up, down and up again on every backend; `migrate status` reports them.
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::Database;
+
+use crate::helpers::fresh_database;
+
+#[tokio::test]
+async fn migrations_run_up_down_and_up_again() {
+    let database = fresh_database().await;
+    let db = Database::connect(&database.url).await.unwrap();
+    let total = Migrator::migrations().len();
+
+    Migrator::up(&db, None).await.expect("first up");
+    assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), total);
+    assert!(db_has_table(&db, "users").await);
+
+    Migrator::down(&db, None).await.expect("down to nothing");
+    assert!(Migrator::get_applied_migrations(&db).await.unwrap().is_empty());
+    assert!(!db_has_table(&db, "users").await, "down removes what up created");
+
+    Migrator::up(&db, None).await.expect("second up");
+    assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), total);
+    assert!(db_has_table(&db, "users").await);
+}
+
+async fn db_has_table(db: &sea_orm::DatabaseConnection, table: &str) -> bool {
+    let manager = migration::SchemaManager::new(db);
+    manager.has_table(table).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_users_email_is_unique() {
+    use sea_orm::{ActiveModelTrait, Set};
+    let database = fresh_database().await;
+    let db = Database::connect(&database.url).await.unwrap();
+    Migrator::up(&db, None).await.unwrap();
+    let user = |email: &str| entity::users::ActiveModel {
+        id: Set(uuid::Uuid::new_v4()),
+        email: Set(email.to_owned()),
+        password_hash: Set(None),
+        email_verified_at: Set(None),
+        locale: Set("en".to_owned()),
+        created_at: Set(chrono::Utc::now()),
+        updated_at: Set(chrono::Utc::now()),
+    };
+
+    user("ada@example.com").insert(&db).await.expect("first insert");
+    let second = user("ada@example.com").insert(&db).await;
+
+    assert!(second.is_err(), "a second row with the same email must be refused");
+}
+
+#[test]
+fn the_migrate_command_applies_reports_and_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeward"))
+            .args(args)
+            .env_clear()
+            .env("CODEWARD_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    run(&["migrate", "up"]);
+    let applied = run(&["migrate", "status"]);
+    run(&["migrate", "down", "--steps", "1"]);
+    let after_down = run(&["migrate", "status"]);
+
+    assert!(applied.contains("Applied\tm20261122_000001_create_users"), "{applied}");
+    assert!(after_down.contains("Pending\tm20261122_000001_create_users"), "{after_down}");
+}
