@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "codeward", version, about = "An OTP-centric authentication server")]
+#[command(
+    name = "codeward",
+    version,
+    about = "An OTP-centric authentication server"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

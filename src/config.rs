@@ -32,7 +32,12 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Args)]
 pub struct Config {
     /// Address and port the HTTP server listens on (port 0 picks a free one).
-    #[arg(long, env = "CODEWARD_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "CODEWARD_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: SocketAddr,
 
     /// Database URL: sqlite://…, postgres://… or mysql://… (MariaDB too).
@@ -56,7 +61,13 @@ pub struct Config {
     pub skip_migrations: bool,
 
     /// `development` or `production`; production refuses missing or weak secrets.
-    #[arg(long = "env", env = "CODEWARD_ENV", value_enum, default_value = "development", global = true)]
+    #[arg(
+        long = "env",
+        env = "CODEWARD_ENV",
+        value_enum,
+        default_value = "development",
+        global = true
+    )]
     pub environment: Environment,
 
     /// Current key for hashing codes and counters: `<key id>:<base64 of ≥32 bytes>`.
@@ -80,23 +91,49 @@ pub struct Config {
     pub smtp_url: Option<SmtpUrl>,
 
     /// Folder the development mailbox writes `.eml` files into when no SMTP URL is set.
-    #[arg(long, env = "CODEWARD_MAILBOX_DIR", default_value = "./mailbox", global = true)]
+    #[arg(
+        long,
+        env = "CODEWARD_MAILBOX_DIR",
+        default_value = "./mailbox",
+        global = true
+    )]
     pub mailbox_dir: PathBuf,
 
     /// Sender of every email, e.g. `Example <no-reply@example.com>`.
-    #[arg(long, env = "CODEWARD_MAIL_FROM", default_value = "codeward <no-reply@localhost>", global = true)]
+    #[arg(
+        long,
+        env = "CODEWARD_MAIL_FROM",
+        default_value = "codeward <no-reply@localhost>",
+        global = true
+    )]
     pub mail_from: String,
 
     /// Product name shown in email subjects and bodies.
-    #[arg(long, env = "CODEWARD_APP_NAME", default_value = "codeward", global = true)]
+    #[arg(
+        long,
+        env = "CODEWARD_APP_NAME",
+        default_value = "codeward",
+        global = true
+    )]
     pub app_name: String,
 
     /// Proxies whose X-Forwarded-For is believed, as a comma-separated CIDR list.
-    #[arg(long, env = "CODEWARD_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "CODEWARD_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
     pub trusted_proxies: Vec<IpNet>,
 
     /// Log line format: `text` for people, `json` for log collectors.
-    #[arg(long, env = "CODEWARD_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "CODEWARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
 
     /// Log filter in tracing's EnvFilter syntax.
@@ -278,23 +315,38 @@ impl Config {
             ),
             (
                 "CODEWARD_SMTP_URL",
-                self.smtp_url
-                    .as_ref()
-                    .map_or("(unset: development mailbox folder)".to_owned(), SmtpUrl::masked),
+                self.smtp_url.as_ref().map_or(
+                    "(unset: development mailbox folder)".to_owned(),
+                    SmtpUrl::masked,
+                ),
             ),
-            ("CODEWARD_MAILBOX_DIR", self.mailbox_dir.display().to_string()),
+            (
+                "CODEWARD_MAILBOX_DIR",
+                self.mailbox_dir.display().to_string(),
+            ),
             ("CODEWARD_MAIL_FROM", self.mail_from.clone()),
             ("CODEWARD_APP_NAME", self.app_name.clone()),
             (
                 "CODEWARD_TRUSTED_PROXIES",
-                list(self.trusted_proxies.iter().map(ToString::to_string).collect()),
+                list(
+                    self.trusted_proxies
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                ),
             ),
             ("CODEWARD_LOG_FORMAT", value_name(self.log_format)),
             ("CODEWARD_LOG", self.log.clone()),
             ("CODEWARD_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
-            ("CODEWARD_SHUTDOWN_GRACE_SECS", self.shutdown_grace_secs.to_string()),
+            (
+                "CODEWARD_SHUTDOWN_GRACE_SECS",
+                self.shutdown_grace_secs.to_string(),
+            ),
             ("CODEWARD_CODE_TTL_SECS", self.code_ttl_secs.to_string()),
-            ("CODEWARD_CODE_MAX_ATTEMPTS", self.code_max_attempts.to_string()),
+            (
+                "CODEWARD_CODE_MAX_ATTEMPTS",
+                self.code_max_attempts.to_string(),
+            ),
             (
                 "CODEWARD_CODE_RESEND_COOLDOWN_SECS",
                 self.code_resend_cooldown_secs.to_string(),
@@ -303,8 +355,14 @@ impl Config {
                 "CODEWARD_ACCESS_TOKEN_TTL_SECS",
                 self.access_token_ttl_secs.to_string(),
             ),
-            ("CODEWARD_ARGON2_MEMORY_KIB", self.argon2_memory_kib.to_string()),
-            ("CODEWARD_ARGON2_ITERATIONS", self.argon2_iterations.to_string()),
+            (
+                "CODEWARD_ARGON2_MEMORY_KIB",
+                self.argon2_memory_kib.to_string(),
+            ),
+            (
+                "CODEWARD_ARGON2_ITERATIONS",
+                self.argon2_iterations.to_string(),
+            ),
         ]
     }
 }
@@ -530,13 +588,22 @@ mod tests {
         let cases = [
             ("", "no separator"),
             ("k1", "no separator"),
-            (":AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "empty key id"),
-            ("k 1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "space in key id"),
+            (
+                ":AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                "empty key id",
+            ),
+            (
+                "k 1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                "space in key id",
+            ),
             ("k1:not base64!", "not base64"),
             ("k1:AAECAwQFBgcICQoLDA0ODw==", "16 bytes only"),
         ];
         for (value, why) in cases {
-            assert!(Pepper::parse(value).is_err(), "{why}: {value:?} was accepted");
+            assert!(
+                Pepper::parse(value).is_err(),
+                "{why}: {value:?} was accepted"
+            );
         }
     }
 

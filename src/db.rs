@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use migration::seaql_migrations;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::EntityTrait;
-use migration::seaql_migrations;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 

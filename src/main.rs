@@ -19,7 +19,14 @@ async fn main() -> ExitCode {
     // These two print documents and need no valid configuration.
     match command {
         Command::Openapi { json } => {
-            println!("{}", if json { api::spec_json() } else { api::spec_yaml() });
+            println!(
+                "{}",
+                if json {
+                    api::spec_json()
+                } else {
+                    api::spec_yaml()
+                }
+            );
             return ExitCode::SUCCESS;
         }
         Command::ConfigTable => {

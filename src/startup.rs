@@ -33,7 +33,9 @@ impl Application {
         if config.skip_migrations {
             tracing::info!("not applying migrations (CODEWARD_SKIP_MIGRATIONS)");
         } else {
-            db::migrate_up(&db).await.context("cannot apply migrations")?;
+            db::migrate_up(&db)
+                .await
+                .context("cannot apply migrations")?;
         }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -87,7 +89,10 @@ pub fn routes() -> Route {
 /// The layers every request passes through, innermost first: panics become a 500 problem, the
 /// body limit applies before any handler work, every error becomes problem+json, and the
 /// request gets its id, access log line and `Cache-Control`.
-pub fn with_middleware(endpoint: impl IntoEndpoint, max_body_bytes: usize) -> impl Endpoint<Output = poem::Response> {
+pub fn with_middleware(
+    endpoint: impl IntoEndpoint,
+    max_body_bytes: usize,
+) -> impl Endpoint<Output = poem::Response> {
     endpoint
         .into_endpoint()
         .with(CatchPanic::new().with_handler(panic_to_problem))

@@ -29,9 +29,7 @@ pub struct RequestContextEndpoint<E> {
 /// A client id is echoed only if it is short printable ASCII, so it cannot forge log lines.
 fn client_request_id(request: &Request) -> Option<String> {
     let id = request.header(REQUEST_ID_HEADER)?;
-    let sane = !id.is_empty()
-        && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_graphic());
+    let sane = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
     sane.then(|| id.to_owned())
 }
 
@@ -124,6 +122,9 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
                 other => Error::from(other),
             })?;
         request.set_body(Body::from(body));
-        self.next.call(request).await.map(IntoResponse::into_response)
+        self.next
+            .call(request)
+            .await
+            .map(IntoResponse::into_response)
     }
 }

@@ -33,22 +33,43 @@ fn check_config_prints_the_effective_settings_with_every_secret_masked() {
             ("CODEWARD_ENV", "production"),
             ("CODEWARD_PEPPER", KEY_A),
             ("CODEWARD_PREVIOUS_PEPPERS", KEY_B),
-            ("CODEWARD_SMTP_URL", "smtp://mailer:smtp-hunter2@mail.example.com:587"),
-            ("CODEWARD_DATABASE_URL", "postgres://app:db-hunter2@db.example.com/codeward"),
+            (
+                "CODEWARD_SMTP_URL",
+                "smtp://mailer:smtp-hunter2@mail.example.com:587",
+            ),
+            (
+                "CODEWARD_DATABASE_URL",
+                "postgres://app:db-hunter2@db.example.com/codeward",
+            ),
         ],
     );
 
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "stderr: {stderr}");
     for secret in [KEY_A_SECRET, KEY_B_SECRET, "smtp-hunter2", "db-hunter2"] {
-        assert!(!stdout.contains(secret) && !stderr.contains(secret), "{secret} printed");
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} printed"
+        );
     }
     assert!(stdout.contains("CODEWARD_PEPPER=k1:<secret>"), "{stdout}");
-    assert!(stdout.contains("CODEWARD_PREVIOUS_PEPPERS=k0:<secret>"), "{stdout}");
-    assert!(stdout.contains("CODEWARD_SMTP_URL=smtp://mailer:<secret>@mail.example.com:587"), "{stdout}");
-    assert!(stdout.contains("CODEWARD_DATABASE_URL=postgres://app:<secret>@db.example.com/codeward"), "{stdout}");
+    assert!(
+        stdout.contains("CODEWARD_PREVIOUS_PEPPERS=k0:<secret>"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("CODEWARD_SMTP_URL=smtp://mailer:<secret>@mail.example.com:587"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("CODEWARD_DATABASE_URL=postgres://app:<secret>@db.example.com/codeward"),
+        "{stdout}"
+    );
     assert!(stdout.contains("CODEWARD_CODE_TTL_SECS=600"), "{stdout}");
-    assert!(stdout.contains("CODEWARD_ARGON2_MEMORY_KIB=19456"), "{stdout}");
+    assert!(
+        stdout.contains("CODEWARD_ARGON2_MEMORY_KIB=19456"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -56,22 +77,68 @@ fn production_refuses_missing_or_weak_secrets_with_a_clear_message() {
     let smtp = ("CODEWARD_SMTP_URL", "smtp://mail.example.com:587");
     let production = ("CODEWARD_ENV", "production");
     let dev_key = "dev:Y29kZXdhcmQtaW5zZWN1cmUtZGV2LXBlcHBlci0zMmI=";
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
-        ("no pepper", vec![production, smtp], "CODEWARD_PEPPER is required in production"),
-        ("the dev pepper", vec![production, smtp, ("CODEWARD_PEPPER", dev_key)], "insecure development pepper"),
-        ("a zero key", vec![production, smtp, ("CODEWARD_PEPPER", ZERO_KEY)], "too little variety"),
-        ("a weak previous key", vec![production, smtp, ("CODEWARD_PEPPER", KEY_A), ("CODEWARD_PREVIOUS_PEPPERS", ZERO_KEY)], "too little variety"),
-        ("no SMTP server", vec![production, ("CODEWARD_PEPPER", KEY_A)], "CODEWARD_SMTP_URL is required in production"),
-        ("a short key", vec![production, smtp, ("CODEWARD_PEPPER", "k1:c2hvcnQ=")], "at least 32 are required"),
-        ("a key without id", vec![production, smtp, ("CODEWARD_PEPPER", KEY_A_SECRET)], "CODEWARD_PEPPER"),
-        ("a key id used twice", vec![production, smtp, ("CODEWARD_PEPPER", KEY_A), ("CODEWARD_PREVIOUS_PEPPERS", KEY_A)], "used twice"),
+    type Vars<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Vars, &str)> = vec![
+        (
+            "no pepper",
+            vec![production, smtp],
+            "CODEWARD_PEPPER is required in production",
+        ),
+        (
+            "the dev pepper",
+            vec![production, smtp, ("CODEWARD_PEPPER", dev_key)],
+            "insecure development pepper",
+        ),
+        (
+            "a zero key",
+            vec![production, smtp, ("CODEWARD_PEPPER", ZERO_KEY)],
+            "too little variety",
+        ),
+        (
+            "a weak previous key",
+            vec![
+                production,
+                smtp,
+                ("CODEWARD_PEPPER", KEY_A),
+                ("CODEWARD_PREVIOUS_PEPPERS", ZERO_KEY),
+            ],
+            "too little variety",
+        ),
+        (
+            "no SMTP server",
+            vec![production, ("CODEWARD_PEPPER", KEY_A)],
+            "CODEWARD_SMTP_URL is required in production",
+        ),
+        (
+            "a short key",
+            vec![production, smtp, ("CODEWARD_PEPPER", "k1:c2hvcnQ=")],
+            "at least 32 are required",
+        ),
+        (
+            "a key without id",
+            vec![production, smtp, ("CODEWARD_PEPPER", KEY_A_SECRET)],
+            "CODEWARD_PEPPER",
+        ),
+        (
+            "a key id used twice",
+            vec![
+                production,
+                smtp,
+                ("CODEWARD_PEPPER", KEY_A),
+                ("CODEWARD_PREVIOUS_PEPPERS", KEY_A),
+            ],
+            "used twice",
+        ),
     ];
     for (why, vars, message) in cases {
         let output = codeward(&["check-config"], &vars);
 
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{why}: {stderr}");
-        assert!(stderr.contains(message), "{why}: expected {message:?} in {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{why}: expected {message:?} in {stderr}"
+        );
         assert!(!stderr.contains(KEY_A_SECRET), "{why}: the key was printed");
     }
 }
@@ -94,10 +161,22 @@ fn malformed_settings_are_refused_naming_the_setting_and_never_echoing_secrets()
         ("CODEWARD_CODE_TTL_SECS", "5", "--code-ttl-secs"),
         ("CODEWARD_CODE_MAX_ATTEMPTS", "0", "--code-max-attempts"),
         ("CODEWARD_ARGON2_MEMORY_KIB", "lots", "--argon2-memory-kib"),
-        ("CODEWARD_TRUSTED_PROXIES", "10.0.0.0/33", "--trusted-proxies"),
+        (
+            "CODEWARD_TRUSTED_PROXIES",
+            "10.0.0.0/33",
+            "--trusted-proxies",
+        ),
         ("CODEWARD_LOG", "info,[[[", "CODEWARD_LOG"),
-        ("CODEWARD_DATABASE_URL", "redis://u:pw-hunter2@cache", "CODEWARD_DATABASE_URL"),
-        ("CODEWARD_SMTP_URL", "http://u:pw-hunter2@mail", "CODEWARD_SMTP_URL"),
+        (
+            "CODEWARD_DATABASE_URL",
+            "redis://u:pw-hunter2@cache",
+            "CODEWARD_DATABASE_URL",
+        ),
+        (
+            "CODEWARD_SMTP_URL",
+            "http://u:pw-hunter2@mail",
+            "CODEWARD_SMTP_URL",
+        ),
         ("CODEWARD_PEPPER", "k1:pw-hunter2", "CODEWARD_PEPPER"),
     ];
     for (name, value, mentioned) in cases {
@@ -105,8 +184,14 @@ fn malformed_settings_are_refused_naming_the_setting_and_never_echoing_secrets()
 
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}={value}: {stderr}");
-        assert!(stderr.contains(mentioned), "{name}: expected {mentioned:?} in {stderr}");
-        assert!(!stderr.contains("hunter2"), "{name}: the secret was echoed: {stderr}");
+        assert!(
+            stderr.contains(mentioned),
+            "{name}: expected {mentioned:?} in {stderr}"
+        );
+        assert!(
+            !stderr.contains("hunter2"),
+            "{name}: the secret was echoed: {stderr}"
+        );
     }
 }
 
@@ -114,17 +199,32 @@ fn malformed_settings_are_refused_naming_the_setting_and_never_echoing_secrets()
 fn help_never_shows_the_values_of_secret_variables() {
     let output = codeward(
         &["--help"],
-        &[("CODEWARD_PEPPER", KEY_A), ("CODEWARD_SMTP_URL", "smtp://u:smtp-hunter2@m")],
+        &[
+            ("CODEWARD_PEPPER", KEY_A),
+            ("CODEWARD_SMTP_URL", "smtp://u:smtp-hunter2@m"),
+        ],
     );
 
     let stdout = text(&output.stdout);
     assert!(stdout.contains("CODEWARD_PEPPER"), "{stdout}");
-    assert!(!stdout.contains(KEY_A_SECRET) && !stdout.contains("smtp-hunter2"), "{stdout}");
+    assert!(
+        !stdout.contains(KEY_A_SECRET) && !stdout.contains("smtp-hunter2"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn flags_work_as_well_as_variables() {
-    let output = codeward(&["check-config", "--code-ttl-secs", "900", "--app-name", "Acme"], &[]);
+    let output = codeward(
+        &[
+            "check-config",
+            "--code-ttl-secs",
+            "900",
+            "--app-name",
+            "Acme",
+        ],
+        &[],
+    );
 
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
@@ -178,11 +278,17 @@ fn serve_stops_cleanly_on_sigterm() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "still running after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still running after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
 
     assert!(status.success(), "exit status {status}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("shutdown requested")),
+        "{rest:?}"
+    );
 }

@@ -69,15 +69,69 @@ async fn bad_json_bodies_get_their_problem_answers() {
     let client = reqwest::Client::new();
     let big = format!(r#"{{"email":"{}","count":1}}"#, email_of_length(LIMIT + 1));
     let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
-        ("malformed JSON", Some("application/json"), r#"{"email":"#.into(), 400, "invalid_request"),
-        ("missing field", Some("application/json"), r#"{"email":"a@b.c"}"#.into(), 400, "invalid_request"),
-        ("mistyped field", Some("application/json"), r#"{"email":"a@b.c","count":"x"}"#.into(), 400, "invalid_request"),
-        ("JSON array instead of object", Some("application/json"), "[]".into(), 400, "invalid_request"),
-        ("empty body", Some("application/json"), String::new(), 400, "invalid_request"),
-        ("text/plain body", Some("text/plain"), r#"{"email":"a@b.c","count":1}"#.into(), 415, "unsupported_media_type"),
-        ("form body", Some("application/x-www-form-urlencoded"), "email=a".into(), 415, "unsupported_media_type"),
-        ("no content type", None, r#"{"email":"a@b.c","count":1}"#.into(), 415, "unsupported_media_type"),
-        ("one byte over 16 KiB", Some("application/json"), big, 413, "payload_too_large"),
+        (
+            "malformed JSON",
+            Some("application/json"),
+            r#"{"email":"#.into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "missing field",
+            Some("application/json"),
+            r#"{"email":"a@b.c"}"#.into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "mistyped field",
+            Some("application/json"),
+            r#"{"email":"a@b.c","count":"x"}"#.into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "JSON array instead of object",
+            Some("application/json"),
+            "[]".into(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "empty body",
+            Some("application/json"),
+            String::new(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "text/plain body",
+            Some("text/plain"),
+            r#"{"email":"a@b.c","count":1}"#.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "form body",
+            Some("application/x-www-form-urlencoded"),
+            "email=a".into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type",
+            None,
+            r#"{"email":"a@b.c","count":1}"#.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "one byte over 16 KiB",
+            Some("application/json"),
+            big,
+            413,
+            "payload_too_large",
+        ),
     ];
     for (why, content_type, body, status, code) in cases {
         let mut request = client.post(format!("{address}/echo")).body(body);
@@ -159,7 +213,10 @@ async fn an_internal_error_gives_a_500_problem_that_reveals_nothing() {
 
     let body = assert_problem(response, 500, "internal_error").await;
     let text = body.to_string();
-    assert!(!text.contains("hunter2") && !text.contains("postgres"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("postgres"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -169,8 +226,20 @@ async fn the_real_app_answers_unknown_paths_wrong_methods_and_big_bodies_with_pr
         ("GET", "/no-such-path", String::new(), 404, "not_found"),
         ("GET", "/v1/nothing/here", String::new(), 404, "not_found"),
         ("POST", "/healthz", String::new(), 405, "method_not_allowed"),
-        ("DELETE", "/readyz", String::new(), 405, "method_not_allowed"),
-        ("POST", "/healthz", "x".repeat(LIMIT + 1), 413, "payload_too_large"),
+        (
+            "DELETE",
+            "/readyz",
+            String::new(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "POST",
+            "/healthz",
+            "x".repeat(LIMIT + 1),
+            413,
+            "payload_too_large",
+        ),
     ];
     for (method, path, body, status, code) in cases {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

@@ -50,8 +50,12 @@ pub async fn fresh_database() -> TestDatabase {
                 _dir: Some(dir),
             }
         }
-        Backend::Postgres(server) => create_on_server(&server, &format!("CREATE DATABASE \"{name}\""), &name).await,
-        Backend::MySql(server) => create_on_server(&server, &format!("CREATE DATABASE `{name}`"), &name).await,
+        Backend::Postgres(server) => {
+            create_on_server(&server, &format!("CREATE DATABASE \"{name}\""), &name).await
+        }
+        Backend::MySql(server) => {
+            create_on_server(&server, &format!("CREATE DATABASE `{name}`"), &name).await
+        }
     }
 }
 
@@ -107,7 +111,9 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let database = fresh_database().await;
     let mailbox = tempfile::tempdir().expect("mailbox dir");
     let config = test_config(&database.url, &mailbox, extra);
-    let app = Application::build(config).await.expect("application builds");
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -143,7 +149,12 @@ impl TestApp {
 
 /// Asserts an RFC 9457 answer with the given status and code, and returns its body.
 pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status().as_u16(), status, "status of {}", response.url());
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "status of {}",
+        response.url()
+    );
     let content_type = response
         .headers()
         .get("content-type")
@@ -156,9 +167,19 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     );
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.expect("problem body is JSON");
-    assert_eq!(body["status"], status, "status field equals HTTP status: {body}");
+    assert_eq!(
+        body["status"], status,
+        "status field equals HTTP status: {body}"
+    );
     assert_eq!(body["code"], code, "{body}");
-    assert_eq!(body["type"], format!("urn:codeward:problem:{code}"), "{body}");
-    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert_eq!(
+        body["type"],
+        format!("urn:codeward:problem:{code}"),
+        "{body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
     body
 }

@@ -12,15 +12,29 @@ async fn migrations_run_up_down_and_up_again() {
     let total = Migrator::migrations().len();
 
     Migrator::up(&db, None).await.expect("first up");
-    assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), total);
+    assert_eq!(
+        Migrator::get_applied_migrations(&db).await.unwrap().len(),
+        total
+    );
     assert!(db_has_table(&db, "users").await);
 
     Migrator::down(&db, None).await.expect("down to nothing");
-    assert!(Migrator::get_applied_migrations(&db).await.unwrap().is_empty());
-    assert!(!db_has_table(&db, "users").await, "down removes what up created");
+    assert!(
+        Migrator::get_applied_migrations(&db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !db_has_table(&db, "users").await,
+        "down removes what up created"
+    );
 
     Migrator::up(&db, None).await.expect("second up");
-    assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), total);
+    assert_eq!(
+        Migrator::get_applied_migrations(&db).await.unwrap().len(),
+        total
+    );
     assert!(db_has_table(&db, "users").await);
 }
 
@@ -45,10 +59,16 @@ async fn the_users_email_is_unique() {
         updated_at: Set(chrono::Utc::now()),
     };
 
-    user("ada@example.com").insert(&db).await.expect("first insert");
+    user("ada@example.com")
+        .insert(&db)
+        .await
+        .expect("first insert");
     let second = user("ada@example.com").insert(&db).await;
 
-    assert!(second.is_err(), "a second row with the same email must be refused");
+    assert!(
+        second.is_err(),
+        "a second row with the same email must be refused"
+    );
 }
 
 #[test]
@@ -62,7 +82,11 @@ fn the_migrate_command_applies_reports_and_rolls_back() {
             .env("CODEWARD_DATABASE_URL", &url)
             .output()
             .unwrap();
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
 
@@ -71,6 +95,41 @@ fn the_migrate_command_applies_reports_and_rolls_back() {
     run(&["migrate", "down", "--steps", "1"]);
     let after_down = run(&["migrate", "status"]);
 
-    assert!(applied.contains("Applied\tm20261122_000001_create_users"), "{applied}");
-    assert!(after_down.contains("Pending\tm20261122_000001_create_users"), "{after_down}");
+    assert!(
+        applied.contains("Applied\tm20261122_000001_create_users"),
+        "{applied}"
+    );
+    assert!(
+        after_down.contains("Pending\tm20261122_000001_create_users"),
+        "{after_down}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+    use sea_orm::{ConnectionTrait, Statement};
+    // Always SQLite, whichever backend the suite runs on: these pragmas are SQLite's own.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
+    let config = crate::helpers::test_config(&url, &dir, &[]);
+
+    let db = codeward::db::connect(&config).await.unwrap();
+
+    let pragma = |name: &str| {
+        let db = &db;
+        let sql = format!("PRAGMA {name}");
+        async move {
+            let row = db
+                .query_one(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<String>(0)
+                .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
+                .unwrap()
+        }
+    };
+    assert_eq!(pragma("journal_mode").await, "wal");
+    assert_eq!(pragma("foreign_keys").await, "1");
+    assert_eq!(pragma("busy_timeout").await, "5000");
 }

@@ -65,11 +65,17 @@ async fn docs_serves_swagger_ui_pointing_at_the_spec() {
     let response = app.get("/docs").await;
 
     assert_eq!(response.status().as_u16(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let html = response.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "Swagger UI page");
-    assert!(html.contains("SwaggerUIBundle"), "Swagger UI script is inlined");
+    assert!(
+        html.contains("SwaggerUIBundle"),
+        "Swagger UI script is inlined"
+    );
 }
 
 #[tokio::test]
@@ -127,7 +133,10 @@ async fn an_insane_client_request_id_is_replaced() {
 
         let echoed = response.headers()["x-request-id"].to_str().unwrap();
         assert_ne!(echoed, sent, "{why}");
-        assert!(uuid::Uuid::parse_str(echoed).is_ok(), "{why}: a fresh UUID, got {echoed}");
+        assert!(
+            uuid::Uuid::parse_str(echoed).is_ok(),
+            "{why}: a fresh UUID, got {echoed}"
+        );
     }
 }
 
@@ -139,6 +148,9 @@ async fn every_response_without_a_client_id_gets_a_distinct_one() {
     let second = app.get("/no-such-path").await;
 
     let first = first.headers()["x-request-id"].to_str().unwrap().to_owned();
-    let second = second.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let second = second.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(first, second);
 }
