@@ -608,6 +608,30 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_of_the_whole_config_holds_no_secret() {
+        use clap::Parser;
+        let mut config = crate::cli::Cli::parse_from([
+            "codeward",
+            "--pepper=k1:rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=",
+            "--smtp-url=smtp://u:smtp-hunter2@mail:587",
+            "--database-url=postgres://u:db-hunter2@db/codeward",
+        ])
+        .config;
+        config.validate().unwrap();
+
+        let debug = format!("{config:?}");
+
+        for secret in [
+            "rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=",
+            "smtp-hunter2",
+            "db-hunter2",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("k1:<secret>"), "{debug}");
+    }
+
+    #[test]
     fn urls_print_without_their_password() {
         assert_eq!(
             mask_url_password("postgres://app:hunter2@db:5432/codeward"),
