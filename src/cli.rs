@@ -26,6 +26,11 @@ pub enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Inspect or repair the email outbox.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Print the OpenAPI document (YAML unless --json).
     Openapi {
         /// Print JSON instead of YAML.
@@ -51,4 +56,12 @@ pub enum MigrateAction {
     },
     /// List migrations and whether each is applied.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Count messages by status and show the age of the oldest unsent one.
+    Status,
+    /// Requeue dead messages that can still be useful (not expired, carrying no code).
+    RetryDead,
 }

@@ -108,6 +108,47 @@ pub struct Config {
     )]
     pub mail_from: String,
 
+    /// Folder whose `.txt`/`.html` files override the built-in email templates, file by file.
+    #[arg(long, env = "CODEWARD_TEMPLATE_DIR", global = true)]
+    pub template_dir: Option<PathBuf>,
+
+    /// Seconds an SMTP connection or command may take before the attempt counts as failed.
+    #[arg(long, env = "CODEWARD_SMTP_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600), global = true)]
+    pub smtp_timeout_secs: u64,
+
+    /// Emails one instance claims and sends at a time.
+    #[arg(long, env = "CODEWARD_EMAIL_BATCH_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub email_batch_size: u32,
+
+    /// Seconds a claimed email is reserved for its worker; a claim whose worker died is
+    /// retried after this. Keep it well above the SMTP timeout.
+    #[arg(long, env = "CODEWARD_EMAIL_LEASE_SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(5..=3600), global = true)]
+    pub email_lease_secs: u64,
+
+    /// Milliseconds between outbox polls (retries, other instances' emails); emails enqueued by
+    /// this instance are picked up at once.
+    #[arg(long, env = "CODEWARD_EMAIL_POLL_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000), global = true)]
+    pub email_poll_ms: u64,
+
+    /// Milliseconds before the first retry of a failed email; doubles each attempt, jittered.
+    #[arg(long, env = "CODEWARD_EMAIL_RETRY_BASE_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000), global = true)]
+    pub email_retry_base_ms: u64,
+
+    /// Longest wait between two attempts at an email, in seconds.
+    #[arg(long, env = "CODEWARD_EMAIL_RETRY_MAX_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub email_retry_max_secs: u64,
+
+    /// Attempts at an email before it is given up as dead.
+    #[arg(long, env = "CODEWARD_EMAIL_MAX_ATTEMPTS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub email_max_attempts: u32,
+
     /// Product name shown in email subjects and bodies.
     #[arg(
         long,
@@ -267,8 +308,33 @@ impl Config {
         if self.app_name.trim().is_empty() {
             problems.push("CODEWARD_APP_NAME must not be empty".to_owned());
         }
-        if self.mail_from.trim().is_empty() {
-            problems.push("CODEWARD_MAIL_FROM must not be empty".to_owned());
+        if let Err(error) = self.mail_from.parse::<lettre::message::Mailbox>() {
+            problems.push(format!(
+                "CODEWARD_MAIL_FROM is not a mailbox like `Name <no-reply@example.com>`: {error}"
+            ));
+        }
+        if let Some(dir) = self.template_dir.as_ref().filter(|dir| !dir.is_dir()) {
+            problems.push(format!(
+                "CODEWARD_TEMPLATE_DIR {} is not a folder",
+                dir.display()
+            ));
+        }
+        if self.email_lease_secs <= self.smtp_timeout_secs {
+            problems.push(
+                "CODEWARD_EMAIL_LEASE_SECS must be longer than CODEWARD_SMTP_TIMEOUT_SECS, \
+                 or a slow send could be claimed and sent twice"
+                    .to_owned(),
+            );
+        }
+        let plain_smtp = self.smtp_url.as_ref().is_some_and(|url| {
+            url.expose().starts_with("smtp://") && !url.expose().contains("tls=")
+        });
+        if production && plain_smtp {
+            warnings.push(
+                "CODEWARD_SMTP_URL uses smtp:// without ?tls=required: codes cross the network \
+                 in clear text"
+                    .to_owned(),
+            );
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             problems.push(format!("CODEWARD_LOG is not a valid filter: {error}"));
@@ -325,6 +391,39 @@ impl Config {
                 self.mailbox_dir.display().to_string(),
             ),
             ("CODEWARD_MAIL_FROM", self.mail_from.clone()),
+            (
+                "CODEWARD_TEMPLATE_DIR",
+                self.template_dir
+                    .as_ref()
+                    .map_or("(unset: built-in templates)".to_owned(), |d| {
+                        d.display().to_string()
+                    }),
+            ),
+            (
+                "CODEWARD_SMTP_TIMEOUT_SECS",
+                self.smtp_timeout_secs.to_string(),
+            ),
+            (
+                "CODEWARD_EMAIL_BATCH_SIZE",
+                self.email_batch_size.to_string(),
+            ),
+            (
+                "CODEWARD_EMAIL_LEASE_SECS",
+                self.email_lease_secs.to_string(),
+            ),
+            ("CODEWARD_EMAIL_POLL_MS", self.email_poll_ms.to_string()),
+            (
+                "CODEWARD_EMAIL_RETRY_BASE_MS",
+                self.email_retry_base_ms.to_string(),
+            ),
+            (
+                "CODEWARD_EMAIL_RETRY_MAX_SECS",
+                self.email_retry_max_secs.to_string(),
+            ),
+            (
+                "CODEWARD_EMAIL_MAX_ATTEMPTS",
+                self.email_max_attempts.to_string(),
+            ),
             ("CODEWARD_APP_NAME", self.app_name.clone()),
             (
                 "CODEWARD_TRUSTED_PROXIES",

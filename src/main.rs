@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use codeward::cli::{Cli, Command, MigrateAction};
+use codeward::cli::{Cli, Command, MigrateAction, OutboxAction};
 use codeward::config::Config;
+use codeward::mail::outbox;
 use codeward::{api, db, startup::Application, telemetry};
 use migration::{Migrator, MigratorTrait};
 
@@ -55,6 +56,7 @@ async fn main() -> ExitCode {
         }
         Command::Serve => serve(config).await,
         Command::Migrate { action } => migrate(&config, action).await,
+        Command::Outbox { action } => outbox(&config, action).await,
         Command::Openapi { .. } | Command::ConfigTable => Ok(()),
     };
     match result {
@@ -88,6 +90,38 @@ async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
         MigrateAction::Status => {
             for migration in Migrator::get_migration_with_status(&db).await? {
                 println!("{}\t{}", migration.status(), migration.name());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn outbox(config: &Config, action: OutboxAction) -> anyhow::Result<()> {
+    let db = db::connect(config).await?;
+    let now = chrono::Utc::now();
+    match action {
+        OutboxAction::Status => {
+            let status = outbox::status(&db, now).await?;
+            println!("pending\t{}", status.pending);
+            println!("sending\t{}", status.sending);
+            println!("sent\t{}", status.sent);
+            println!("dead\t{}", status.dead);
+            match status.oldest_unsent_age {
+                Some(age) => println!("oldest unsent\t{}s", age.num_seconds()),
+                None => println!("oldest unsent\t-"),
+            }
+        }
+        OutboxAction::RetryDead => {
+            let result = outbox::retry_dead(&db, now).await?;
+            println!("requeued {} dead message(s)", result.requeued);
+            if result.skipped_code_messages > 0 {
+                println!(
+                    "left {} dead code message(s): their code was scrubbed; users request a new code",
+                    result.skipped_code_messages
+                );
+            }
+            if result.skipped_expired > 0 {
+                println!("left {} expired message(s)", result.skipped_expired);
             }
         }
     }

@@ -15,12 +15,15 @@ use crate::api::problem::{error_to_problem, panic_to_problem};
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::db;
+use crate::mail::worker::{Worker, WorkerSettings};
+use crate::mail::{OutboxSignal, Templates, Transport};
 
 pub struct Application {
     acceptor: TcpAcceptor,
     local_addr: std::net::SocketAddr,
     endpoint: poem::endpoint::BoxEndpoint<'static>,
     shutdown_grace: Duration,
+    worker: Worker,
 }
 
 impl Application {
@@ -37,6 +40,17 @@ impl Application {
                 .await
                 .context("cannot apply migrations")?;
         }
+        let templates = Templates::load(config.template_dir.as_deref())?;
+        let transport = Transport::from_config(&config)?;
+        tracing::info!(transport = %transport.describe(), "emails go to");
+        let outbox = OutboxSignal::default();
+        let worker = Worker {
+            db: db.clone(),
+            transport: Arc::new(transport),
+            templates: Arc::new(templates),
+            settings: WorkerSettings::from_config(&config)?,
+            signal: outbox.clone(),
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -47,6 +61,7 @@ impl Application {
         let state = AppState {
             db,
             config: Arc::new(config),
+            outbox,
         };
         let endpoint = with_middleware(routes().data(state), max_body_bytes).boxed();
         Ok(Self {
@@ -54,7 +69,13 @@ impl Application {
             local_addr,
             endpoint,
             shutdown_grace,
+            worker,
         })
+    }
+
+    /// Wakes this instance's email worker; for callers outside a request (tests, tools).
+    pub fn outbox_signal(&self) -> OutboxSignal {
+        self.worker.signal.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -67,12 +88,27 @@ impl Application {
         self.run_until(signal).await
     }
 
-    /// Serves until `signal` completes, then gives in-flight requests the grace period.
+    /// Serves until `signal` completes, then gives in-flight requests the grace period and lets
+    /// the email worker finish the batch it is sending. Unsent emails stay in the outbox for
+    /// the next start (or another instance).
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
+        let (stop_worker, stop) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(self.worker.run(stop));
         tracing::info!(addr = %self.local_addr, "codeward listening");
-        Server::new_with_acceptor(self.acceptor)
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(self.endpoint, signal, Some(self.shutdown_grace))
+            .await;
+        // The receiver may already be gone if the worker panicked; nothing to stop then.
+        let _ = stop_worker.send(true);
+        if tokio::time::timeout(self.shutdown_grace, worker)
             .await
+            .is_err()
+        {
+            tracing::warn!(
+                "email worker still busy after the grace period; its claims will be retried"
+            );
+        }
+        served
     }
 }
 

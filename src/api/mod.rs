@@ -10,12 +10,15 @@ use poem_openapi::{OpenApiService, Tags};
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
+use crate::mail::OutboxSignal;
 
 /// What every handler may reach, shared through poem's `Data`.
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
+    /// Wakes the email worker after a transaction that enqueued an email commits.
+    pub outbox: OutboxSignal,
 }
 
 #[derive(Tags)]

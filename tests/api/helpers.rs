@@ -5,10 +5,13 @@ use std::time::Duration;
 use clap::Parser;
 use codeward::cli::Cli;
 use codeward::config::Config;
+use codeward::mail::OutboxSignal;
 use codeward::startup::Application;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::Value;
 use tempfile::TempDir;
+
+use crate::smtp::SmtpSink;
 
 /// A database created for one test; SQLite files live in `_dir`, removed on drop.
 pub struct TestDatabase {
@@ -76,13 +79,6 @@ async fn create_on_server(server_url: &str, create: &str, name: &str) -> TestDat
     }
 }
 
-pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
-    pub database: TestDatabase,
-    _mailbox: TempDir,
-}
-
 /// Configuration for a test app: the given flags on top of port 0, the test database and a
 /// private mailbox folder.
 pub fn test_config(database_url: &str, mailbox: &TempDir, extra: &[&str]) -> Config {
@@ -94,37 +90,110 @@ pub fn test_config(database_url: &str, mailbox: &TempDir, extra: &[&str]) -> Con
         "--database-max-connections=5".to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let mut config = Cli::try_parse_from(args).expect("test flags").config;
+    // A test's own `--flag=value` replaces the default above (clap refuses a repeated flag).
+    let flag = |arg: &String| arg.split('=').next().unwrap_or_default().to_owned();
+    let last_of_each: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, arg)| !args[i + 1..].iter().any(|later| flag(later) == flag(arg)))
+        .map(|(_, arg)| arg.clone())
+        .collect();
+    let mut config = Cli::try_parse_from(last_of_each)
+        .expect("test flags")
+        .config;
     config.validate().expect("valid test config");
     config
+}
+
+/// One running codeward server (a test may run several on one database).
+pub struct Instance {
+    pub address: String,
+    pub outbox: OutboxSignal,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _mailbox: TempDir,
+}
+
+impl Instance {
+    /// Stops the server the way SIGTERM does and waits until it has stopped.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+/// Email settings that keep tests fast: quick polls and retries.
+const FAST_EMAIL: [&str; 3] = [
+    "--email-poll-ms=50",
+    "--email-retry-base-ms=50",
+    "--email-retry-max-secs=1",
+];
+
+/// Starts a server on `database_url`, sending email to `smtp_url`, with extra flags.
+pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) -> Instance {
+    if std::env::var_os("TEST_LOG").is_some() {
+        codeward::telemetry::init("info", codeward::config::LogFormat::Text);
+    }
+    let mailbox = tempfile::tempdir().expect("mailbox dir");
+    let smtp = format!("--smtp-url={smtp_url}");
+    let mut flags: Vec<&str> = FAST_EMAIL.to_vec();
+    flags.push(&smtp);
+    flags.extend_from_slice(extra);
+    let config = test_config(database_url, &mailbox, &flags);
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let port = app.port();
+    let outbox = app.outbox_signal();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    Instance {
+        address: format!("http://127.0.0.1:{port}"),
+        outbox,
+        shutdown: Some(shutdown),
+        server: Some(server),
+        _mailbox: mailbox,
+    }
+}
+
+/// A server, its own fresh database and its own SMTP sink.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database: TestDatabase,
+    pub smtp: SmtpSink,
+    pub instance: Instance,
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
-/// Starts the real server (all middleware, real listener) with extra flags.
+/// Starts the real server (all middleware, real listener, real SMTP sink) with extra flags.
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
-    if std::env::var_os("TEST_LOG").is_some() {
-        codeward::telemetry::init("info", codeward::config::LogFormat::Text);
-    }
     let database = fresh_database().await;
-    let mailbox = tempfile::tempdir().expect("mailbox dir");
-    let config = test_config(&database.url, &mailbox, extra);
-    let app = Application::build(config)
-        .await
-        .expect("application builds");
-    let port = app.port();
-    tokio::spawn(app.run_until_stopped());
+    let smtp = SmtpSink::start();
+    let instance = start_instance(&database.url, &smtp.url(), extra).await;
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("HTTP client"),
+        address: instance.address.clone(),
+        client: http_client(),
         database,
-        _mailbox: mailbox,
+        smtp,
+        instance,
     }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
 }
 
 impl TestApp {

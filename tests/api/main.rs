@@ -4,6 +4,8 @@
 mod cli;
 mod errors;
 mod helpers;
+mod mail;
 mod migrations;
 mod ops;
+mod smtp;
 mod spec;

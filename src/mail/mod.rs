@@ -1,0 +1,11 @@
+//! Email delivery: the outbox that commits a message with the change that caused it, the worker
+//! that delivers it, the transports (SMTP or a development mailbox folder) and the templates.
+
+pub mod outbox;
+pub mod templates;
+pub mod transport;
+pub mod worker;
+
+pub use outbox::{Email, OutboxSignal, enqueue};
+pub use templates::{Message, Templates};
+pub use transport::Transport;

@@ -1,0 +1,259 @@
+//! The delivery worker inside `serve`: claims due outbox rows, renders and sends them, and
+//! records the outcome; retries transient failures with exponential backoff and jitter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::email_outbox;
+use lettre::message::{Mailbox, MultiPart};
+use rand::Rng;
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::mail::outbox::{self, OutboxSignal};
+use crate::mail::templates::{Message, Templates};
+use crate::mail::transport::{SendError, Transport};
+
+/// Tuning of the worker, from the configuration.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub from: Mailbox,
+    pub app_name: String,
+    pub batch_size: u32,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub max_attempts: u32,
+}
+
+impl WorkerSettings {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            from: config
+                .mail_from
+                .parse()
+                .map_err(|e| anyhow::anyhow!("CODEWARD_MAIL_FROM is not a mailbox: {e}"))?,
+            app_name: config.app_name.clone(),
+            batch_size: config.email_batch_size,
+            lease: Duration::from_secs(config.email_lease_secs),
+            poll_interval: Duration::from_millis(config.email_poll_ms),
+            retry_base: Duration::from_millis(config.email_retry_base_ms),
+            retry_max: Duration::from_secs(config.email_retry_max_secs),
+            max_attempts: config.email_max_attempts,
+        })
+    }
+
+    /// Full-jitter exponential backoff: after attempt n, wait a random time between half and
+    /// all of base·2^(n-1), capped at `retry_max`, so failed messages do not retry in lockstep.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exponent = attempts.saturating_sub(1).min(30);
+        let ceiling = self
+            .retry_base
+            .saturating_mul(1 << exponent)
+            .min(self.retry_max);
+        let half = ceiling / 2;
+        half + ceiling
+            .saturating_sub(half)
+            .mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+pub struct Worker {
+    pub db: DatabaseConnection,
+    pub transport: Arc<Transport>,
+    pub templates: Arc<Templates>,
+    pub settings: WorkerSettings,
+    pub signal: OutboxSignal,
+}
+
+impl Worker {
+    /// Delivers until `stop` turns true; a batch in flight is finished first.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tracing::info!(transport = %self.transport.describe(), "email delivery worker started");
+        while !*stop.borrow() {
+            match self.deliver_due().await {
+                // A full batch suggests more is due: go again without waiting.
+                Ok(claimed) if claimed >= self.settings.batch_size as usize => continue,
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "outbox unavailable; retrying"),
+            }
+            tokio::select! {
+                () = self.signal.woken() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("email delivery worker stopped");
+    }
+
+    /// Expires stale messages, claims a batch and sends it concurrently; returns the batch size.
+    pub async fn deliver_due(&self) -> Result<usize, sea_orm::DbErr> {
+        let now = Utc::now();
+        let expired = outbox::expire(&self.db, now).await?;
+        if expired > 0 {
+            tracing::warn!(
+                count = expired,
+                "emails expired before they could be delivered"
+            );
+        }
+        let lease_until =
+            now + chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
+        let batch = outbox::claim(&self.db, now, lease_until, self.settings.batch_size).await?;
+        let claimed = batch.len();
+        let mut sends = tokio::task::JoinSet::new();
+        for row in batch {
+            let worker = self.clone_parts();
+            sends.spawn(async move { worker.deliver(row).await });
+        }
+        while let Some(result) = sends.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "email delivery task failed");
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn clone_parts(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            transport: self.transport.clone(),
+            templates: self.templates.clone(),
+            settings: self.settings.clone(),
+            signal: self.signal.clone(),
+        }
+    }
+
+    async fn deliver(&self, row: email_outbox::Model) {
+        let Some(token) = row.claim_token else { return };
+        let outcome = match self.build(&row) {
+            Ok(message) => {
+                self.transport
+                    .send(&message, &mailbox_file_stem(&row))
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let recorded = match outcome {
+            Ok(path) => {
+                let path = path.map(|p| p.display().to_string());
+                tracing::info!(id = %row.id, template = %row.template, attempts = row.attempts, mailbox_file = path, "email sent");
+                outbox::mark_sent(&self.db, row.id, token, Utc::now()).await
+            }
+            Err(SendError::Permanent(error)) => {
+                tracing::error!(id = %row.id, template = %row.template, %error, "email rejected permanently");
+                outbox::mark_dead(&self.db, row.id, token, &error).await
+            }
+            Err(SendError::Transient(error)) => {
+                let retry_at = Utc::now()
+                    + chrono::Duration::from_std(self.settings.backoff(row.attempts as u32))
+                        .unwrap_or(chrono::Duration::MAX);
+                if row.attempts as u32 >= self.settings.max_attempts {
+                    tracing::error!(id = %row.id, template = %row.template, %error, attempts = row.attempts, "email given up after too many attempts");
+                    let error = format!("gave up after {} attempts: {error}", row.attempts);
+                    outbox::mark_dead(&self.db, row.id, token, &error).await
+                } else if retry_at >= row.expires_at {
+                    tracing::error!(id = %row.id, template = %row.template, %error, "email expires before its next attempt");
+                    let error = format!("expired before it could be delivered: {error}");
+                    outbox::mark_dead(&self.db, row.id, token, &error).await
+                } else {
+                    tracing::warn!(id = %row.id, template = %row.template, %error, attempts = row.attempts, %retry_at, "email delivery failed; will retry");
+                    outbox::mark_retry(&self.db, row.id, token, retry_at, &error).await
+                }
+            }
+        };
+        if let Err(error) = recorded {
+            // The lease runs out and the row is retried: at worst a duplicate, never a loss.
+            tracing::error!(id = %row.id, %error, "cannot record email outcome");
+        }
+    }
+
+    /// Renders the row into a MIME message; anything wrong here cannot heal by retrying.
+    fn build(&self, row: &email_outbox::Model) -> Result<lettre::Message, SendError> {
+        let permanent =
+            |what: &str, e: &dyn std::fmt::Display| SendError::Permanent(format!("{what}: {e}"));
+        let message = Message::from_name(&row.template)
+            .ok_or_else(|| permanent("unknown template", &row.template))?;
+        let mut variables: serde_json::Value =
+            serde_json::from_str(&row.context).map_err(|e| permanent("unreadable context", &e))?;
+        if let Some(object) = variables.as_object_mut() {
+            object.insert("app_name".into(), self.settings.app_name.clone().into());
+            object.insert("email".into(), row.recipient.clone().into());
+            if let Some(code) = &row.code {
+                object.insert("code".into(), code.clone().into());
+            }
+        }
+        let rendered = self
+            .templates
+            .render(message, &row.locale, &variables)
+            .map_err(|e| permanent("template error", &e))?;
+        let to: Mailbox = row
+            .recipient
+            .parse()
+            .map_err(|e| permanent("invalid recipient", &e))?;
+        lettre::Message::builder()
+            .from(self.settings.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
+            .map_err(|e| permanent("cannot build message", &e))
+    }
+}
+
+/// `<created, sortable>-<id>`: files in the mailbox list in the order they were enqueued.
+fn mailbox_file_stem(row: &email_outbox::Model) -> String {
+    format!("{}-{}", row.created_at.format("%Y%m%dT%H%M%S%.6fZ"), row.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> WorkerSettings {
+        WorkerSettings {
+            from: "codeward <no-reply@localhost>".parse().unwrap(),
+            app_name: "codeward".into(),
+            batch_size: 8,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(600),
+            max_attempts: 10,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_the_cap() {
+        let settings = settings();
+        let cases = [
+            (1, 1, 2),
+            (2, 2, 4),
+            (3, 4, 8),
+            (6, 32, 64),
+            (12, 300, 600),
+            (40, 300, 600),
+        ];
+        for (attempts, low, high) in cases {
+            for _ in 0..50 {
+                let delay = settings.backoff(attempts);
+                assert!(
+                    delay >= Duration::from_secs(low) && delay <= Duration::from_secs(high),
+                    "attempt {attempts}: {delay:?} outside {low}..={high}s"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_is_jittered() {
+        let settings = settings();
+        let delays: std::collections::HashSet<Duration> =
+            (0..20).map(|_| settings.backoff(5)).collect();
+        assert!(delays.len() > 1, "20 equal delays: no jitter");
+    }
+}

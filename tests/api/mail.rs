@@ -1,0 +1,558 @@
+//! Email delivery against a real SMTP server: arrival, retries while SMTP is down, permanent
+//! rejection, restarts, several workers on one database, codes scrubbed at rest.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use codeward::mail::outbox::{self, Email};
+use codeward::mail::{Message, OutboxSignal};
+use entity::email_outbox::{self, Status};
+use mail_parser::MimeHeaders;
+use migration::MigratorTrait;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    FromQueryResult, JsonValue, QueryFilter, Statement, TransactionTrait,
+};
+use secrecy::SecretString;
+
+use crate::helpers::{fresh_database, spawn_app, spawn_app_with, start_instance};
+use crate::smtp::{SmtpSink, unused_port};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn code_email(to: &str, code: &str, locale: &str) -> Email {
+    Email {
+        to: to.to_owned(),
+        message: Message::VerifyEmail,
+        locale: locale.to_owned(),
+        context: serde_json::json!({"expires_in_minutes": 10}),
+        code: Some(SecretString::from(code)),
+        expires_at: Utc::now() + chrono::Duration::minutes(10),
+    }
+}
+
+fn notice(to: &str) -> Email {
+    Email {
+        to: to.to_owned(),
+        message: Message::AccountExists,
+        locale: "en".to_owned(),
+        context: serde_json::json!({}),
+        code: None,
+        expires_at: Utc::now() + chrono::Duration::hours(24),
+    }
+}
+
+async fn enqueue_and_wake(
+    db: &DatabaseConnection,
+    signal: &OutboxSignal,
+    email: Email,
+) -> uuid::Uuid {
+    let id = outbox::enqueue(db, email, Utc::now())
+        .await
+        .expect("enqueued");
+    signal.wake();
+    id
+}
+
+async fn row(db: &DatabaseConnection, id: uuid::Uuid) -> email_outbox::Model {
+    email_outbox::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .unwrap()
+        .expect("outbox row")
+}
+
+/// Waits until the row reaches `status`.
+async fn wait_for_status(
+    db: &DatabaseConnection,
+    id: uuid::Uuid,
+    status: Status,
+) -> email_outbox::Model {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let current = row(db, id).await;
+        if current.status == status {
+            return current;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {:?}, never {status:?}",
+            current.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_enqueued_message_arrives_with_headers_both_parts_and_its_locale() {
+    let app = spawn_app_with(&["--app-name=Acme", "--mail-from=Acme <auth@acme.test>"]).await;
+    let db = app.connect_db().await;
+
+    let id = enqueue_and_wake(
+        &db,
+        &app.instance.outbox,
+        code_email("ada@example.com", "042917", "es-MX"),
+    )
+    .await;
+    let received = app.smtp.wait_for_message_to("ada@example.com", WAIT).await;
+
+    let parsed = received.parsed();
+    let from = parsed.from().and_then(|f| f.first()).expect("From");
+    assert_eq!(from.address(), Some("auth@acme.test"));
+    assert_eq!(from.name(), Some("Acme"));
+    let to = parsed.to().and_then(|t| t.first()).expect("To");
+    assert_eq!(to.address(), Some("ada@example.com"));
+    assert_eq!(
+        received.subject(),
+        "042917 es tu código de verificación de Acme"
+    );
+    let content_type = parsed.content_type().expect("Content-Type");
+    assert_eq!(content_type.c_type, "multipart");
+    assert_eq!(content_type.subtype(), Some("alternative"));
+    assert!(
+        received.text().starts_with("042917 es tu código"),
+        "{}",
+        received.text()
+    );
+    assert!(
+        received.html().contains(">042917</span>"),
+        "{}",
+        received.html()
+    );
+    assert!(received.html().contains("Acme"));
+    let sent = wait_for_status(&db, id, Status::Sent).await;
+    assert!(sent.sent_at.is_some());
+    assert_eq!(sent.attempts, 1);
+}
+
+#[tokio::test]
+async fn an_enqueued_message_is_sent_at_once_without_waiting_for_a_poll() {
+    // A poll only every minute: arrival within seconds proves the wake-up.
+    let app = spawn_app_with(&["--email-poll-ms=60000"]).await;
+    let db = app.connect_db().await;
+    // Let the worker finish its start-up pass and go to sleep.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    enqueue_and_wake(&db, &app.instance.outbox, notice("quick@example.com")).await;
+
+    app.smtp
+        .wait_for_message_to("quick@example.com", Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test]
+async fn messages_enqueued_while_smtp_is_down_all_arrive_exactly_once_when_it_returns() {
+    let database = fresh_database().await;
+    let port = unused_port();
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let instance = start_instance(&database.url, &smtp_url, &["--email-max-attempts=100"]).await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(
+            enqueue_and_wake(
+                &db,
+                &instance.outbox,
+                notice(&format!("user{n}@example.com")),
+            )
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let rows = email_outbox::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 50);
+    assert!(
+        rows.iter()
+            .all(|r| r.status != Status::Sent && r.status != Status::Dead),
+        "none sent or given up while down"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.attempts >= 1 && r.last_error.is_some()),
+        "delivery was attempted"
+    );
+
+    let sink = SmtpSink::start_on(port);
+    sink.wait_for(50, WAIT).await;
+    for id in &ids {
+        wait_for_status(&db, *id, Status::Sent).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let received = sink.received();
+    assert_eq!(received.len(), 50, "exactly 50 deliveries");
+    let mut per_recipient: HashMap<String, usize> = HashMap::new();
+    for message in &received {
+        *per_recipient.entry(message.to[0].clone()).or_default() += 1;
+    }
+    assert_eq!(per_recipient.len(), 50, "every message arrived");
+    assert!(per_recipient.values().all(|&n| n == 1), "none duplicated");
+}
+
+#[tokio::test]
+async fn a_permanently_rejected_message_ends_dead_with_the_smtp_error_and_is_not_retried() {
+    let app = spawn_app().await;
+    let db = app.connect_db().await;
+
+    let id = enqueue_and_wake(
+        &db,
+        &app.instance.outbox,
+        code_email("reject-me@example.com", "555111", "en"),
+    )
+    .await;
+    let dead = wait_for_status(&db, id, Status::Dead).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let later = row(&db, id).await;
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("550"),
+        "{:?}",
+        dead.last_error
+    );
+    assert_eq!(later.attempts, 1, "not retried");
+    assert_eq!(later.status, Status::Dead);
+    assert_eq!(later.code, None, "a dead message keeps no code");
+    assert!(app.smtp.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_enqueued_before_a_stop_is_delivered_after_the_restart() {
+    let database = fresh_database().await;
+    let port = unused_port();
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let mut first = start_instance(&database.url, &smtp_url, &[]).await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    let id = enqueue_and_wake(&db, &first.outbox, notice("restart@example.com")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    first.stop().await;
+    assert_ne!(
+        row(&db, id).await.status,
+        Status::Sent,
+        "not delivered before the stop"
+    );
+    let sink = SmtpSink::start_on(port);
+    let _second = start_instance(&database.url, &smtp_url, &[]).await;
+
+    sink.wait_for_message_to("restart@example.com", WAIT).await;
+    wait_for_status(&db, id, Status::Sent).await;
+    assert_eq!(sink.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_claim_whose_worker_died_is_retried_when_its_lease_runs_out() {
+    let database = fresh_database().await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    migration::Migrator::up(&db, None).await.unwrap();
+    let id = outbox::enqueue(&db, notice("orphan@example.com"), Utc::now())
+        .await
+        .unwrap();
+    // A worker claims the row for one second and dies without a word.
+    let now = Utc::now();
+    let claimed = outbox::claim(&db, now, now + chrono::Duration::seconds(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let sink = SmtpSink::start();
+    let _rescuer = start_instance(&database.url, &sink.url(), &[]).await;
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        sink.received().is_empty(),
+        "not taken while the lease holds"
+    );
+    sink.wait_for_message_to("orphan@example.com", WAIT).await;
+
+    let sent = wait_for_status(&db, id, Status::Sent).await;
+    assert_eq!(sent.attempts, 2, "the dead claim counted as an attempt");
+}
+
+#[tokio::test]
+async fn two_workers_on_one_database_deliver_200_messages_each_exactly_once() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let first = start_instance(&database.url, &sink.url(), &["--email-batch-size=4"]).await;
+    let second = start_instance(&database.url, &sink.url(), &["--email-batch-size=4"]).await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    let txn = db.begin().await.unwrap();
+    for n in 0..200 {
+        outbox::enqueue(&txn, notice(&format!("bulk{n}@example.com")), Utc::now())
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+
+    first.outbox.wake();
+    second.outbox.wake();
+    sink.wait_for(200, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let received = sink.received();
+    let mut per_recipient: HashMap<String, usize> = HashMap::new();
+    for message in &received {
+        *per_recipient.entry(message.to[0].clone()).or_default() += 1;
+    }
+    assert_eq!(per_recipient.len(), 200, "every message arrived");
+    let twice: Vec<_> = per_recipient.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(received.len(), 200);
+    let sent = email_outbox::Entity::find()
+        .filter(email_outbox::Column::Status.eq(Status::Sent))
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 200);
+    assert!(
+        sent.iter().all(|r| r.attempts == 1),
+        "no row was claimed twice"
+    );
+}
+
+#[tokio::test]
+async fn after_delivery_no_table_contains_the_code() {
+    let app = spawn_app().await;
+    let db = app.connect_db().await;
+
+    let id = enqueue_and_wake(
+        &db,
+        &app.instance.outbox,
+        code_email("ada@example.com", "918273", "en"),
+    )
+    .await;
+    let received = app.smtp.wait_for_message_to("ada@example.com", WAIT).await;
+    wait_for_status(&db, id, Status::Sent).await;
+
+    assert_eq!(received.code(), "918273", "the email carried the code");
+    let dump = dump_every_table(&db).await;
+    assert!(
+        dump.contains("ada@example.com"),
+        "the dump sees the outbox row"
+    );
+    assert!(!dump.contains("918273"), "a code is at rest: {dump}");
+}
+
+#[tokio::test]
+async fn an_expired_message_is_dropped_as_dead_not_sent() {
+    let app = spawn_app().await;
+    let db = app.connect_db().await;
+    let mut email = code_email("late@example.com", "424242", "en");
+    email.expires_at = Utc::now() - chrono::Duration::seconds(1);
+
+    let id = enqueue_and_wake(&db, &app.instance.outbox, email).await;
+    let dead = wait_for_status(&db, id, Status::Dead).await;
+
+    assert!(dead.last_error.unwrap_or_default().contains("expired"));
+    assert_eq!(dead.code, None);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.smtp.received().is_empty());
+}
+
+#[tokio::test]
+async fn an_email_enqueued_in_a_rolled_back_transaction_never_exists() {
+    let app = spawn_app().await;
+    let db = app.connect_db().await;
+
+    let txn = db.begin().await.unwrap();
+    outbox::enqueue(&txn, notice("ghost@example.com"), Utc::now())
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    let txn = db.begin().await.unwrap();
+    outbox::enqueue(&txn, notice("real@example.com"), Utc::now())
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    app.instance.outbox.wake();
+
+    app.smtp.wait_for_message_to("real@example.com", WAIT).await;
+    let rows = email_outbox::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].recipient, "real@example.com");
+}
+
+#[tokio::test]
+async fn without_smtp_the_dev_mailbox_receives_an_eml_file() {
+    let database = fresh_database().await;
+    let mailbox = tempfile::tempdir().unwrap();
+    let dir = format!("--mailbox-dir={}", mailbox.path().display());
+    let config =
+        crate::helpers::test_config(&database.url, &mailbox, &[&dir, "--email-poll-ms=50"]);
+    let app = codeward::startup::Application::build(config).await.unwrap();
+    let signal = app.outbox_signal();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+
+    enqueue_and_wake(&db, &signal, code_email("dev@example.com", "123456", "en")).await;
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let file = loop {
+        let found = std::fs::read_dir(mailbox.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "eml"));
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no .eml file written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let bytes = std::fs::read(&file).unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+    assert_eq!(
+        parsed.subject(),
+        Some("123456 is your codeward verification code")
+    );
+    assert!(parsed.body_html(0).is_some() && parsed.body_text(0).is_some());
+}
+
+#[test]
+fn the_outbox_command_reports_and_requeues_only_what_can_still_help() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(fresh_database());
+    let url = database.url.clone();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeward"))
+            .args(args)
+            .env_clear()
+            .env("CODEWARD_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(&["migrate", "up"]);
+    let (dead_notice, dead_code, expired) = runtime.block_on(async {
+        let db = sea_orm::Database::connect(&url).await.unwrap();
+        let now = Utc::now();
+        let mut old_notice = notice("expired@example.com");
+        old_notice.expires_at = now - chrono::Duration::seconds(5);
+        let ids = (
+            outbox::enqueue(&db, notice("notice@example.com"), now)
+                .await
+                .unwrap(),
+            outbox::enqueue(&db, code_email("code@example.com", "111222", "en"), now)
+                .await
+                .unwrap(),
+            outbox::enqueue(&db, old_notice, now).await.unwrap(),
+        );
+        outbox::enqueue(&db, notice("pending@example.com"), now)
+            .await
+            .unwrap();
+        let claimed = outbox::claim(&db, now, now + chrono::Duration::minutes(5), 10)
+            .await
+            .unwrap();
+        for row in claimed
+            .iter()
+            .filter(|r| r.recipient != "pending@example.com")
+        {
+            outbox::mark_dead(&db, row.id, row.claim_token.unwrap(), "550 test")
+                .await
+                .unwrap();
+        }
+        for row in claimed
+            .iter()
+            .filter(|r| r.recipient == "pending@example.com")
+        {
+            outbox::mark_retry(&db, row.id, row.claim_token.unwrap(), now, "421 test")
+                .await
+                .unwrap();
+        }
+        ids
+    });
+
+    let status = run(&["outbox", "status"]);
+    let retried = run(&["outbox", "retry-dead"]);
+
+    assert!(
+        status.contains("pending\t1\n") && status.contains("dead\t3\n"),
+        "{status}"
+    );
+    assert!(status.contains("oldest unsent\t"), "{status}");
+    assert!(retried.contains("requeued 1 dead message(s)"), "{retried}");
+    assert!(retried.contains("left 1 dead code message(s)"), "{retried}");
+    assert!(retried.contains("left 1 expired message(s)"), "{retried}");
+    runtime.block_on(async {
+        let db = sea_orm::Database::connect(&url).await.unwrap();
+        assert_eq!(row(&db, dead_notice).await.status, Status::Pending);
+        assert_eq!(row(&db, dead_code).await.status, Status::Dead);
+        assert_eq!(row(&db, expired).await.status, Status::Dead);
+    });
+}
+
+#[test]
+fn email_previews_render_for_every_message_and_locale() {
+    // Written under target/ for `.ci/email-screenshots`, which looks at them in Chromium.
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/email-previews");
+    std::fs::create_dir_all(&out).unwrap();
+    let templates = codeward::mail::Templates::load(None).unwrap();
+    for locale in codeward::mail::templates::LOCALES {
+        for message in Message::ALL {
+            let variables = codeward::mail::templates::sample_variables(message, locale);
+
+            let rendered = templates.render(message, locale, &variables).unwrap();
+
+            assert!(
+                rendered.html.starts_with("<!DOCTYPE html>"),
+                "{locale}/{}",
+                message.name()
+            );
+            assert!(rendered.html.contains(&format!("lang=\"{locale}\"")));
+            assert!(!rendered.subject.is_empty() && !rendered.text.is_empty());
+            std::fs::write(
+                out.join(format!("{locale}-{}.html", message.name())),
+                &rendered.html,
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// Every row of every table as JSON text, to look for secrets at rest.
+async fn dump_every_table(db: &DatabaseConnection) -> String {
+    let backend = db.get_database_backend();
+    let list = match backend {
+        DatabaseBackend::Sqlite => "SELECT name AS t FROM sqlite_master WHERE type = 'table'",
+        DatabaseBackend::Postgres => {
+            "SELECT tablename::text AS t FROM pg_tables WHERE schemaname = 'public'"
+        }
+        DatabaseBackend::MySql => {
+            "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE()"
+        }
+    };
+    let tables = JsonValue::find_by_statement(Statement::from_string(backend, list))
+        .all(db)
+        .await
+        .unwrap();
+    let mut dump = String::new();
+    for table in tables {
+        let name = table["t"]
+            .as_str()
+            .or(table["T"].as_str())
+            .or(table["TABLE_NAME"].as_str())
+            .unwrap()
+            .to_owned();
+        let rows = JsonValue::find_by_statement(Statement::from_string(
+            backend,
+            format!("SELECT * FROM {name}"),
+        ))
+        .all(db)
+        .await
+        .unwrap();
+        for row in rows {
+            dump.push_str(&row.to_string());
+        }
+    }
+    dump
+}

@@ -1,0 +1,177 @@
+//! A real SMTP server in-process (mailin-embedded) that keeps what it receives. Recipients
+//! whose address contains `reject` are refused with a permanent 550.
+
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailin_embedded::response::{NO_MAILBOX, OK};
+use mailin_embedded::{Handler, Response, Server, SslConfig};
+
+/// One message as the server received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub to: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+impl Received {
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(&self.data)
+            .expect("a parseable message")
+    }
+
+    pub fn subject(&self) -> String {
+        self.parsed().subject().unwrap_or_default().to_owned()
+    }
+
+    pub fn text(&self) -> String {
+        self.parsed()
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn html(&self) -> String {
+        self.parsed()
+            .body_html(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The six-digit code a code email carries (the first word of its text part).
+    pub fn code(&self) -> String {
+        let text = self.text();
+        let code: String = text.chars().take_while(char::is_ascii_digit).collect();
+        assert_eq!(code.len(), 6, "no code at the start of: {text}");
+        code
+    }
+}
+
+#[derive(Clone)]
+struct Sink {
+    store: Arc<Mutex<Vec<Received>>>,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Sink {
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> Response {
+        self.to.clear();
+        self.data.clear();
+        OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        if to.contains("reject") {
+            return NO_MAILBOX;
+        }
+        self.to.push(to.to_owned());
+        OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let received = Received {
+            to: std::mem::take(&mut self.to),
+            data: std::mem::take(&mut self.data),
+        };
+        self.store.lock().unwrap().push(received);
+        OK
+    }
+}
+
+pub struct SmtpSink {
+    pub port: u16,
+    store: Arc<Mutex<Vec<Received>>>,
+}
+
+impl SmtpSink {
+    /// Starts on a free port.
+    pub fn start() -> Self {
+        Self::start_on(0)
+    }
+
+    /// Starts on `port` (0: any free one). The server runs until the test process exits.
+    pub fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("SMTP port");
+        let port = listener.local_addr().unwrap().port();
+        let store = Arc::new(Mutex::new(Vec::new()));
+        let handler = Sink {
+            store: store.clone(),
+            to: Vec::new(),
+            data: Vec::new(),
+        };
+        let mut server = Server::new(handler);
+        server
+            .with_name("sink.test")
+            // lettre pools connections and mailin blocks a thread per connection: room for both.
+            .with_num_threads(64)
+            .with_ssl(SslConfig::None)
+            .expect("plain SMTP")
+            .with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            // Runs until the process exits; an error here shows up as missing messages.
+            let _ = server.serve();
+        });
+        Self { port, store }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.store.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` messages arrived (panics after `timeout`).
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {count} messages arrived within {timeout:?}",
+                received.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the first message to `address`.
+    pub async fn wait_for_message_to(&self, address: &str, timeout: Duration) -> Received {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(found) = self
+                .received()
+                .into_iter()
+                .find(|m| m.to.iter().any(|to| to == address))
+            {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no message to {address} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A port with nothing listening, to play an SMTP server that is down.
+pub fn unused_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
