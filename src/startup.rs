@@ -42,7 +42,6 @@ impl Application {
         }
         let templates = Templates::load(config.template_dir.as_deref())?;
         let transport = Transport::from_config(&config)?;
-        tracing::info!(transport = %transport.describe(), "emails go to");
         let outbox = OutboxSignal::default();
         let worker = Worker {
             db: db.clone(),

@@ -178,6 +178,17 @@ fn malformed_settings_are_refused_naming_the_setting_and_never_echoing_secrets()
             "CODEWARD_SMTP_URL",
         ),
         ("CODEWARD_PEPPER", "k1:pw-hunter2", "CODEWARD_PEPPER"),
+        ("CODEWARD_MAIL_FROM", "not an address", "CODEWARD_MAIL_FROM"),
+        (
+            "CODEWARD_EMAIL_LEASE_SECS",
+            "10",
+            "CODEWARD_EMAIL_LEASE_SECS",
+        ),
+        (
+            "CODEWARD_TEMPLATE_DIR",
+            "/no/such/folder",
+            "CODEWARD_TEMPLATE_DIR",
+        ),
     ];
     for (name, value, mentioned) in cases {
         let output = codeward(&["check-config"], &[(name, value)]);
