@@ -206,10 +206,30 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
     pub code_resend_cooldown_secs: u64,
 
+    /// Failed code attempts allowed per user and purpose in 24 hours, across all codes.
+    #[arg(long, env = "CODEWARD_CODE_DAILY_FAILURE_BUDGET", default_value_t = 25,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub code_daily_failure_budget: u32,
+
     /// Seconds an access token lives.
     #[arg(long, env = "CODEWARD_ACCESS_TOKEN_TTL_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
     pub access_token_ttl_secs: u64,
+
+    /// Seconds a refresh token stays usable without being used (each use rotates it).
+    #[arg(long, env = "CODEWARD_REFRESH_TOKEN_IDLE_SECS", default_value_t = 30 * 86_400,
+          value_parser = clap::value_parser!(u64).range(60..=366 * 86_400), global = true)]
+    pub refresh_token_idle_secs: u64,
+
+    /// Seconds after which a session ends however actively it is used.
+    #[arg(long, env = "CODEWARD_SESSION_MAX_SECS", default_value_t = 90 * 86_400,
+          value_parser = clap::value_parser!(u64).range(60..=3660 * 86_400), global = true)]
+    pub session_max_secs: u64,
+
+    /// Password hashes running or waiting at once; past this, 503 `overloaded`.
+    #[arg(long, env = "CODEWARD_PASSWORD_HASH_QUEUE", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub password_hash_queue: u32,
 
     /// argon2id memory cost in KiB.
     #[arg(long, env = "CODEWARD_ARGON2_MEMORY_KIB", default_value_t = 19_456,
@@ -449,6 +469,10 @@ impl Config {
             (
                 "CODEWARD_CODE_RESEND_COOLDOWN_SECS",
                 self.code_resend_cooldown_secs.to_string(),
+            ),
+            (
+                "CODEWARD_CODE_DAILY_FAILURE_BUDGET",
+                self.code_daily_failure_budget.to_string(),
             ),
             (
                 "CODEWARD_ACCESS_TOKEN_TTL_SECS",

@@ -6,7 +6,10 @@ use migration::seaql_migrations;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::EntityTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, TransactionTrait,
+};
 
 use crate::config::Config;
 
@@ -62,4 +65,17 @@ pub async fn readiness(db: &DatabaseConnection) -> Result<(), String> {
     } else {
         Err(format!("{pending} migration(s) pending"))
     }
+}
+
+/// Begins a transaction that is going to write. On SQLite it takes the write lock at once with
+/// a no-op UPDATE: a transaction that reads first and writes later fails with SQLITE_BUSY,
+/// without waiting, when another writer committed in between; one that starts by writing
+/// waits its turn (busy timeout) instead.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DatabaseBackend::Sqlite {
+        txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")
+            .await?;
+    }
+    Ok(txn)
 }

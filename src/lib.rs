@@ -1,10 +1,17 @@
 //! codeward: an OTP-centric authentication server, built as a library that the binary and the
 //! integration tests share.
 
+pub mod accounts;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod mail;
+pub mod otp;
+pub mod passwords;
+pub mod services;
+pub mod sessions;
 pub mod startup;
 pub mod telemetry;

@@ -13,10 +13,14 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Route, Server};
 use crate::api::middleware::{BodyLimit, RequestContext};
 use crate::api::problem::{error_to_problem, panic_to_problem};
 use crate::api::{self, AppState};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db;
 use crate::mail::worker::{Worker, WorkerSettings};
 use crate::mail::{OutboxSignal, Templates, Transport};
+use crate::otp::CodeEngine;
+use crate::passwords::Passwords;
+use crate::services::Services;
 
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -30,6 +34,11 @@ impl Application {
     /// Connects to the database, applies pending migrations (unless told not to) and binds the
     /// listener; port 0 picks a free port, which `port()` then tells.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::default()).await
+    }
+
+    /// `build` with a clock the caller may move (tests expire codes without sleeping).
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let db = db::connect(&config)
             .await
             .with_context(|| format!("cannot connect to {}", config.database_url.masked()))?;
@@ -49,6 +58,7 @@ impl Application {
             templates: Arc::new(templates),
             settings: WorkerSettings::from_config(&config)?,
             signal: outbox.clone(),
+            clock: clock.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -57,11 +67,14 @@ impl Application {
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
-        let state = AppState {
+        let state: AppState = Arc::new(Services {
             db,
+            codes: CodeEngine::from_config(&config),
+            passwords: Passwords::from_config(&config)?,
             config: Arc::new(config),
+            clock,
             outbox,
-        };
+        });
         let endpoint = with_middleware(routes().data(state), max_body_bytes).boxed();
         Ok(Self {
             acceptor,

@@ -2,4 +2,8 @@
 //! the API schema lives in `codeward::api`, so the database schema never leaks into the contract.
 
 pub mod email_outbox;
+pub mod otp_budgets;
+pub mod otp_codes;
+pub mod refresh_tokens;
+pub mod sessions;
 pub mod users;

@@ -6,6 +6,8 @@ pub use sea_orm_migration::seaql_migrations;
 mod columns;
 mod m20261122_000001_create_users;
 mod m20261122_000002_create_email_outbox;
+mod m20261122_000003_create_otp_codes;
+mod m20261122_000004_create_sessions;
 
 pub struct Migrator;
 
@@ -15,6 +17,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_users::Migration),
             Box::new(m20261122_000002_create_email_outbox::Migration),
+            Box::new(m20261122_000003_create_otp_codes::Migration),
+            Box::new(m20261122_000004_create_sessions::Migration),
         ]
     }
 }

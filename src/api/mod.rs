@@ -1,25 +1,22 @@
 //! The HTTP API: poem-openapi operations, one module per tag, and the middleware around them.
 
+pub mod account;
+pub mod auth;
+pub mod client;
 pub mod middleware;
 pub mod ops;
 pub mod problem;
+pub mod session;
+pub mod signup;
 
 use std::sync::Arc;
 
 use poem_openapi::{OpenApiService, Tags};
-use sea_orm::DatabaseConnection;
 
-use crate::config::Config;
-use crate::mail::OutboxSignal;
+use crate::services::Services;
 
 /// What every handler may reach, shared through poem's `Data`.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub config: Arc<Config>,
-    /// Wakes the email worker after a transaction that enqueued an email commits.
-    pub outbox: OutboxSignal,
-}
+pub type AppState = Arc<Services>;
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -35,8 +32,13 @@ pub enum ApiTags {
     Ops,
 }
 
-/// Every API of codeward; later tags join this tuple.
-pub type Apis = ops::OpsApi;
+/// Every API of codeward, one per tag.
+pub type Apis = (
+    signup::SignupApi,
+    session::SessionApi,
+    account::AccountApi,
+    ops::OpsApi,
+);
 
 const DESCRIPTION: &str = "An OTP-centric authentication server: sign up with email and \
 password, verify the address with a six-digit emailed code, sign in to rotating per-device \
@@ -45,9 +47,18 @@ sessions, and recover a password with another emailed code.\n\nEvery error is an
 
 /// The OpenAPI service; building it needs no database, so `codeward openapi` works offline.
 pub fn service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new(ops::OpsApi, "codeward", env!("CARGO_PKG_VERSION"))
-        .description(DESCRIPTION)
-        .license("Apache-2.0")
+    OpenApiService::new(
+        (
+            signup::SignupApi,
+            session::SessionApi,
+            account::AccountApi,
+            ops::OpsApi,
+        ),
+        "codeward",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(DESCRIPTION)
+    .license("Apache-2.0")
 }
 
 /// The spec exactly as committed in `openapi.yaml`.

@@ -137,6 +137,41 @@ impl Problem {
         }
     }
 
+    /// 422 `validation_failed`, one `errors[]` entry per refused field.
+    pub fn validation(problems: Vec<crate::domain::FieldProblem>) -> Self {
+        let mut problem = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemCode::ValidationFailed,
+            problems
+                .iter()
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        problem.errors = Some(
+            problems
+                .into_iter()
+                .map(|p| FieldError {
+                    field: p.field.to_owned(),
+                    code: p.code.to_owned(),
+                    message: p.message,
+                })
+                .collect(),
+        );
+        problem
+    }
+
+    /// 503 `overloaded`: the password-hashing queue is full.
+    pub fn overloaded() -> Self {
+        let mut problem = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::Overloaded,
+            "Too many sign-ins are being processed; retry in a second.".to_owned(),
+        );
+        problem.retry_after = Some(1);
+        problem
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -194,6 +229,15 @@ pub enum InternalError {
     Database(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+}
+
+impl From<crate::services::Error> for InternalError {
+    fn from(error: crate::services::Error) -> Self {
+        match error {
+            crate::services::Error::Database(error) => Self::Database(error),
+            other => Self::Other(other.into()),
+        }
+    }
 }
 
 impl poem::error::ResponseError for InternalError {

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use entity::email_outbox;
 use lettre::message::{Mailbox, MultiPart};
 use rand::Rng;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::mail::outbox::{self, OutboxSignal};
 use crate::mail::templates::{Message, Templates};
@@ -67,6 +67,7 @@ pub struct Worker {
     pub templates: Arc<Templates>,
     pub settings: WorkerSettings,
     pub signal: OutboxSignal,
+    pub clock: Clock,
 }
 
 impl Worker {
@@ -91,7 +92,7 @@ impl Worker {
 
     /// Expires stale messages, claims a batch and sends it concurrently; returns the batch size.
     pub async fn deliver_due(&self) -> Result<usize, sea_orm::DbErr> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let expired = outbox::expire(&self.db, now).await?;
         if expired > 0 {
             tracing::warn!(
@@ -123,6 +124,7 @@ impl Worker {
             templates: self.templates.clone(),
             settings: self.settings.clone(),
             signal: self.signal.clone(),
+            clock: self.clock.clone(),
         }
     }
 
@@ -140,14 +142,14 @@ impl Worker {
             Ok(path) => {
                 let path = path.map(|p| p.display().to_string());
                 tracing::info!(id = %row.id, template = %row.template, attempts = row.attempts, mailbox_file = path, "email sent");
-                outbox::mark_sent(&self.db, row.id, token, Utc::now()).await
+                outbox::mark_sent(&self.db, row.id, token, self.clock.now()).await
             }
             Err(SendError::Permanent(error)) => {
                 tracing::error!(id = %row.id, template = %row.template, %error, "email rejected permanently");
                 outbox::mark_dead(&self.db, row.id, token, &error).await
             }
             Err(SendError::Transient(error)) => {
-                let retry_at = Utc::now()
+                let retry_at = self.clock.now()
                     + chrono::Duration::from_std(self.settings.backoff(row.attempts as u32))
                         .unwrap_or(chrono::Duration::MAX);
                 if row.attempts as u32 >= self.settings.max_attempts {

@@ -1,0 +1,197 @@
+//! Sign-up, email verification and sign-in. Every answer that could reveal whether an account
+//! exists is the same on every path, and the paths do the same kind of work.
+
+use entity::users;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use uuid::Uuid;
+
+use crate::db;
+use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
+use crate::mail::{Email, Message, outbox};
+use crate::otp::{CodeRecipient, Requester};
+use crate::services::{Error, Services};
+use crate::sessions::{self, IssuedSession};
+
+async fn find_user<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    email: &EmailAddress,
+) -> Result<Option<users::Model>, sea_orm::DbErr> {
+    users::Entity::find()
+        .filter(users::Column::Email.eq(email.as_str()))
+        .one(db)
+        .await
+}
+
+/// Starts or restarts a sign-up. A new address gets an unverified account and a code, an
+/// unverified one a new code (older codes die), a verified one an "account exists" email
+/// instead of a code. The password was checked by the caller and is not stored: it is bound
+/// when the code is verified, so whoever proves the mailbox chooses the password.
+#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
+pub async fn signup(
+    services: &Services,
+    email: &EmailAddress,
+    locale: &str,
+    requester: &Requester,
+) -> Result<(), Error> {
+    let now = services.clock.now();
+    let txn = db::begin_write(&services.db).await?;
+    let user = match find_user(&txn, email).await? {
+        Some(user) if user.email_verified_at.is_some() => {
+            let expires_at = now + chrono::Duration::hours(24);
+            outbox::enqueue(
+                &txn,
+                Email {
+                    to: email.as_str().to_owned(),
+                    message: Message::AccountExists,
+                    locale: user.locale.clone(),
+                    context: serde_json::json!({}),
+                    code: None,
+                    expires_at,
+                },
+                now,
+            )
+            .await?;
+            txn.commit().await?;
+            services.outbox.wake();
+            tracing::info!(user_id = %user.id, outcome = "account_exists", "signup");
+            return Ok(());
+        }
+        Some(user) => {
+            let mut active = user.into_active_model();
+            active.locale = Set(locale.to_owned());
+            active.updated_at = Set(now);
+            active.update(&txn).await?
+        }
+        None => {
+            users::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                email: Set(email.as_str().to_owned()),
+                password_hash: Set(None),
+                email_verified_at: Set(None),
+                locale: Set(locale.to_owned()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?
+        }
+    };
+    let recipient = CodeRecipient {
+        user_id: user.id,
+        email,
+        locale: &user.locale,
+    };
+    services
+        .codes
+        .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
+        .await?;
+    txn.commit().await?;
+    services.outbox.wake();
+    tracing::info!(user_id = %user.id, outcome = "code_sent", "signup");
+    Ok(())
+}
+
+/// Sends a new sign-up code to an unverified account; does nothing for other addresses, with
+/// the same answer.
+#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
+pub async fn resend_signup_code(
+    services: &Services,
+    email: &EmailAddress,
+    requester: &Requester,
+) -> Result<(), Error> {
+    let now = services.clock.now();
+    let txn = db::begin_write(&services.db).await?;
+    let Some(user) = find_user(&txn, email)
+        .await?
+        .filter(|user| user.email_verified_at.is_none())
+    else {
+        tracing::info!(outcome = "no_unverified_account", "resend_signup_code");
+        return Ok(());
+    };
+    let recipient = CodeRecipient {
+        user_id: user.id,
+        email,
+        locale: &user.locale,
+    };
+    services
+        .codes
+        .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
+        .await?;
+    txn.commit().await?;
+    services.outbox.wake();
+    tracing::info!(user_id = %user.id, outcome = "code_sent", "resend_signup_code");
+    Ok(())
+}
+
+/// Verifies the sign-up code, binds the password and signs the user in. `None` for every
+/// failure: unknown address, verified account, malformed, wrong, expired, used or dead code.
+#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
+pub async fn verify_signup(
+    services: &Services,
+    email: &EmailAddress,
+    code: Option<OtpCode>,
+    password: &NewPassword,
+    device_name: Option<String>,
+    requester: &Requester,
+) -> Result<Option<IssuedSession>, Error> {
+    // Hash first, on every path: the answer takes the same time whatever went wrong, and no
+    // transaction is held open while argon2 runs.
+    let password_hash = services.passwords.hash(password.expose()).await?;
+    let now = services.clock.now();
+    let user = find_user(&services.db, email)
+        .await?
+        .filter(|user| user.email_verified_at.is_none());
+    let (Some(user), Some(code)) = (user, code) else {
+        tracing::info!(outcome = "invalid_code", "verify_signup");
+        return Ok(None);
+    };
+    let Some(matched) = services
+        .codes
+        .attempt(&services.db, now, user.id, Purpose::VerifyEmail, &code)
+        .await?
+    else {
+        tracing::info!(user_id = %user.id, outcome = "invalid_code", "verify_signup");
+        return Ok(None);
+    };
+    let txn = db::begin_write(&services.db).await?;
+    if !services.codes.consume(&txn, now, &matched).await? {
+        tracing::info!(user_id = %user.id, outcome = "invalid_code", "verify_signup");
+        return Ok(None);
+    }
+    let mut active = user.into_active_model();
+    active.password_hash = Set(Some(password_hash));
+    active.email_verified_at = Set(Some(now));
+    active.updated_at = Set(now);
+    let user = active.update(&txn).await?;
+    let session = sessions::start(services, &txn, now, user, device_name, requester).await?;
+    txn.commit().await?;
+    tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "verified", "verify_signup");
+    Ok(Some(session))
+}
+
+/// Signs in with email and password. `None` for an unknown address, a never-verified account
+/// and a wrong password alike; each verifies one argon2 hash (a dummy where there is none).
+#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
+pub async fn login(
+    services: &Services,
+    email: &EmailAddress,
+    password: &PasswordAttempt,
+    device_name: Option<String>,
+    requester: &Requester,
+) -> Result<Option<IssuedSession>, Error> {
+    let user = find_user(&services.db, email)
+        .await?
+        .filter(|user| user.email_verified_at.is_some());
+    let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
+    let matches = services.passwords.verify(password.expose(), stored).await?;
+    let Some(user) = user.filter(|_| matches) else {
+        tracing::info!(outcome = "invalid_credentials", "login");
+        return Ok(None);
+    };
+    let now = services.clock.now();
+    let txn = db::begin_write(&services.db).await?;
+    let session = sessions::start(services, &txn, now, user, device_name, requester).await?;
+    txn.commit().await?;
+    tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
+    Ok(Some(session))
+}

@@ -1,0 +1,34 @@
+//! Bearer authentication as a type: an operation that takes `BearerAuth` is authenticated, and
+//! Swagger UI's Authorize button fills it in.
+
+use poem::Request;
+use poem::http::StatusCode;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+
+use crate::api::AppState;
+use crate::api::problem::InternalError;
+use crate::domain::AccessToken;
+use crate::sessions::{self, AuthUser};
+
+/// An access token (`cwa_…`) from `login`, `verify_signup` or `refresh_token`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "opaque", checker = "check_bearer")]
+pub struct BearerAuth(pub AuthUser);
+
+async fn check_bearer(request: &Request, bearer: Bearer) -> poem::Result<AuthUser> {
+    let unauthorized = || {
+        poem::Error::from_string(
+            "The access token is missing, unknown, expired or revoked.",
+            StatusCode::UNAUTHORIZED,
+        )
+    };
+    let token = AccessToken::parse(bearer.token.trim()).ok_or_else(unauthorized)?;
+    let state = request
+        .data::<AppState>()
+        .ok_or_else(|| InternalError::Other(anyhow::anyhow!("application state missing")))?;
+    sessions::authenticate(state, &token)
+        .await
+        .map_err(InternalError::from)?
+        .ok_or_else(unauthorized)
+}

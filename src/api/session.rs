@@ -1,0 +1,328 @@
+//! Tag `session`: sign in, rotate tokens, list and revoke sessions.
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Password;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use crate::accounts;
+use crate::api::account::User;
+use crate::api::auth::BearerAuth;
+use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
+use crate::api::signup::validation;
+use crate::api::{ApiTags, AppState, client};
+use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
+use crate::services::Error;
+use crate::sessions::{self, IssuedSession, RevokeReason};
+
+pub struct SessionApi;
+
+/// A signed-in session: a short-lived access token and a refresh token that rotates on use.
+#[derive(Object)]
+#[oai(rename = "Session")]
+pub struct SessionBody {
+    /// Opaque bearer token (`cwa_…`) for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds the access token lives.
+    pub expires_in: i64,
+    /// Opaque refresh token (`cwr_…`); `refresh_token` swaps it for a new pair, once.
+    pub refresh_token: String,
+    /// Seconds the refresh token stays usable if not used.
+    pub refresh_expires_in: i64,
+    /// This session's id, as listed by `list_sessions`.
+    pub session_id: uuid::Uuid,
+    /// The signed-in user.
+    pub user: User,
+}
+
+impl From<IssuedSession> for SessionBody {
+    fn from(session: IssuedSession) -> Self {
+        Self {
+            access_token: session.access.expose().to_owned(),
+            token_type: "Bearer".to_owned(),
+            expires_in: session.access_expires_in,
+            refresh_token: session.refresh.expose().to_owned(),
+            refresh_expires_in: session.refresh_expires_in,
+            session_id: session.session_id,
+            user: session.user.into(),
+        }
+    }
+}
+
+/// One signed-in device.
+#[derive(Debug, Object)]
+pub struct SessionInfo {
+    /// The session's id (for `revoke_session`).
+    pub id: uuid::Uuid,
+    /// The name the client gave at sign-in, if any.
+    pub device_name: Option<String>,
+    /// The client IP at sign-in or the last refresh.
+    pub ip: Option<String>,
+    /// The client's User-Agent at sign-in or the last refresh.
+    pub user_agent: Option<String>,
+    /// When the session started.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it was last used (to the minute).
+    pub last_used_at: chrono::DateTime<chrono::Utc>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+/// Sign in with email and password.
+#[derive(Object)]
+pub struct LoginRequest {
+    /// The account's address.
+    pub email: String,
+    /// The account's password (at most 1024 characters).
+    pub password: Password,
+    /// A name for this device in the session list (at most 128 characters).
+    pub device_name: Option<String>,
+}
+
+/// Swap a refresh token for a new pair.
+#[derive(Object)]
+pub struct RefreshRequest {
+    /// The current refresh token (`cwr_…`).
+    pub refresh_token: String,
+}
+
+#[derive(ApiResponse)]
+pub enum LoginResponse {
+    /// Signed in.
+    #[oai(status = 200)]
+    SignedIn(Json<SessionBody>),
+    /// `invalid_credentials`: unknown email or wrong password (one answer for both).
+    #[oai(status = 401)]
+    InvalidCredentials(ProblemJson),
+    /// The email address or password is malformed; `errors` says why.
+    #[oai(status = 422)]
+    ValidationFailed(ProblemJson),
+    /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Overloaded(ProblemJson),
+}
+
+#[derive(ApiResponse)]
+pub enum RefreshResponse {
+    /// A new access and refresh token; the presented refresh token is used up.
+    #[oai(status = 200)]
+    Rotated(Json<SessionBody>),
+    /// `invalid_token`: unknown, expired, revoked or replayed refresh token. A replayed one
+    /// also ends its session.
+    #[oai(status = 401)]
+    InvalidToken(ProblemJson),
+}
+
+#[derive(ApiResponse)]
+pub enum RevokeResponse {
+    /// Revoked.
+    #[oai(status = 204)]
+    Revoked,
+    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(ProblemJson),
+}
+
+#[derive(ApiResponse)]
+pub enum RevokeOneResponse {
+    /// Revoked; its tokens stop working at once.
+    #[oai(status = 204)]
+    Revoked,
+    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(ProblemJson),
+    /// `not_found`: the user has no live session with this id.
+    #[oai(status = 404)]
+    NotFound(ProblemJson),
+}
+
+#[derive(ApiResponse)]
+pub enum SessionsResponse {
+    /// The user's live sessions, most recently used first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<SessionInfo>>),
+    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(ProblemJson),
+}
+
+fn problem(status: poem::http::StatusCode, code: ProblemCode, detail: &str) -> ProblemJson {
+    ProblemJson(Problem::new(status, code, detail.to_owned()))
+}
+
+#[OpenApi(tag = "ApiTags::Session")]
+impl SessionApi {
+    /// Sign in
+    ///
+    /// Starts a session with email and password. An unknown address, a never-verified
+    /// account and a wrong password give the same 401 `invalid_credentials` in the same time.
+    #[oai(path = "/v1/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        body: Json<LoginRequest>,
+    ) -> Result<LoginResponse, InternalError> {
+        let mut problems = Vec::new();
+        let email = EmailAddress::parse(&body.email)
+            .map_err(|p| problems.push(p))
+            .ok();
+        let password = PasswordAttempt::parse(&body.password, "password")
+            .map_err(|p| problems.push(p))
+            .ok();
+        let device = domain::parse_device_name(body.device_name.as_deref())
+            .map_err(|p| problems.push(p))
+            .ok();
+        let (Some(email), Some(password), Some(device), true) =
+            (email, password, device, problems.is_empty())
+        else {
+            return Ok(LoginResponse::ValidationFailed(validation(problems)));
+        };
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        match accounts::login(&state, &email, &password, device, &requester).await {
+            Ok(Some(session)) => Ok(LoginResponse::SignedIn(Json(session.into()))),
+            Ok(None) => Ok(LoginResponse::InvalidCredentials(problem(
+                poem::http::StatusCode::UNAUTHORIZED,
+                ProblemCode::InvalidCredentials,
+                "The email address or the password is wrong.",
+            ))),
+            Err(Error::Overloaded(_)) => Ok(LoginResponse::Overloaded(ProblemJson(
+                Problem::overloaded(),
+            ))),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Rotate the tokens
+    ///
+    /// Swaps a refresh token for a new access and refresh token. Each refresh token works
+    /// once; presenting a used one again is treated as theft and ends the session.
+    #[oai(
+        path = "/v1/token/refresh",
+        method = "post",
+        operation_id = "refresh_token"
+    )]
+    async fn refresh_token(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        body: Json<RefreshRequest>,
+    ) -> Result<RefreshResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        let presented = RefreshToken::parse(body.refresh_token.trim());
+        Ok(
+            match sessions::refresh(&state, presented, &requester).await? {
+                Some(session) => RefreshResponse::Rotated(Json(session.into())),
+                None => RefreshResponse::InvalidToken(problem(
+                    poem::http::StatusCode::UNAUTHORIZED,
+                    ProblemCode::InvalidToken,
+                    "The refresh token is unknown, expired, revoked or already used.",
+                )),
+            },
+        )
+    }
+
+    /// Sign out
+    ///
+    /// Revokes the current session: its access and refresh tokens stop working at once.
+    #[oai(path = "/v1/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<RevokeResponse, InternalError> {
+        sessions::revoke(
+            &state,
+            auth.0.user_id,
+            auth.0.session_id,
+            RevokeReason::Logout,
+        )
+        .await?;
+        tracing::info!(user_id = %auth.0.user_id, session_id = %auth.0.session_id, "logout");
+        Ok(RevokeResponse::Revoked)
+    }
+
+    /// List sessions
+    ///
+    /// The signed-in user's live sessions (devices), the current one marked.
+    #[oai(path = "/v1/sessions", method = "get", operation_id = "list_sessions")]
+    async fn list_sessions(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<SessionsResponse, InternalError> {
+        let sessions = sessions::list(&state, auth.0.user_id).await?;
+        Ok(SessionsResponse::Ok(Json(
+            sessions
+                .into_iter()
+                .map(|s| SessionInfo {
+                    current: s.id == auth.0.session_id,
+                    id: s.id,
+                    device_name: s.device_name,
+                    ip: s.ip,
+                    user_agent: s.user_agent,
+                    created_at: s.created_at,
+                    last_used_at: s.last_used_at,
+                })
+                .collect(),
+        )))
+    }
+
+    /// Revoke a session
+    ///
+    /// Ends one of the user's sessions (e.g. a lost phone); 404 if the user has no live
+    /// session with this id.
+    #[oai(
+        path = "/v1/sessions/:id",
+        method = "delete",
+        operation_id = "revoke_session"
+    )]
+    async fn revoke_session(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The session's id, from `list_sessions`.
+        id: Path<uuid::Uuid>,
+    ) -> Result<RevokeOneResponse, InternalError> {
+        if sessions::revoke(&state, auth.0.user_id, id.0, RevokeReason::Revoked).await? {
+            tracing::info!(user_id = %auth.0.user_id, revoked = %id.0, "session revoked");
+            Ok(RevokeOneResponse::Revoked)
+        } else {
+            Ok(RevokeOneResponse::NotFound(problem(
+                poem::http::StatusCode::NOT_FOUND,
+                ProblemCode::NotFound,
+                "You have no live session with this id.",
+            )))
+        }
+    }
+
+    /// Revoke every other session
+    ///
+    /// Ends all of the user's sessions except the current one.
+    #[oai(
+        path = "/v1/sessions",
+        method = "delete",
+        operation_id = "revoke_other_sessions"
+    )]
+    async fn revoke_other_sessions(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<RevokeResponse, InternalError> {
+        let now = state.clock.now();
+        let count = sessions::revoke_all_but(
+            &state.db,
+            now,
+            auth.0.user_id,
+            Some(auth.0.session_id),
+            RevokeReason::Revoked,
+        )
+        .await?;
+        tracing::info!(user_id = %auth.0.user_id, count, "other sessions revoked");
+        Ok(RevokeResponse::Revoked)
+    }
+}

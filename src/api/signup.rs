@@ -1,0 +1,240 @@
+//! Tag `signup`: create an account and prove the address with a code.
+
+use poem::Request;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Password;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+
+use crate::accounts;
+use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
+use crate::api::session::SessionBody;
+use crate::api::{ApiTags, AppState, client};
+use crate::domain::{self, EmailAddress, NewPassword, OtpCode};
+use crate::services::Error;
+
+pub struct SignupApi;
+
+/// What a code is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum CodePurpose {
+    /// Proves the address at sign-up.
+    VerifyEmail,
+    /// Lets the owner of the address choose a new password.
+    ResetPassword,
+}
+
+/// The answer whenever a code may have been sent. It is the same whether or not an account
+/// exists for the address.
+#[derive(Debug, Object)]
+pub struct CodeSent {
+    /// The normalized (trimmed, lowercased) address.
+    pub email: String,
+    /// What the code is for.
+    pub purpose: CodePurpose,
+    /// Digits in the code.
+    pub code_length: u8,
+    /// Seconds the code stays valid.
+    pub expires_in: u64,
+    /// Seconds before another code can be requested for this address.
+    pub resend_after: u64,
+}
+
+impl CodeSent {
+    pub fn new(state: &AppState, email: &EmailAddress, purpose: CodePurpose) -> Self {
+        Self {
+            email: email.as_str().to_owned(),
+            purpose,
+            code_length: domain::CODE_LENGTH as u8,
+            expires_in: state.config.code_ttl_secs,
+            resend_after: state.config.code_resend_cooldown_secs,
+        }
+    }
+}
+
+/// Start a sign-up.
+#[derive(Object)]
+pub struct SignupRequest {
+    /// The address to create the account for (at most 254 characters).
+    pub email: String,
+    /// The password the user intends to use (8 to 1024 characters, not easily guessed):
+    /// checked against the policy here, bound only when the code is verified.
+    pub password: Password,
+    /// BCP 47 language tag for emails, e.g. `es-MX`; defaults to `en`.
+    pub locale: Option<String>,
+}
+
+/// Ask for a new sign-up code.
+#[derive(Object)]
+pub struct ResendRequest {
+    /// The address the sign-up was started with.
+    pub email: String,
+}
+
+/// Finish a sign-up with the emailed code.
+#[derive(Object)]
+pub struct VerifySignupRequest {
+    /// The address the sign-up was started with.
+    pub email: String,
+    /// The six-digit code from the email.
+    pub code: String,
+    /// The account's password (checked against the policy again, then bound).
+    pub password: Password,
+    /// A name for this device in the session list, e.g. `Ada's iPhone` (at most 128
+    /// characters).
+    pub device_name: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum CodeSentResponse {
+    /// A code may have been sent; the answer is the same for every address.
+    #[oai(status = 202)]
+    Accepted(Json<CodeSent>),
+    /// The email address or password is not acceptable; `errors` says why.
+    #[oai(status = 422)]
+    ValidationFailed(ProblemJson),
+}
+
+#[derive(ApiResponse)]
+pub enum VerifySignupResponse {
+    /// The address is verified, the password set and the user signed in.
+    #[oai(status = 200)]
+    SignedIn(Json<SessionBody>),
+    /// `invalid_code`: wrong, expired, used, locked or unknown code, or no sign-up pending
+    /// for this address; one answer for all.
+    #[oai(status = 400)]
+    InvalidCode(ProblemJson),
+    /// The email address or password is not acceptable; `errors` says why.
+    #[oai(status = 422)]
+    ValidationFailed(ProblemJson),
+    /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Overloaded(ProblemJson),
+}
+
+pub(crate) fn invalid_code() -> ProblemJson {
+    ProblemJson(Problem::new(
+        poem::http::StatusCode::BAD_REQUEST,
+        ProblemCode::InvalidCode,
+        "The code is wrong, expired or already used. Request a new one if needed.".to_owned(),
+    ))
+}
+
+pub(crate) fn validation(problems: Vec<domain::FieldProblem>) -> ProblemJson {
+    ProblemJson(Problem::validation(problems))
+}
+
+#[OpenApi(tag = "ApiTags::Signup")]
+impl SignupApi {
+    /// Start a sign-up
+    ///
+    /// Checks the email address and the password policy, then emails a six-digit
+    /// `verify_email` code. The password is not stored yet: it is bound by `verify_signup`,
+    /// so whoever proves the mailbox chooses the password. The answer is the same 202 for a
+    /// new address, an unverified one (a new code; older ones die) and a verified one (that
+    /// address gets an "account exists" email instead of a code).
+    #[oai(path = "/v1/signup", method = "post", operation_id = "signup")]
+    async fn signup(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        body: Json<SignupRequest>,
+    ) -> Result<CodeSentResponse, InternalError> {
+        let mut problems = Vec::new();
+        let email = EmailAddress::parse(&body.email)
+            .map_err(|p| problems.push(p))
+            .ok();
+        if let Err(problem) = NewPassword::parse(&body.password, email.as_ref(), "password") {
+            problems.push(problem);
+        }
+        let locale = domain::parse_locale(body.locale.as_deref())
+            .map_err(|p| problems.push(p))
+            .ok();
+        let (Some(email), Some(locale), true) = (email, locale, problems.is_empty()) else {
+            return Ok(CodeSentResponse::ValidationFailed(validation(problems)));
+        };
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        accounts::signup(&state, &email, &locale, &requester).await?;
+        Ok(CodeSentResponse::Accepted(Json(CodeSent::new(
+            &state,
+            &email,
+            CodePurpose::VerifyEmail,
+        ))))
+    }
+
+    /// Send a new sign-up code
+    ///
+    /// Emails a new code to an address whose sign-up is not verified yet (older codes die).
+    /// The answer is the same 202 for any address.
+    #[oai(
+        path = "/v1/signup/resend",
+        method = "post",
+        operation_id = "resend_signup_code"
+    )]
+    async fn resend_signup_code(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        body: Json<ResendRequest>,
+    ) -> Result<CodeSentResponse, InternalError> {
+        let email = match EmailAddress::parse(&body.email) {
+            Ok(email) => email,
+            Err(problem) => {
+                return Ok(CodeSentResponse::ValidationFailed(validation(vec![
+                    problem,
+                ])));
+            }
+        };
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        accounts::resend_signup_code(&state, &email, &requester).await?;
+        Ok(CodeSentResponse::Accepted(Json(CodeSent::new(
+            &state,
+            &email,
+            CodePurpose::VerifyEmail,
+        ))))
+    }
+
+    /// Verify the sign-up code and sign in
+    ///
+    /// Accepts the emailed code, sets the password (checked against the policy; a refused
+    /// password does not use up the code) and returns a new session. Every kind of failure
+    /// answers the same 400 `invalid_code`.
+    #[oai(
+        path = "/v1/signup/verify",
+        method = "post",
+        operation_id = "verify_signup"
+    )]
+    async fn verify_signup(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        body: Json<VerifySignupRequest>,
+    ) -> Result<VerifySignupResponse, InternalError> {
+        let mut problems = Vec::new();
+        let email = EmailAddress::parse(&body.email)
+            .map_err(|p| problems.push(p))
+            .ok();
+        let password = NewPassword::parse(&body.password, email.as_ref(), "password")
+            .map_err(|p| problems.push(p))
+            .ok();
+        let device = domain::parse_device_name(body.device_name.as_deref())
+            .map_err(|p| problems.push(p))
+            .ok();
+        let (Some(email), Some(password), Some(device), true) =
+            (email, password, device, problems.is_empty())
+        else {
+            return Ok(VerifySignupResponse::ValidationFailed(validation(problems)));
+        };
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        let code = OtpCode::parse(&body.code);
+        match accounts::verify_signup(&state, &email, code, &password, device, &requester).await {
+            Ok(Some(session)) => Ok(VerifySignupResponse::SignedIn(Json(session.into()))),
+            Ok(None) => Ok(VerifySignupResponse::InvalidCode(invalid_code())),
+            Err(Error::Overloaded(_)) => Ok(VerifySignupResponse::Overloaded(ProblemJson(
+                Problem::overloaded(),
+            ))),
+            Err(other) => Err(other.into()),
+        }
+    }
+}

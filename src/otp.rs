@@ -1,0 +1,332 @@
+//! The code engine: issues and verifies the six-digit codes of every purpose. The only place
+//! that knows how codes are hashed: HMAC-SHA256(pepper[key_id], purpose ‖ 0 ‖ user id ‖ code).
+//!
+//! Every check-then-act is one conditional UPDATE, so concurrent guesses can never exceed a
+//! limit and one code is accepted at most once:
+//! 1. reserve one unit of the user's daily failure budget for this purpose;
+//! 2. count the attempt on the live code, only while it is under its attempt limit;
+//! 3. compare in constant time;
+//! 4. a right code gives both units back and, when consumed, is marked used only if unused.
+
+use chrono::{DateTime, Utc};
+use entity::{otp_budgets, otp_codes};
+use hmac::{Hmac, Mac};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::config::{Config, Pepper};
+use crate::domain::{EmailAddress, OtpCode, Purpose};
+use crate::mail::{Email, Message, outbox};
+
+/// Where a code request came from, kept with the code for audits.
+#[derive(Clone, Debug, Default)]
+pub struct Requester {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct CodeEngine {
+    /// The current pepper first; older ones still verify the codes they hashed.
+    peppers: Vec<Pepper>,
+    pub ttl: chrono::Duration,
+    pub max_attempts: i32,
+    pub daily_failure_budget: i32,
+}
+
+/// The recipient side of a code: whose it is and where it goes.
+pub struct CodeRecipient<'a> {
+    pub user_id: Uuid,
+    pub email: &'a EmailAddress,
+    pub locale: &'a str,
+}
+
+/// A live code whose digits matched; `consume` turns it into a one-time success.
+#[derive(Debug)]
+pub struct Matched {
+    code_id: Uuid,
+    user_id: Uuid,
+    purpose: Purpose,
+}
+
+impl CodeEngine {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            peppers: config.peppers.clone(),
+            ttl: chrono::Duration::seconds(i64::try_from(config.code_ttl_secs).unwrap_or(600)),
+            max_attempts: i32::try_from(config.code_max_attempts).unwrap_or(5),
+            daily_failure_budget: i32::try_from(config.code_daily_failure_budget).unwrap_or(25),
+        }
+    }
+
+    fn mac(pepper: &Pepper, purpose: Purpose, user_id: Uuid, code: &OtpCode) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length; `validate` guarantees at least 32 bytes.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper.key())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(purpose.name().as_bytes());
+        mac.update(&[0]);
+        mac.update(user_id.as_bytes());
+        mac.update(code.expose().as_bytes());
+        mac
+    }
+
+    /// Issues a new code inside the caller's transaction: older live codes of this user and
+    /// purpose die, the new code's HMAC is stored, and its email is enqueued, all committed
+    /// together. The caller wakes the outbox after committing.
+    pub async fn issue<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        now: DateTime<Utc>,
+        purpose: Purpose,
+        to: CodeRecipient<'_>,
+        requester: &Requester,
+    ) -> Result<(), DbErr> {
+        let pepper = self
+            .peppers
+            .first()
+            .ok_or_else(|| DbErr::Custom("no pepper configured".into()))?;
+        let code = OtpCode::generate();
+        let hash = hex::encode(
+            Self::mac(pepper, purpose, to.user_id, &code)
+                .finalize()
+                .into_bytes(),
+        );
+        otp_codes::Entity::update_many()
+            .col_expr(otp_codes::Column::RevokedAt, Expr::value(now))
+            .filter(otp_codes::Column::UserId.eq(to.user_id))
+            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
+        let expires_at = now + self.ttl;
+        otp_codes::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            user_id: Set(to.user_id),
+            purpose: Set(purpose.name().to_owned()),
+            code_hash: Set(hash),
+            key_id: Set(pepper.key_id.clone()),
+            email: Set(to.email.as_str().to_owned()),
+            attempts: Set(0),
+            max_attempts: Set(self.max_attempts),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+            consumed_at: Set(None),
+            revoked_at: Set(None),
+            ip: Set(requester.ip.clone()),
+            user_agent: Set(requester.user_agent.clone()),
+        }
+        .insert(txn)
+        .await?;
+        otp_budgets::Entity::insert(otp_budgets::ActiveModel {
+            user_id: Set(to.user_id),
+            purpose: Set(purpose.name().to_owned()),
+            window_start: Set(now),
+            failures: Set(0),
+        })
+        .on_conflict(
+            OnConflict::columns([otp_budgets::Column::UserId, otp_budgets::Column::Purpose])
+                .do_nothing_on([otp_budgets::Column::Failures])
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec(txn)
+        .await?;
+        let message = match purpose {
+            Purpose::VerifyEmail => Message::VerifyEmail,
+            Purpose::ResetPassword => Message::ResetPassword,
+        };
+        outbox::enqueue(
+            txn,
+            Email {
+                to: to.email.as_str().to_owned(),
+                message,
+                locale: to.locale.to_owned(),
+                context: serde_json::json!({ "expires_in_minutes": self.ttl.num_minutes() }),
+                code: Some(secrecy::SecretString::from(code.expose())),
+                expires_at,
+            },
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Makes one attempt with `code` on the user's live code of `purpose`, counting it against
+    /// the code's attempt limit and the daily failure budget. `Some` when the digits match a
+    /// live code; both counts are then given back, so only wrong attempts use them up. Runs as
+    /// autocommit statements: a wrong attempt stays counted whatever the caller does next.
+    pub async fn attempt<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: DateTime<Utc>,
+        user_id: Uuid,
+        purpose: Purpose,
+        code: &OtpCode,
+    ) -> Result<Option<Matched>, DbErr> {
+        let Some(live) = otp_codes::Entity::find()
+            .filter(otp_codes::Column::UserId.eq(user_id))
+            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .order_by_desc(otp_codes::Column::CreatedAt)
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if !self.reserve_budget(db, now, user_id, purpose).await? {
+            tracing::warn!(%user_id, purpose = purpose.name(), "daily code failure budget exhausted");
+            return Ok(None);
+        }
+        let counted = otp_codes::Entity::update_many()
+            .col_expr(
+                otp_codes::Column::Attempts,
+                Expr::col(otp_codes::Column::Attempts).add(1),
+            )
+            .filter(otp_codes::Column::Id.eq(live.id))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .filter(otp_codes::Column::ExpiresAt.gt(now))
+            .filter(
+                Expr::col(otp_codes::Column::Attempts)
+                    .lt(Expr::col(otp_codes::Column::MaxAttempts)),
+            )
+            .exec(db)
+            .await?
+            .rows_affected
+            == 1;
+        if !counted {
+            // Expired, used up or replaced meanwhile: no attempt happened.
+            self.refund_budget(db, user_id, purpose).await?;
+            return Ok(None);
+        }
+        let matches = self
+            .peppers
+            .iter()
+            .find(|p| p.key_id == live.key_id)
+            .is_some_and(|pepper| {
+                hex::decode(&live.code_hash).is_ok_and(|stored| {
+                    Self::mac(pepper, purpose, user_id, code)
+                        .verify_slice(&stored)
+                        .is_ok()
+                })
+            });
+        if !matches {
+            return Ok(None);
+        }
+        self.refund_budget(db, user_id, purpose).await?;
+        otp_codes::Entity::update_many()
+            .col_expr(
+                otp_codes::Column::Attempts,
+                Expr::col(otp_codes::Column::Attempts).sub(1),
+            )
+            .filter(otp_codes::Column::Id.eq(live.id))
+            .exec(db)
+            .await?;
+        Ok(Some(Matched {
+            code_id: live.id,
+            user_id,
+            purpose,
+        }))
+    }
+
+    /// Uses the matched code up, inside the caller's transaction, so the code is spent if and
+    /// only if the caller's change commits. `false` when another request used it first or it
+    /// expired meanwhile.
+    pub async fn consume<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        now: DateTime<Utc>,
+        matched: &Matched,
+    ) -> Result<bool, DbErr> {
+        let consumed = otp_codes::Entity::update_many()
+            .col_expr(otp_codes::Column::ConsumedAt, Expr::value(now))
+            .filter(otp_codes::Column::Id.eq(matched.code_id))
+            .filter(otp_codes::Column::UserId.eq(matched.user_id))
+            .filter(otp_codes::Column::Purpose.eq(matched.purpose.name()))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .filter(otp_codes::Column::ExpiresAt.gt(now))
+            .exec(txn)
+            .await?;
+        Ok(consumed.rows_affected == 1)
+    }
+
+    /// Kills every live code of the user (all purposes), e.g. after a password reset.
+    pub async fn revoke_all<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        now: DateTime<Utc>,
+        user_id: Uuid,
+    ) -> Result<u64, DbErr> {
+        let result = otp_codes::Entity::update_many()
+            .col_expr(otp_codes::Column::RevokedAt, Expr::value(now))
+            .filter(otp_codes::Column::UserId.eq(user_id))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Takes one unit of the 24-hour budget, starting a new window when the old one is over.
+    async fn reserve_budget<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: DateTime<Utc>,
+        user_id: Uuid,
+        purpose: Purpose,
+    ) -> Result<bool, DbErr> {
+        let window_over =
+            Expr::col(otp_budgets::Column::WindowStart).lte(now - chrono::Duration::hours(24));
+        // MySQL assigns left to right, so `failures` must be set before `window_start` changes.
+        let result = otp_budgets::Entity::update_many()
+            .col_expr(
+                otp_budgets::Column::Failures,
+                Expr::case(window_over.clone(), 1)
+                    .finally(Expr::col(otp_budgets::Column::Failures).add(1))
+                    .into(),
+            )
+            .col_expr(
+                otp_budgets::Column::WindowStart,
+                Expr::case(window_over.clone(), Expr::value(now))
+                    .finally(Expr::col(otp_budgets::Column::WindowStart))
+                    .into(),
+            )
+            .filter(otp_budgets::Column::UserId.eq(user_id))
+            .filter(otp_budgets::Column::Purpose.eq(purpose.name()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(window_over)
+                    .add(otp_budgets::Column::Failures.lt(self.daily_failure_budget)),
+            )
+            .exec(db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn refund_budget<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: Uuid,
+        purpose: Purpose,
+    ) -> Result<(), DbErr> {
+        otp_budgets::Entity::update_many()
+            .col_expr(
+                otp_budgets::Column::Failures,
+                Expr::col(otp_budgets::Column::Failures).sub(1),
+            )
+            .filter(otp_budgets::Column::UserId.eq(user_id))
+            .filter(otp_budgets::Column::Purpose.eq(purpose.name()))
+            .filter(otp_budgets::Column::Failures.gt(0))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+}
