@@ -8,6 +8,7 @@ pub mod ops;
 pub mod problem;
 pub mod session;
 pub mod signup;
+pub mod types;
 
 use std::sync::Arc;
 

@@ -4,7 +4,6 @@ use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::types::Password;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::accounts;
@@ -12,6 +11,7 @@ use crate::api::account::User;
 use crate::api::auth::BearerAuth;
 use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
 use crate::api::signup::validation;
+use crate::api::types::{SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
 use crate::services::Error;
@@ -76,18 +76,18 @@ pub struct SessionInfo {
 #[derive(Object)]
 pub struct LoginRequest {
     /// The account's address.
-    pub email: String,
+    pub email: Text,
     /// The account's password (at most 1024 characters).
-    pub password: Password,
+    pub password: SecretText,
     /// A name for this device in the session list (at most 128 characters).
-    pub device_name: Option<String>,
+    pub device_name: Option<Text>,
 }
 
 /// Swap a refresh token for a new pair.
 #[derive(Object)]
 pub struct RefreshRequest {
     /// The current refresh token (`cwr_…`).
-    pub refresh_token: String,
+    pub refresh_token: Text,
 }
 
 #[derive(ApiResponse)]

@@ -3,12 +3,12 @@
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::types::Password;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use crate::accounts;
 use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
 use crate::api::session::SessionBody;
+use crate::api::types::{SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{self, EmailAddress, NewPassword, OtpCode};
 use crate::services::Error;
@@ -57,33 +57,33 @@ impl CodeSent {
 #[derive(Object)]
 pub struct SignupRequest {
     /// The address to create the account for (at most 254 characters).
-    pub email: String,
+    pub email: Text,
     /// The password the user intends to use (8 to 1024 characters, not easily guessed):
     /// checked against the policy here, bound only when the code is verified.
-    pub password: Password,
+    pub password: SecretText,
     /// BCP 47 language tag for emails, e.g. `es-MX`; defaults to `en`.
-    pub locale: Option<String>,
+    pub locale: Option<Text>,
 }
 
 /// Ask for a new sign-up code.
 #[derive(Object)]
 pub struct ResendRequest {
     /// The address the sign-up was started with.
-    pub email: String,
+    pub email: Text,
 }
 
 /// Finish a sign-up with the emailed code.
 #[derive(Object)]
 pub struct VerifySignupRequest {
     /// The address the sign-up was started with.
-    pub email: String,
+    pub email: Text,
     /// The six-digit code from the email.
-    pub code: String,
+    pub code: Text,
     /// The account's password (checked against the policy again, then bound).
-    pub password: Password,
+    pub password: SecretText,
     /// A name for this device in the session list, e.g. `Ada's iPhone` (at most 128
     /// characters).
-    pub device_name: Option<String>,
+    pub device_name: Option<Text>,
 }
 
 #[derive(ApiResponse)]

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use codeward::cli::Cli;
+use codeward::clock::Clock;
 use codeward::config::Config;
 use codeward::mail::OutboxSignal;
 use codeward::startup::Application;
@@ -109,6 +110,8 @@ pub fn test_config(database_url: &str, mailbox: &TempDir, extra: &[&str]) -> Con
 pub struct Instance {
     pub address: String,
     pub outbox: OutboxSignal,
+    /// The instance's clock; `advance` it to expire codes and tokens without sleeping.
+    pub clock: Clock,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _mailbox: TempDir,
@@ -126,11 +129,16 @@ impl Instance {
     }
 }
 
-/// Email settings that keep tests fast: quick polls and retries.
-const FAST_EMAIL: [&str; 3] = [
+/// Settings that keep tests fast: quick email polls and retries, and cheap argon2 (tests of
+/// the argon2 parameters themselves pass the real ones back in), a queue no test fills by
+/// accident.
+const FAST: [&str; 6] = [
     "--email-poll-ms=50",
     "--email-retry-base-ms=50",
     "--email-retry-max-secs=1",
+    "--argon2-memory-kib=1024",
+    "--argon2-iterations=1",
+    "--password-hash-queue=10000",
 ];
 
 /// Starts a server on `database_url`, sending email to `smtp_url`, with extra flags.
@@ -140,11 +148,12 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
     }
     let mailbox = tempfile::tempdir().expect("mailbox dir");
     let smtp = format!("--smtp-url={smtp_url}");
-    let mut flags: Vec<&str> = FAST_EMAIL.to_vec();
+    let mut flags: Vec<&str> = FAST.to_vec();
     flags.push(&smtp);
     flags.extend_from_slice(extra);
     let config = test_config(database_url, &mailbox, &flags);
-    let app = Application::build(config)
+    let clock = Clock::default();
+    let app = Application::build_with_clock(config, clock.clone())
         .await
         .expect("application builds");
     let port = app.port();
@@ -156,6 +165,7 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
     Instance {
         address: format!("http://127.0.0.1:{port}"),
         outbox,
+        clock,
         shutdown: Some(shutdown),
         server: Some(server),
         _mailbox: mailbox,
@@ -207,6 +217,60 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// Posts JSON. The body is serialized before the future is returned, so many posts can
+    /// be built from temporaries and awaited together.
+    pub fn post(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> impl std::future::Future<Output = reqwest::Response> + use<> {
+        let request = self.client.post(self.url(path)).json(body);
+        async move { request.send().await.expect("request sent") }
+    }
+
+    pub async fn get_authed(&self, path: &str, access_token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Signs up `email` and returns the code the email carried.
+    pub async fn signup_code(&self, email: &str, password: &str) -> String {
+        let before = self.smtp.messages_to(email).len();
+        let response = self
+            .post(
+                "/v1/signup",
+                &serde_json::json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(
+            response.status().as_u16(),
+            202,
+            "{}",
+            response.text().await.unwrap()
+        );
+        self.smtp
+            .wait_for_nth_message_to(email, before + 1)
+            .await
+            .code()
+    }
+
+    /// Signs up and verifies `email`; returns the session body.
+    pub async fn signed_up(&self, email: &str, password: &str) -> Value {
+        let code = self.signup_code(email, password).await;
+        let response = self
+            .post(
+                "/v1/signup/verify",
+                &serde_json::json!({"email": email, "code": code, "password": password}),
+            )
+            .await;
+        assert_eq!(response.status().as_u16(), 200, "verify_signup");
+        response.json().await.expect("session JSON")
     }
 
     pub async fn connect_db(&self) -> DatabaseConnection {

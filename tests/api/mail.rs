@@ -520,7 +520,7 @@ fn email_previews_render_for_every_message_and_locale() {
 }
 
 /// Every row of every table as JSON text, to look for secrets at rest.
-async fn dump_every_table(db: &DatabaseConnection) -> String {
+pub async fn dump_every_table(db: &DatabaseConnection) -> String {
     let backend = db.get_database_backend();
     let list = match backend {
         DatabaseBackend::Sqlite => "SELECT name AS t FROM sqlite_master WHERE type = 'table'",

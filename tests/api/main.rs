@@ -2,10 +2,13 @@
 //! PostgreSQL / MySQL server named by CODEWARD_TEST_POSTGRES_URL / CODEWARD_TEST_MYSQL_URL.
 
 mod cli;
+mod codes;
 mod errors;
 mod helpers;
 mod mail;
 mod migrations;
 mod ops;
+mod sessions;
+mod signup;
 mod smtp;
 mod spec;

@@ -147,6 +147,29 @@ impl SmtpSink {
         }
     }
 
+    /// Every message to `address` so far, oldest first.
+    pub fn messages_to(&self, address: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|to| to == address))
+            .collect()
+    }
+
+    /// Waits until `address` has received `n` messages and returns the `n`th.
+    pub async fn wait_for_nth_message_to(&self, address: &str, n: usize) -> Received {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(found) = self.messages_to(address).into_iter().nth(n - 1) {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {n} to {address} never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits for the first message to `address`.
     pub async fn wait_for_message_to(&self, address: &str, timeout: Duration) -> Received {
         let deadline = tokio::time::Instant::now() + timeout;

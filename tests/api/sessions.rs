@@ -1,0 +1,347 @@
+//! Sessions: rotation, replay, revocation, expiry, and what is left at rest.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn token(session: &Value, name: &str) -> String {
+    session[name].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn replaying_a_rotated_refresh_token_revokes_the_whole_session() {
+    let app = spawn_app().await;
+    let first = app.signed_up("ada@example.com", PASSWORD).await;
+    let rotated: Value = app
+        .post(
+            "/v1/token/refresh",
+            &json!({"refresh_token": token(&first, "refresh_token")}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get_authed("/v1/me", &token(&rotated, "access_token"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+
+    // The stolen first refresh token comes back.
+    let replay = app
+        .post(
+            "/v1/token/refresh",
+            &json!({"refresh_token": token(&first, "refresh_token")}),
+        )
+        .await;
+
+    assert_problem(replay, 401, "invalid_token").await;
+    let newest_access = app
+        .get_authed("/v1/me", &token(&rotated, "access_token"))
+        .await;
+    assert_problem(newest_access, 401, "unauthorized").await;
+    let newest_refresh = app
+        .post(
+            "/v1/token/refresh",
+            &json!({"refresh_token": token(&rotated, "refresh_token")}),
+        )
+        .await;
+    assert_problem(newest_refresh, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_give_at_most_one_success() {
+    let app = spawn_app().await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let refresh = token(&session, "refresh_token");
+
+    let attempts =
+        (0..20).map(|_| app.post("/v1/token/refresh", &json!({"refresh_token": refresh})));
+    let statuses: Vec<u16> = join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+
+    let successes = statuses.iter().filter(|&&s| s == 200).count();
+    assert!(successes <= 1, "{successes} successes: {statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 401),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn logout_and_revocations_take_effect_at_once() {
+    let app = spawn_app().await;
+    let phone = app.signed_up("ada@example.com", PASSWORD).await;
+    let login = |device: &'static str| {
+        app.post(
+            "/v1/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD, "device_name": device}),
+        )
+    };
+    let laptop: Value = login("laptop").await.json().await.unwrap();
+    let tablet: Value = login("tablet").await.json().await.unwrap();
+    let phone_access = token(&phone, "access_token");
+    let listed: Value = app
+        .get_authed("/v1/sessions", &phone_access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert_eq!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["current"] == true)
+            .count(),
+        1
+    );
+
+    // Revoke the laptop from the phone.
+    let laptop_id = laptop["session_id"].as_str().unwrap();
+    let revoked = app
+        .client
+        .delete(app.url(&format!("/v1/sessions/{laptop_id}")))
+        .bearer_auth(&phone_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    assert_problem(
+        app.get_authed("/v1/me", &token(&laptop, "access_token"))
+            .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let again = app
+        .client
+        .delete(app.url(&format!("/v1/sessions/{laptop_id}")))
+        .bearer_auth(&phone_access)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, 404, "not_found").await;
+    let unknown = app
+        .client
+        .delete(app.url(&format!("/v1/sessions/{}", uuid::Uuid::new_v4())))
+        .bearer_auth(&phone_access)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(unknown, 404, "not_found").await;
+    let not_a_uuid = app
+        .client
+        .delete(app.url("/v1/sessions/not-a-uuid"))
+        .bearer_auth(&phone_access)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(not_a_uuid, 400, "invalid_request").await;
+
+    // Revoke every other session: the tablet goes, the phone stays.
+    let others = app
+        .client
+        .delete(app.url("/v1/sessions"))
+        .bearer_auth(&phone_access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(others.status().as_u16(), 204);
+    assert_problem(
+        app.get_authed("/v1/me", &token(&tablet, "access_token"))
+            .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let refresh_tablet = app
+        .post(
+            "/v1/token/refresh",
+            &json!({"refresh_token": token(&tablet, "refresh_token")}),
+        )
+        .await;
+    assert_problem(refresh_tablet, 401, "invalid_token").await;
+    assert_eq!(
+        app.get_authed("/v1/me", &phone_access)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_user_cannot_revoke_another_users_session() {
+    let app = spawn_app().await;
+    let ada = app.signed_up("ada@example.com", PASSWORD).await;
+    let bob = app.signed_up("bob@example.com", PASSWORD).await;
+
+    let attempt = app
+        .client
+        .delete(app.url(&format!(
+            "/v1/sessions/{}",
+            bob["session_id"].as_str().unwrap()
+        )))
+        .bearer_auth(token(&ada, "access_token"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_problem(attempt, 404, "not_found").await;
+    assert_eq!(
+        app.get_authed("/v1/me", &token(&bob, "access_token"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn access_tokens_expire_after_their_ttl_and_refresh_tokens_after_idle_and_absolute_limits() {
+    let app = spawn_app().await;
+    let clock = &app.instance.clock;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+
+    clock.advance(Duration::from_secs(901));
+    assert_problem(
+        app.get_authed("/v1/me", &token(&session, "access_token"))
+            .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    // Refreshing inside the idle window keeps the session going past any single window...
+    let mut refresh = token(&session, "refresh_token");
+    for _ in 0..4 {
+        clock.advance(Duration::from_secs(20 * 86_400));
+        let response = app
+            .post("/v1/token/refresh", &json!({"refresh_token": refresh}))
+            .await;
+        assert_eq!(response.status().as_u16(), 200);
+        let rotated: Value = response.json().await.unwrap();
+        assert!(rotated["refresh_expires_in"].as_i64().unwrap() <= 30 * 86_400);
+        refresh = token(&rotated, "refresh_token");
+    }
+    // ...but not past the absolute limit of 90 days (now at 80 days and a bit).
+    clock.advance(Duration::from_secs(10 * 86_400));
+    let late = app
+        .post("/v1/token/refresh", &json!({"refresh_token": refresh}))
+        .await;
+    assert_problem(late, 401, "invalid_token").await;
+
+    // Idle: a session left alone for more than 30 days cannot be refreshed.
+    let idle = app
+        .post(
+            "/v1/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let idle: Value = idle.json().await.unwrap();
+    clock.advance(Duration::from_secs(30 * 86_400 + 1));
+    let response = app
+        .post(
+            "/v1/token/refresh",
+            &json!({"refresh_token": token(&idle, "refresh_token")}),
+        )
+        .await;
+    assert_problem(response, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_full_hashing_queue_answers_503_overloaded_with_retry_after() {
+    let app = spawn_app_with(&[
+        "--password-hash-queue=1",
+        "--argon2-memory-kib=19456",
+        "--argon2-iterations=2",
+    ])
+    .await;
+    let logins = (0..12).map(|_| {
+        app.post(
+            "/v1/login",
+            &json!({"email": "x@example.com", "password": PASSWORD}),
+        )
+    });
+
+    let responses = join_all(logins).await;
+
+    let mut overloaded = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            503 => {
+                overloaded += 1;
+                assert_eq!(response.headers()["retry-after"], "1");
+                let body = assert_problem(response, 503, "overloaded").await;
+                assert_eq!(body["retry_after"], 1);
+            }
+            401 => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        overloaded > 0,
+        "12 concurrent hashes never filled a queue of 1"
+    );
+}
+
+#[tokio::test]
+async fn after_the_flows_no_table_holds_a_code_a_password_or_a_token() {
+    let app = spawn_app().await;
+    let code = app.signup_code("ada@example.com", PASSWORD).await;
+    let session: Value = app
+        .post(
+            "/v1/signup/verify",
+            &json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rotated: Value = app
+        .post(
+            "/v1/token/refresh",
+            &json!({"refresh_token": token(&session, "refresh_token")}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.smtp.wait_for_nth_message_to("ada@example.com", 1).await;
+    let db = app.connect_db().await;
+    // Let the worker record the delivery (which scrubs the outbox copy of the code).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let dump = crate::mail::dump_every_table(&db).await;
+
+    assert!(
+        dump.contains("ada@example.com"),
+        "the dump reads the tables"
+    );
+    let secrets = [
+        code.clone(),
+        PASSWORD.to_owned(),
+        token(&session, "access_token"),
+        token(&session, "refresh_token"),
+        token(&rotated, "access_token"),
+        token(&rotated, "refresh_token"),
+    ];
+    for secret in &secrets {
+        assert!(!dump.contains(secret.as_str()), "{secret} is at rest");
+        // Nor the random part of a token without its prefix.
+        if let Some(random) = secret.strip_prefix("cwa_").or(secret.strip_prefix("cwr_")) {
+            assert!(!dump.contains(random), "{secret}'s body is at rest");
+        }
+    }
+}
