@@ -68,6 +68,7 @@ pub async fn signup(
                 email: Set(email.as_str().to_owned()),
                 password_hash: Set(None),
                 email_verified_at: Set(None),
+                password_changed_at: Set(None),
                 locale: Set(locale.to_owned()),
                 created_at: Set(now),
                 updated_at: Set(now),

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod mail;
 pub mod otp;
 pub mod passwords;
+pub mod recovery;
 pub mod services;
 pub mod sessions;
 pub mod startup;

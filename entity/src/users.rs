@@ -13,6 +13,8 @@ pub struct Model {
     /// argon2id PHC string; `None` until the address is verified and a password bound.
     pub password_hash: Option<String>,
     pub email_verified_at: Option<DateTimeUtc>,
+    /// When a reset or a change last set the password.
+    pub password_changed_at: Option<DateTimeUtc>,
     /// BCP 47 tag used to pick email templates.
     pub locale: String,
     pub created_at: DateTimeUtc,

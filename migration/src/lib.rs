@@ -8,6 +8,7 @@ mod m20261122_000001_create_users;
 mod m20261122_000002_create_email_outbox;
 mod m20261122_000003_create_otp_codes;
 mod m20261122_000004_create_sessions;
+mod m20261122_000005_add_password_changed_at;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_email_outbox::Migration),
             Box::new(m20261122_000003_create_otp_codes::Migration),
             Box::new(m20261122_000004_create_sessions::Migration),
+            Box::new(m20261122_000005_add_password_changed_at::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod middleware;
 pub mod ops;
+pub mod password;
 pub mod problem;
 pub mod session;
 pub mod signup;
@@ -37,6 +38,7 @@ pub enum ApiTags {
 pub type Apis = (
     signup::SignupApi,
     session::SessionApi,
+    password::PasswordApi,
     account::AccountApi,
     ops::OpsApi,
 );
@@ -52,6 +54,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
         (
             signup::SignupApi,
             session::SessionApi,
+            password::PasswordApi,
             account::AccountApi,
             ops::OpsApi,
         ),

@@ -8,6 +8,7 @@ mod helpers;
 mod mail;
 mod migrations;
 mod ops;
+mod password;
 mod sessions;
 mod signup;
 mod smtp;

@@ -54,6 +54,7 @@ async fn the_users_email_is_unique() {
         email: Set(email.to_owned()),
         password_hash: Set(None),
         email_verified_at: Set(None),
+        password_changed_at: Set(None),
         locale: Set("en".to_owned()),
         created_at: Set(chrono::Utc::now()),
         updated_at: Set(chrono::Utc::now()),

@@ -1,0 +1,556 @@
+//! Password recovery by code and password change, codes read from the SMTP sink.
+
+use std::time::Duration;
+
+use entity::otp_codes;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, spawn_app};
+
+const PASSWORD: &str = "correct horse battery staple";
+const NEW_PASSWORD: &str = "a brand new lantern orbit";
+
+/// Asks for a reset code for `email` and returns it, read from the email.
+async fn reset_code(app: &TestApp, email: &str) -> String {
+    let before = app.smtp.messages_to(email).len();
+    let response = app
+        .post("/v1/password/forgot", &json!({"email": email}))
+        .await;
+    assert_eq!(response.status().as_u16(), 202);
+    let message = app.smtp.wait_for_nth_message_to(email, before + 1).await;
+    assert!(
+        message.subject().contains("password reset code"),
+        "{}",
+        message.subject()
+    );
+    message.code()
+}
+
+fn other_code(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+async fn reset(app: &TestApp, email: &str, code: &str, new_password: &str) -> reqwest::Response {
+    app.post(
+        "/v1/password/reset",
+        &json!({"email": email, "code": code, "new_password": new_password}),
+    )
+    .await
+}
+
+async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.post("/v1/login", &json!({"email": email, "password": password}))
+        .await
+}
+
+#[tokio::test]
+async fn forgot_check_reset_then_login_with_the_new_password_and_old_tokens_die() {
+    let app = spawn_app().await;
+    let before: Value = app.signed_up("ada@example.com", PASSWORD).await;
+    let second_device: Value = login(&app, "ada@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let code = reset_code(&app, "ada@example.com").await;
+    let check = app
+        .post(
+            "/v1/password/reset/check",
+            &json!({"email": "ada@example.com", "code": code}),
+        )
+        .await;
+    assert_eq!(check.status().as_u16(), 204);
+    let check_again = app
+        .post(
+            "/v1/password/reset/check",
+            &json!({"email": "ada@example.com", "code": code}),
+        )
+        .await;
+    assert_eq!(
+        check_again.status().as_u16(),
+        204,
+        "checking does not use the code up"
+    );
+    let response = reset(&app, "ada@example.com", &code, NEW_PASSWORD).await;
+    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+
+    assert_eq!(
+        login(&app, "ada@example.com", NEW_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_problem(
+        login(&app, "ada@example.com", PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    for session in [&before, &second_device] {
+        let access = session["access_token"].as_str().unwrap();
+        assert_problem(app.get_authed("/v1/me", access).await, 401, "unauthorized").await;
+        let refresh = app
+            .post(
+                "/v1/token/refresh",
+                &json!({"refresh_token": session["refresh_token"]}),
+            )
+            .await;
+        assert_problem(refresh, 401, "invalid_token").await;
+    }
+    let notice = app.smtp.wait_for_nth_message_to("ada@example.com", 3).await;
+    assert!(
+        notice.subject().contains("password was changed"),
+        "{}",
+        notice.subject()
+    );
+    assert!(
+        notice.text().contains("IP address: 127.0.0.1"),
+        "{}",
+        notice.text()
+    );
+}
+
+#[tokio::test]
+async fn a_reset_code_works_once() {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let code = reset_code(&app, "ada@example.com").await;
+
+    let first = reset(&app, "ada@example.com", &code, NEW_PASSWORD).await;
+    let second = reset(&app, "ada@example.com", &code, "yet another quiet harbor").await;
+
+    assert_eq!(first.status().as_u16(), 204);
+    assert_problem(second, 400, "invalid_code").await;
+    assert_eq!(
+        login(&app, "ada@example.com", NEW_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn after_five_wrong_codes_the_reset_code_is_dead() {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let code = reset_code(&app, "ada@example.com").await;
+    let wrong = other_code(&code);
+    for attempt in 0..5 {
+        // Wrong codes count whether they are checked or used.
+        let path = if attempt % 2 == 0 {
+            "/v1/password/reset/check"
+        } else {
+            "/v1/password/reset"
+        };
+        let response = app
+            .post(
+                path,
+                &json!({"email": "ada@example.com", "code": wrong, "new_password": NEW_PASSWORD}),
+            )
+            .await;
+        assert_problem(response, 400, "invalid_code").await;
+    }
+
+    let right = reset(&app, "ada@example.com", &code, NEW_PASSWORD).await;
+
+    assert_problem(right, 400, "invalid_code").await;
+    assert_eq!(
+        login(&app, "ada@example.com", PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "password unchanged"
+    );
+}
+
+#[tokio::test]
+async fn a_verify_email_code_never_resets_a_password() {
+    let app = spawn_app().await;
+    let signup_code = app.signup_code("ada@example.com", PASSWORD).await;
+
+    let response = reset(&app, "ada@example.com", &signup_code, NEW_PASSWORD).await;
+
+    assert_problem(response, 400, "invalid_code").await;
+    let check = app
+        .post(
+            "/v1/password/reset/check",
+            &json!({"email": "ada@example.com", "code": signup_code}),
+        )
+        .await;
+    assert_problem(check, 400, "invalid_code").await;
+}
+
+#[tokio::test]
+async fn user_a_s_code_with_user_b_s_email_fails() {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    app.signed_up("bob@example.com", PASSWORD).await;
+    let ada_code = reset_code(&app, "ada@example.com").await;
+    reset_code(&app, "bob@example.com").await;
+
+    let response = reset(&app, "bob@example.com", &ada_code, NEW_PASSWORD).await;
+
+    assert_problem(response, 400, "invalid_code").await;
+    assert_eq!(
+        login(&app, "bob@example.com", PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_expired_reset_code_fails() {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let code = reset_code(&app, "ada@example.com").await;
+
+    app.instance.clock.advance(Duration::from_secs(601));
+
+    assert_problem(
+        reset(&app, "ada@example.com", &code, NEW_PASSWORD).await,
+        400,
+        "invalid_code",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_reset_code_kills_the_older_one() {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let first = reset_code(&app, "ada@example.com").await;
+    let second = reset_code(&app, "ada@example.com").await;
+
+    if first != second {
+        assert_problem(
+            reset(&app, "ada@example.com", &first, NEW_PASSWORD).await,
+            400,
+            "invalid_code",
+        )
+        .await;
+    }
+    assert_eq!(
+        reset(&app, "ada@example.com", &second, NEW_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_address_gets_the_same_answer_and_no_code_or_email() {
+    let app = spawn_app().await;
+    app.signed_up("known@example.com", PASSWORD).await;
+
+    let known = app
+        .post(
+            "/v1/password/forgot",
+            &json!({"email": "known@example.com"}),
+        )
+        .await;
+    let unknown = app
+        .post(
+            "/v1/password/forgot",
+            &json!({"email": "ghost@example.com"}),
+        )
+        .await;
+
+    let shape = |response: &reqwest::Response| {
+        let mut headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "x-request-id" | "date"))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        headers.sort();
+        (response.status().as_u16(), headers)
+    };
+    // Same length on purpose, so even Content-Length must match.
+    assert_eq!(shape(&known), shape(&unknown));
+    let mut known: Value = known.json().await.unwrap();
+    let mut unknown: Value = unknown.json().await.unwrap();
+    assert_eq!(known["email"], "known@example.com");
+    assert_eq!(unknown["email"], "ghost@example.com");
+    known["email"] = Value::Null;
+    unknown["email"] = Value::Null;
+    assert_eq!(known, unknown);
+    assert_eq!(known["purpose"], "reset_password");
+
+    app.smtp
+        .wait_for_nth_message_to("known@example.com", 2)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.smtp.messages_to("ghost@example.com").is_empty());
+    let db = app.connect_db().await;
+    let ghost_codes = otp_codes::Entity::find()
+        .filter(otp_codes::Column::Email.eq("ghost@example.com"))
+        .all(&db)
+        .await
+        .unwrap();
+    assert!(ghost_codes.is_empty());
+    let users = entity::users::Entity::find().all(&db).await.unwrap();
+    assert_eq!(
+        users.len(),
+        1,
+        "no account was created for the unknown address"
+    );
+}
+
+#[tokio::test]
+async fn a_reset_also_verifies_an_unverified_address() {
+    let app = spawn_app().await;
+    app.signup_code("ada@example.com", PASSWORD).await;
+    let code = reset_code(&app, "ada@example.com").await;
+
+    assert_eq!(
+        reset(&app, "ada@example.com", &code, NEW_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+
+    let session: Value = login(&app, "ada@example.com", NEW_PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["user"]["email_verified"], true);
+}
+
+#[tokio::test]
+async fn weak_passwords_are_refused_with_reasons_at_reset_and_the_code_survives() {
+    let app = spawn_app().await;
+    app.signed_up("ada.lovelace@example.com", PASSWORD).await;
+    let code = reset_code(&app, "ada.lovelace@example.com").await;
+    let too_long = "correct horse ".repeat(80);
+    let cases = [
+        ("weak", "password1", "too_weak"),
+        ("all-numeric", "20261122", "too_weak"),
+        ("common", "iloveyou", "too_weak"),
+        ("the email itself", "ada.lovelace@example.com", "too_weak"),
+        ("too short", "x7#Kq", "too_short"),
+        ("empty", "", "too_short"),
+        ("over-long", too_long.as_str(), "too_long"),
+    ];
+    for (why, password, reason) in cases {
+        let response = reset(&app, "ada.lovelace@example.com", &code, password).await;
+
+        let body = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "new_password", "{why}");
+        assert_eq!(body["errors"][0]["code"], reason, "{why}: {body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.len() > 10),
+            "{why}"
+        );
+    }
+
+    let accepted = reset(&app, "ada.lovelace@example.com", &code, NEW_PASSWORD).await;
+    assert_eq!(
+        accepted.status().as_u16(),
+        204,
+        "the code survived every refused reset"
+    );
+}
+
+#[tokio::test]
+async fn change_password_checks_the_current_one_keeps_this_session_and_ends_the_others() {
+    let app = spawn_app().await;
+    let this: Value = app.signed_up("ada@example.com", PASSWORD).await;
+    let other: Value = login(&app, "ada@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = this["access_token"].as_str().unwrap();
+    let change = |current: &str, new: &str| {
+        let request = app
+            .client
+            .post(app.url("/v1/password/change"))
+            .bearer_auth(access)
+            .json(&json!({"current_password": current, "new_password": new}));
+        async move { request.send().await.unwrap() }
+    };
+
+    let wrong = change("not my password", NEW_PASSWORD).await;
+    assert_problem(wrong, 403, "wrong_password").await;
+    for (new, reason) in [
+        ("12345678", "too_weak"),
+        ("short", "too_short"),
+        ("ada@example.com", "too_weak"),
+    ] {
+        let body = assert_problem(change(PASSWORD, new).await, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "new_password");
+        assert_eq!(body["errors"][0]["code"], reason, "{new}");
+    }
+    let changed = change(PASSWORD, NEW_PASSWORD).await;
+
+    assert_eq!(changed.status().as_u16(), 204);
+    assert_eq!(
+        app.get_authed("/v1/me", access).await.status().as_u16(),
+        200,
+        "this session stays"
+    );
+    let other_access = other["access_token"].as_str().unwrap();
+    assert_problem(
+        app.get_authed("/v1/me", other_access).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(
+        login(&app, "ada@example.com", NEW_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let notice = app.smtp.wait_for_nth_message_to("ada@example.com", 2).await;
+    assert!(notice.subject().contains("password was changed"));
+    let unauthenticated = app
+        .post(
+            "/v1/password/change",
+            &json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        )
+        .await;
+    assert_problem(unauthenticated, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn a_reset_code_issued_before_a_password_change_no_longer_works() {
+    let app = spawn_app().await;
+    let session: Value = app.signed_up("ada@example.com", PASSWORD).await;
+    let code = reset_code(&app, "ada@example.com").await;
+    let changed = app
+        .client
+        .post(app.url("/v1/password/change"))
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .json(&json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status().as_u16(), 204);
+
+    let response = reset(&app, "ada@example.com", &code, "yet another quiet harbor").await;
+
+    assert_problem(response, 400, "invalid_code").await;
+    assert_eq!(
+        login(&app, "ada@example.com", NEW_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn reset_requests_with_missing_or_malformed_parts_are_refused() {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let code = reset_code(&app, "ada@example.com").await;
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "missing code",
+            json!({"email": "ada@example.com", "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "missing password",
+            json!({"email": "ada@example.com", "code": code}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "missing email",
+            json!({"code": code, "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "null code",
+            json!({"email": "ada@example.com", "code": null, "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "numeric code",
+            json!({"email": "ada@example.com", "code": 123456, "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_request",
+        ),
+        (
+            "letters",
+            json!({"email": "ada@example.com", "code": "12ab56", "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_code",
+        ),
+        (
+            "five digits",
+            json!({"email": "ada@example.com", "code": "12345", "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_code",
+        ),
+        (
+            "seven digits",
+            json!({"email": "ada@example.com", "code": "1234567", "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_code",
+        ),
+        (
+            "spaces",
+            json!({"email": "ada@example.com", "code": " 12345", "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_code",
+        ),
+        (
+            "inner space",
+            json!({"email": "ada@example.com", "code": "123 456", "new_password": NEW_PASSWORD}),
+            400,
+            "invalid_code",
+        ),
+        (
+            "bad email",
+            json!({"email": "ada", "code": code, "new_password": NEW_PASSWORD}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "check without code",
+            json!({"email": "ada@example.com"}),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (why, body, status, problem) in cases {
+        let path = if why.starts_with("check") {
+            "/v1/password/reset/check"
+        } else {
+            "/v1/password/reset"
+        };
+
+        let response = app.post(path, &body).await;
+
+        assert_eq!(response.status().as_u16(), status, "{why}");
+        assert_problem(response, status, problem).await;
+    }
+    // None of that used up or locked the code: malformed codes are not attempts.
+    assert_eq!(
+        reset(&app, "ada@example.com", &code, NEW_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        204
+    );
+}
