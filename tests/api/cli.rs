@@ -303,3 +303,139 @@ fn serve_stops_cleanly_on_sigterm() {
         "{rest:?}"
     );
 }
+
+/// The log an auditor reads: every account operation says what happened, to whom and from
+/// where, and no password, code or token ever appears in it.
+#[tokio::test]
+async fn the_log_records_each_security_event_and_never_a_secret() {
+    use serde_json::json;
+    let sink = crate::smtp::SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codeward"))
+        .arg("serve")
+        .env_clear()
+        .env("CODEWARD_LISTEN", "127.0.0.1:0")
+        .env("CODEWARD_DATABASE_URL", &database)
+        .env("CODEWARD_SMTP_URL", sink.url())
+        .env("CODEWARD_LOG_FORMAT", "json")
+        .env("CODEWARD_LOG", "debug")
+        .env("CODEWARD_ARGON2_MEMORY_KIB", "1024")
+        .env("CODEWARD_ARGON2_ITERATIONS", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("start-up line");
+        let found = line.contains("codeward listening").then(|| {
+            serde_json::from_str::<serde_json::Value>(&line).unwrap()["addr"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+        log.push(line);
+        if let Some(addr) = found {
+            break addr;
+        }
+    };
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        client.post(format!("{base}{path}")).json(&body).send()
+    };
+    let password = "correct horse battery staple";
+    let new_password = "a brand new lantern orbit";
+
+    post(
+        "/v1/signup",
+        json!({"email": "ada@example.com", "password": password}),
+    )
+    .await
+    .unwrap();
+    let code = sink
+        .wait_for_nth_message_to("ada@example.com", 1)
+        .await
+        .code();
+    let session: serde_json::Value = post(
+        "/v1/signup/verify",
+        json!({"email": "ada@example.com", "code": code, "password": password}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    post(
+        "/v1/login",
+        json!({"email": "ada@example.com", "password": "wrong password here"}),
+    )
+    .await
+    .unwrap();
+    post("/v1/password/forgot", json!({"email": "ada@example.com"}))
+        .await
+        .unwrap();
+    let reset_code = sink
+        .wait_for_nth_message_to("ada@example.com", 2)
+        .await
+        .code();
+    let reset = post(
+        "/v1/password/reset",
+        json!({"email": "ada@example.com", "code": reset_code, "new_password": new_password}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reset.status().as_u16(), 204);
+    sink.wait_for_nth_message_to("ada@example.com", 3).await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    log.extend(lines_rx.try_iter());
+    let log = log.join("\n");
+
+    let secrets = [
+        password,
+        new_password,
+        "wrong password here",
+        code.as_str(),
+        reset_code.as_str(),
+        session["access_token"].as_str().unwrap(),
+        session["refresh_token"].as_str().unwrap(),
+    ];
+    for secret in secrets {
+        assert!(!log.contains(secret), "{secret:?} is in the log");
+    }
+    for (operation, outcome) in [
+        ("signup", "code_sent"),
+        ("verify_signup", "verified"),
+        ("login", "invalid_credentials"),
+        ("forgot_password", "code_sent"),
+        ("reset_password", "reset"),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| {
+                l.contains(&format!("\"message\":\"{operation}\""))
+                    && l.contains(&format!("\"outcome\":\"{outcome}\""))
+            })
+            .unwrap_or_else(|| panic!("no {operation} {outcome} line in\n{log}"));
+        assert!(line.contains("127.0.0.1"), "{operation}: no IP in {line}");
+        if operation != "login" {
+            assert!(
+                line.contains("user_id"),
+                "{operation}: no user id in {line}"
+            );
+        }
+    }
+}
