@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
+use crate::limits::Limited;
 use crate::mail::{Email, Message, outbox};
 use crate::otp::{CodeRecipient, Requester};
 use crate::services::{Error, Services};
@@ -32,9 +33,17 @@ pub async fn signup(
     email: &EmailAddress,
     locale: &str,
     requester: &Requester,
-) -> Result<(), Error> {
+) -> Result<Result<(), Limited>, Error> {
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
+    if let Err(limited) = services
+        .address_limits
+        .take_code_send(&txn, now, email, Purpose::VerifyEmail)
+        .await?
+    {
+        tracing::info!(outcome = "rate_limited", policy = limited.policy, "signup");
+        return Ok(Err(limited));
+    }
     let user = match find_user(&txn, email).await? {
         Some(user) if user.email_verified_at.is_some() => {
             let expires_at = now + chrono::Duration::hours(24);
@@ -54,7 +63,7 @@ pub async fn signup(
             txn.commit().await?;
             services.outbox.wake();
             tracing::info!(user_id = %user.id, outcome = "account_exists", "signup");
-            return Ok(());
+            return Ok(Ok(()));
         }
         Some(user) => {
             let mut active = user.into_active_model();
@@ -89,7 +98,7 @@ pub async fn signup(
     txn.commit().await?;
     services.outbox.wake();
     tracing::info!(user_id = %user.id, outcome = "code_sent", "signup");
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Sends a new sign-up code to an unverified account; does nothing for other addresses, with
@@ -99,15 +108,29 @@ pub async fn resend_signup_code(
     services: &Services,
     email: &EmailAddress,
     requester: &Requester,
-) -> Result<(), Error> {
+) -> Result<Result<(), Limited>, Error> {
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
+    if let Err(limited) = services
+        .address_limits
+        .take_code_send(&txn, now, email, Purpose::VerifyEmail)
+        .await?
+    {
+        tracing::info!(
+            outcome = "rate_limited",
+            policy = limited.policy,
+            "resend_signup_code"
+        );
+        return Ok(Err(limited));
+    }
     let Some(user) = find_user(&txn, email)
         .await?
         .filter(|user| user.email_verified_at.is_none())
     else {
+        // The counters taken above stay taken: unknown addresses count like known ones.
+        txn.commit().await?;
         tracing::info!(outcome = "no_unverified_account", "resend_signup_code");
-        return Ok(());
+        return Ok(Ok(()));
     };
     let recipient = CodeRecipient {
         user_id: user.id,
@@ -121,7 +144,7 @@ pub async fn resend_signup_code(
     txn.commit().await?;
     services.outbox.wake();
     tracing::info!(user_id = %user.id, outcome = "code_sent", "resend_signup_code");
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Verifies the sign-up code, binds the password and signs the user in. `None` for every
@@ -179,20 +202,31 @@ pub async fn login(
     password: &PasswordAttempt,
     device_name: Option<String>,
     requester: &Requester,
-) -> Result<Option<IssuedSession>, Error> {
+) -> Result<Result<Option<IssuedSession>, Limited>, Error> {
+    let now = services.clock.now();
+    let limits = &services.address_limits;
+    if let Some(limited) = limits.login_delay(&services.db, now, email).await? {
+        tracing::info!(
+            outcome = "delayed",
+            retry_after = limited.retry_after,
+            "login"
+        );
+        return Ok(Err(limited));
+    }
     let user = find_user(&services.db, email)
         .await?
         .filter(|user| user.email_verified_at.is_some());
     let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
     let matches = services.passwords.verify(password.expose(), stored).await?;
     let Some(user) = user.filter(|_| matches) else {
+        limits.login_failed(&services.db, now, email).await?;
         tracing::info!(outcome = "invalid_credentials", "login");
-        return Ok(None);
+        return Ok(Ok(None));
     };
-    let now = services.clock.now();
+    limits.login_succeeded(&services.db, email).await?;
     let txn = db::begin_write(&services.db).await?;
     let session = sessions::start(services, &txn, now, user, device_name, requester).await?;
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
-    Ok(Some(session))
+    Ok(Ok(Some(session)))
 }

@@ -13,6 +13,8 @@ use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
+use crate::limits::Rate;
+
 /// Which rules apply to secrets and defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Environment {
@@ -210,6 +212,63 @@ pub struct Config {
     #[arg(long, env = "CODEWARD_CODE_DAILY_FAILURE_BUDGET", default_value_t = 25,
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub code_daily_failure_budget: u32,
+
+    /// Codes one address may be sent per hour, all purposes together.
+    #[arg(long, env = "CODEWARD_CODES_PER_ADDRESS_PER_HOUR", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub codes_per_address_per_hour: u32,
+
+    /// Failed sign-ins per address within the window before each further one is delayed.
+    #[arg(long, env = "CODEWARD_LOGIN_FAILURES_BEFORE_DELAY", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub login_failures_before_delay: u32,
+
+    /// Seconds over which failed sign-ins of an address are counted.
+    #[arg(long, env = "CODEWARD_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
+    pub login_failure_window_secs: u64,
+
+    /// Longest delay imposed on an address after failed sign-ins, in seconds (it starts at
+    /// 30 s and doubles with each further failure).
+    #[arg(long, env = "CODEWARD_LOGIN_MAX_DELAY_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(30..=86_400), global = true)]
+    pub login_max_delay_secs: u64,
+
+    /// Per-IP quota of signup, resend_signup_code and forgot_password (`N/s`, `N/min`, `N/h`).
+    #[arg(
+        long,
+        env = "CODEWARD_IP_RATE_SEND_CODE",
+        default_value = "10/min",
+        global = true
+    )]
+    pub ip_rate_send_code: Rate,
+
+    /// Per-IP quota of verify_signup, check_reset_code and reset_password.
+    #[arg(
+        long,
+        env = "CODEWARD_IP_RATE_VERIFY_CODE",
+        default_value = "30/min",
+        global = true
+    )]
+    pub ip_rate_verify_code: Rate,
+
+    /// Per-IP quota of login and change_password.
+    #[arg(
+        long,
+        env = "CODEWARD_IP_RATE_LOGIN",
+        default_value = "20/min",
+        global = true
+    )]
+    pub ip_rate_login: Rate,
+
+    /// Per-IP quota of refresh_token.
+    #[arg(
+        long,
+        env = "CODEWARD_IP_RATE_REFRESH",
+        default_value = "60/min",
+        global = true
+    )]
+    pub ip_rate_refresh: Rate,
 
     /// Seconds an access token lives.
     #[arg(long, env = "CODEWARD_ACCESS_TOKEN_TTL_SECS", default_value_t = 900,
@@ -474,6 +533,32 @@ impl Config {
                 "CODEWARD_CODE_DAILY_FAILURE_BUDGET",
                 self.code_daily_failure_budget.to_string(),
             ),
+            (
+                "CODEWARD_CODES_PER_ADDRESS_PER_HOUR",
+                self.codes_per_address_per_hour.to_string(),
+            ),
+            (
+                "CODEWARD_LOGIN_FAILURES_BEFORE_DELAY",
+                self.login_failures_before_delay.to_string(),
+            ),
+            (
+                "CODEWARD_LOGIN_FAILURE_WINDOW_SECS",
+                self.login_failure_window_secs.to_string(),
+            ),
+            (
+                "CODEWARD_LOGIN_MAX_DELAY_SECS",
+                self.login_max_delay_secs.to_string(),
+            ),
+            (
+                "CODEWARD_IP_RATE_SEND_CODE",
+                self.ip_rate_send_code.to_string(),
+            ),
+            (
+                "CODEWARD_IP_RATE_VERIFY_CODE",
+                self.ip_rate_verify_code.to_string(),
+            ),
+            ("CODEWARD_IP_RATE_LOGIN", self.ip_rate_login.to_string()),
+            ("CODEWARD_IP_RATE_REFRESH", self.ip_rate_refresh.to_string()),
             (
                 "CODEWARD_ACCESS_TOKEN_TTL_SECS",
                 self.access_token_ttl_secs.to_string(),

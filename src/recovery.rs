@@ -7,6 +7,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Query
 
 use crate::db;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
+use crate::limits::Limited;
 use crate::mail::{Email, Message, outbox};
 use crate::otp::{CodeRecipient, Requester};
 use crate::services::{Error, Services};
@@ -29,16 +30,30 @@ pub async fn forgot_password(
     services: &Services,
     email: &EmailAddress,
     requester: &Requester,
-) -> Result<(), Error> {
+) -> Result<Result<(), Limited>, Error> {
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
+    if let Err(limited) = services
+        .address_limits
+        .take_code_send(&txn, now, email, Purpose::ResetPassword)
+        .await?
+    {
+        tracing::info!(
+            outcome = "rate_limited",
+            policy = limited.policy,
+            "forgot_password"
+        );
+        return Ok(Err(limited));
+    }
     let Some(user) = users::Entity::find()
         .filter(users::Column::Email.eq(email.as_str()))
         .one(&txn)
         .await?
     else {
+        // The counters taken above stay taken: unknown addresses count like known ones.
+        txn.commit().await?;
         tracing::info!(outcome = "unknown_address", "forgot_password");
-        return Ok(());
+        return Ok(Ok(()));
     };
     let recipient = CodeRecipient {
         user_id: user.id,
@@ -52,7 +67,7 @@ pub async fn forgot_password(
     txn.commit().await?;
     services.outbox.wake();
     tracing::info!(user_id = %user.id, outcome = "code_sent", "forgot_password");
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Whether the reset code is still usable. A wrong code counts as an attempt; a right one is

@@ -6,6 +6,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::limits::{AddressLimits, IpLimits};
 use crate::mail::OutboxSignal;
 use crate::otp::CodeEngine;
 use crate::passwords::Passwords;
@@ -16,6 +17,8 @@ pub struct Services {
     pub clock: Clock,
     pub codes: CodeEngine,
     pub passwords: Passwords,
+    pub ip_limits: IpLimits,
+    pub address_limits: AddressLimits,
     /// Wakes the email worker after a transaction that enqueued an email commits.
     pub outbox: OutboxSignal,
 }

@@ -16,6 +16,7 @@ use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db;
+use crate::limits::{AddressLimits, IpLimits};
 use crate::mail::worker::{Worker, WorkerSettings};
 use crate::mail::{OutboxSignal, Templates, Transport};
 use crate::otp::CodeEngine;
@@ -71,6 +72,8 @@ impl Application {
             db,
             codes: CodeEngine::from_config(&config),
             passwords: Passwords::from_config(&config)?,
+            ip_limits: IpLimits::from_config(&config),
+            address_limits: AddressLimits::from_config(&config)?,
             config: Arc::new(config),
             clock,
             outbox,

@@ -4,6 +4,7 @@
 pub mod email_outbox;
 pub mod otp_budgets;
 pub mod otp_codes;
+pub mod rate_counters;
 pub mod refresh_tokens;
 pub mod sessions;
 pub mod users;

@@ -9,6 +9,7 @@ mod m20261122_000002_create_email_outbox;
 mod m20261122_000003_create_otp_codes;
 mod m20261122_000004_create_sessions;
 mod m20261122_000005_add_password_changed_at;
+mod m20261122_000006_create_rate_counters;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_otp_codes::Migration),
             Box::new(m20261122_000004_create_sessions::Migration),
             Box::new(m20261122_000005_add_password_changed_at::Migration),
+            Box::new(m20261122_000006_create_rate_counters::Migration),
         ]
     }
 }

@@ -7,11 +7,12 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::api::auth::BearerAuth;
-use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
-use crate::api::signup::{CodePurpose, CodeSent, CodeSentResponse, invalid_code, validation};
+use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson, rate_limited};
+use crate::api::signup::{CodePurpose, CodeSentResponse, code_sent, invalid_code, validation};
 use crate::api::types::{SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt};
+use crate::limits::Group;
 use crate::recovery::{self, ChangeRefused};
 use crate::services::Error;
 
@@ -64,6 +65,21 @@ pub enum CheckResetCodeResponse {
     /// The email address is malformed; `errors` says why.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -82,6 +98,21 @@ pub enum ResetPasswordResponse {
     /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Overloaded(ProblemJson),
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -101,6 +132,21 @@ pub enum ChangePasswordResponse {
     /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Overloaded(ProblemJson),
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
 }
 
 #[OpenApi(tag = "ApiTags::Password")]
@@ -120,6 +166,16 @@ impl PasswordApi {
         request: &Request,
         body: Json<ForgotPasswordRequest>,
     ) -> Result<CodeSentResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state
+            .ip_limits
+            .check(Group::SendCode, requester.ip.as_deref())
+        {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(CodeSentResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let email = match EmailAddress::parse(&body.email) {
             Ok(email) => email,
             Err(problem) => {
@@ -128,13 +184,8 @@ impl PasswordApi {
                 ])));
             }
         };
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        recovery::forgot_password(&state, &email, &requester).await?;
-        Ok(CodeSentResponse::Accepted(Json(CodeSent::new(
-            &state,
-            &email,
-            CodePurpose::ResetPassword,
-        ))))
+        let outcome = recovery::forgot_password(&state, &email, &requester).await?;
+        code_sent(&state, &email, CodePurpose::ResetPassword, outcome)
     }
 
     /// Check a reset code
@@ -152,6 +203,16 @@ impl PasswordApi {
         request: &Request,
         body: Json<CheckResetCodeRequest>,
     ) -> Result<CheckResetCodeResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state
+            .ip_limits
+            .check(Group::VerifyCode, requester.ip.as_deref())
+        {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(CheckResetCodeResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let email = match EmailAddress::parse(&body.email) {
             Ok(email) => email,
             Err(problem) => {
@@ -160,7 +221,6 @@ impl PasswordApi {
                 ])));
             }
         };
-        let requester = client::requester(request, &state.config.trusted_proxies);
         let code = OtpCode::parse(&body.code);
         Ok(
             if recovery::check_reset_code(&state, &email, code, &requester).await? {
@@ -188,6 +248,16 @@ impl PasswordApi {
         request: &Request,
         body: Json<ResetPasswordRequest>,
     ) -> Result<ResetPasswordResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state
+            .ip_limits
+            .check(Group::VerifyCode, requester.ip.as_deref())
+        {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(ResetPasswordResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let mut problems = Vec::new();
         let email = EmailAddress::parse(&body.email)
             .map_err(|p| problems.push(p))
@@ -200,7 +270,6 @@ impl PasswordApi {
                 problems,
             )));
         };
-        let requester = client::requester(request, &state.config.trusted_proxies);
         let code = OtpCode::parse(&body.code);
         match recovery::reset_password(&state, &email, code, &password, &requester).await {
             Ok(true) => Ok(ResetPasswordResponse::Reset),
@@ -228,6 +297,13 @@ impl PasswordApi {
         auth: BearerAuth,
         body: Json<ChangePasswordRequest>,
     ) -> Result<ChangePasswordResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state.ip_limits.check(Group::Login, requester.ip.as_deref()) {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(ChangePasswordResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let current = match PasswordAttempt::parse(&body.current_password, "current_password") {
             Ok(current) => current,
             Err(problem) => {
@@ -236,7 +312,6 @@ impl PasswordApi {
                 ])));
             }
         };
-        let requester = client::requester(request, &state.config.trusted_proxies);
         match recovery::change_password(&state, &auth.0, &current, &body.new_password, &requester)
             .await
         {

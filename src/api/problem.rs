@@ -161,6 +161,20 @@ impl Problem {
         problem
     }
 
+    /// 429 `rate_limited`, saying when to retry.
+    pub fn rate_limited(limited: &crate::limits::Limited) -> Self {
+        let mut problem = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ProblemCode::RateLimited,
+            format!(
+                "Too many requests; retry in {} seconds.",
+                limited.retry_after
+            ),
+        );
+        problem.retry_after = Some(limited.retry_after);
+        problem
+    }
+
     /// 503 `overloaded`: the password-hashing queue is full.
     pub fn overloaded() -> Self {
         let mut problem = Self::new(
@@ -326,4 +340,17 @@ pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
         .unwrap_or_default();
     tracing::error!(panic = %message, "handler panicked");
     ProblemJson(Problem::internal()).into_response()
+}
+
+/// The parts of a 429 answer: the problem body and the `Retry-After`, `RateLimit-Policy` and
+/// `RateLimit` headers, in the order the `RateLimited` response variants take them.
+pub type RateLimitedParts = (ProblemJson, u64, String, String);
+
+pub fn rate_limited(limited: &crate::limits::Limited) -> RateLimitedParts {
+    (
+        ProblemJson(Problem::rate_limited(limited)),
+        limited.retry_after,
+        limited.policy_header(),
+        limited.state_header(),
+    )
 }

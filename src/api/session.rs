@@ -9,11 +9,12 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::accounts;
 use crate::api::account::User;
 use crate::api::auth::BearerAuth;
-use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
+use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson, rate_limited};
 use crate::api::signup::validation;
 use crate::api::types::{SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
+use crate::limits::Group;
 use crate::services::Error;
 use crate::sessions::{self, IssuedSession, RevokeReason};
 
@@ -104,6 +105,21 @@ pub enum LoginResponse {
     /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Overloaded(ProblemJson),
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -115,6 +131,21 @@ pub enum RefreshResponse {
     /// also ends its session.
     #[oai(status = 401)]
     InvalidToken(ProblemJson),
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -167,6 +198,13 @@ impl SessionApi {
         request: &Request,
         body: Json<LoginRequest>,
     ) -> Result<LoginResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state.ip_limits.check(Group::Login, requester.ip.as_deref()) {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(LoginResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let mut problems = Vec::new();
         let email = EmailAddress::parse(&body.email)
             .map_err(|p| problems.push(p))
@@ -182,10 +220,15 @@ impl SessionApi {
         else {
             return Ok(LoginResponse::ValidationFailed(validation(problems)));
         };
-        let requester = client::requester(request, &state.config.trusted_proxies);
         match accounts::login(&state, &email, &password, device, &requester).await {
-            Ok(Some(session)) => Ok(LoginResponse::SignedIn(Json(session.into()))),
-            Ok(None) => Ok(LoginResponse::InvalidCredentials(problem(
+            Ok(Ok(Some(session))) => Ok(LoginResponse::SignedIn(Json(session.into()))),
+            Ok(Err(limited)) => {
+                let (problem, retry, policy, remaining) = rate_limited(&limited);
+                Ok(LoginResponse::RateLimited(
+                    problem, retry, policy, remaining,
+                ))
+            }
+            Ok(Ok(None)) => Ok(LoginResponse::InvalidCredentials(problem(
                 poem::http::StatusCode::UNAUTHORIZED,
                 ProblemCode::InvalidCredentials,
                 "The email address or the password is wrong.",
@@ -213,6 +256,15 @@ impl SessionApi {
         body: Json<RefreshRequest>,
     ) -> Result<RefreshResponse, InternalError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state
+            .ip_limits
+            .check(Group::Refresh, requester.ip.as_deref())
+        {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(RefreshResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let presented = RefreshToken::parse(body.refresh_token.trim());
         Ok(
             match sessions::refresh(&state, presented, &requester).await? {

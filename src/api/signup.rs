@@ -6,11 +6,12 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use crate::accounts;
-use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
+use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson, rate_limited};
 use crate::api::session::SessionBody;
 use crate::api::types::{SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{self, EmailAddress, NewPassword, OtpCode};
+use crate::limits::Group;
 use crate::services::Error;
 
 pub struct SignupApi;
@@ -94,6 +95,21 @@ pub enum CodeSentResponse {
     /// The email address or password is not acceptable; `errors` says why.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -111,6 +127,21 @@ pub enum VerifySignupResponse {
     /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
     #[oai(status = 503)]
     Overloaded(ProblemJson),
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
 }
 
 pub(crate) fn invalid_code() -> ProblemJson {
@@ -119,6 +150,22 @@ pub(crate) fn invalid_code() -> ProblemJson {
         ProblemCode::InvalidCode,
         "The code is wrong, expired or already used. Request a new one if needed.".to_owned(),
     ))
+}
+
+/// The 202 of a code request, or its 429.
+pub(crate) fn code_sent(
+    state: &AppState,
+    email: &EmailAddress,
+    purpose: CodePurpose,
+    outcome: Result<(), crate::limits::Limited>,
+) -> Result<CodeSentResponse, InternalError> {
+    Ok(match outcome {
+        Ok(()) => CodeSentResponse::Accepted(Json(CodeSent::new(state, email, purpose))),
+        Err(limited) => {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            CodeSentResponse::RateLimited(problem, retry, policy, remaining)
+        }
+    })
 }
 
 pub(crate) fn validation(problems: Vec<domain::FieldProblem>) -> ProblemJson {
@@ -141,6 +188,16 @@ impl SignupApi {
         request: &Request,
         body: Json<SignupRequest>,
     ) -> Result<CodeSentResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state
+            .ip_limits
+            .check(Group::SendCode, requester.ip.as_deref())
+        {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(CodeSentResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let mut problems = Vec::new();
         let email = EmailAddress::parse(&body.email)
             .map_err(|p| problems.push(p))
@@ -154,13 +211,12 @@ impl SignupApi {
         let (Some(email), Some(locale), true) = (email, locale, problems.is_empty()) else {
             return Ok(CodeSentResponse::ValidationFailed(validation(problems)));
         };
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        accounts::signup(&state, &email, &locale, &requester).await?;
-        Ok(CodeSentResponse::Accepted(Json(CodeSent::new(
+        code_sent(
             &state,
             &email,
             CodePurpose::VerifyEmail,
-        ))))
+            accounts::signup(&state, &email, &locale, &requester).await?,
+        )
     }
 
     /// Send a new sign-up code
@@ -178,6 +234,16 @@ impl SignupApi {
         request: &Request,
         body: Json<ResendRequest>,
     ) -> Result<CodeSentResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state
+            .ip_limits
+            .check(Group::SendCode, requester.ip.as_deref())
+        {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(CodeSentResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let email = match EmailAddress::parse(&body.email) {
             Ok(email) => email,
             Err(problem) => {
@@ -186,13 +252,8 @@ impl SignupApi {
                 ])));
             }
         };
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        accounts::resend_signup_code(&state, &email, &requester).await?;
-        Ok(CodeSentResponse::Accepted(Json(CodeSent::new(
-            &state,
-            &email,
-            CodePurpose::VerifyEmail,
-        ))))
+        let outcome = accounts::resend_signup_code(&state, &email, &requester).await?;
+        code_sent(&state, &email, CodePurpose::VerifyEmail, outcome)
     }
 
     /// Verify the sign-up code and sign in
@@ -211,6 +272,16 @@ impl SignupApi {
         request: &Request,
         body: Json<VerifySignupRequest>,
     ) -> Result<VerifySignupResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if let Err(limited) = state
+            .ip_limits
+            .check(Group::VerifyCode, requester.ip.as_deref())
+        {
+            let (problem, retry, policy, remaining) = rate_limited(&limited);
+            return Ok(VerifySignupResponse::RateLimited(
+                problem, retry, policy, remaining,
+            ));
+        }
         let mut problems = Vec::new();
         let email = EmailAddress::parse(&body.email)
             .map_err(|p| problems.push(p))
@@ -226,7 +297,6 @@ impl SignupApi {
         else {
             return Ok(VerifySignupResponse::ValidationFailed(validation(problems)));
         };
-        let requester = client::requester(request, &state.config.trusted_proxies);
         let code = OtpCode::parse(&body.code);
         match accounts::verify_signup(&state, &email, code, &password, device, &requester).await {
             Ok(Some(session)) => Ok(VerifySignupResponse::SignedIn(Json(session.into()))),

@@ -129,16 +129,23 @@ impl Instance {
     }
 }
 
-/// Settings that keep tests fast: quick email polls and retries, and cheap argon2 (tests of
-/// the argon2 parameters themselves pass the real ones back in), a queue no test fills by
-/// accident.
-const FAST: [&str; 6] = [
+/// Settings that keep tests fast and focused: quick email polls and retries, cheap argon2, a
+/// queue no test fills by accident, and abuse limits out of the way. Tests of those settings
+/// pass the real values back in (a later flag wins).
+pub const FAST: [&str; 13] = [
     "--email-poll-ms=50",
     "--email-retry-base-ms=50",
     "--email-retry-max-secs=1",
     "--argon2-memory-kib=1024",
     "--argon2-iterations=1",
     "--password-hash-queue=10000",
+    "--code-resend-cooldown-secs=0",
+    "--codes-per-address-per-hour=1000",
+    "--login-failures-before-delay=1000",
+    "--ip-rate-send-code=100000/s",
+    "--ip-rate-verify-code=100000/s",
+    "--ip-rate-login=100000/s",
+    "--ip-rate-refresh=100000/s",
 ];
 
 /// Starts a server on `database_url`, sending email to `smtp_url`, with extra flags.

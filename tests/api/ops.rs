@@ -86,7 +86,10 @@ async fn served_yaml_spec_equals_the_committed_file() {
 
     let served = app.get("/openapi.yaml").await.text().await.unwrap();
 
-    assert_eq!(served.trim_end(), committed.trim_end());
+    assert!(
+        served.trim_end() == committed.trim_end(),
+        "/openapi.yaml differs from openapi.yaml; regenerate with `cargo run -q -- openapi > openapi.yaml`"
+    );
 }
 
 #[tokio::test]

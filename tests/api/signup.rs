@@ -33,7 +33,7 @@ async fn observable(response: reqwest::Response) -> (u16, Vec<(String, String)>,
 
 #[tokio::test]
 async fn the_whole_flow_works_signup_email_verify_me_refresh_sessions_logout() {
-    let app = spawn_app().await;
+    let app = crate::helpers::spawn_app_with(&["--code-resend-cooldown-secs=60"]).await;
 
     // signup → email
     let response = app

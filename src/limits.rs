@@ -1,0 +1,454 @@
+//! Rate limits. Per client IP in memory (governor), per operation group; per address in the
+//! database, so they hold across any number of instances: the resend cooldown, the hourly cap
+//! on codes, and the growing delay after repeated login failures.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::rate_counters;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hmac::{Hmac, Mac};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sha2::Sha256;
+
+use crate::config::{Config, Pepper};
+use crate::domain::{EmailAddress, Purpose};
+
+/// `N/s`, `N/min` or `N/h`: N requests, refilled evenly over the period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (count, unit) = value
+            .split_once('/')
+            .ok_or("expected N/s, N/min or N/h, e.g. 10/min")?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or("the count must be a positive whole number")?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            _ => return Err("the unit must be s, min or h".into()),
+        };
+        Ok(Self { count, per })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// A limit was hit: what the 429 says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limited {
+    /// Name of the policy, as in the `RateLimit-Policy` header.
+    pub policy: &'static str,
+    /// Requests allowed per window.
+    pub quota: u32,
+    pub window_secs: u64,
+    /// Seconds until a request may succeed again (at least 1).
+    pub retry_after: u64,
+}
+
+impl Limited {
+    /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers structured-field form).
+    pub fn policy_header(&self) -> String {
+        format!(
+            "\"{}\";q={};w={}",
+            self.policy, self.quota, self.window_secs
+        )
+    }
+
+    /// `RateLimit`: nothing remains until the window resets.
+    pub fn state_header(&self) -> String {
+        format!("\"{}\";r=0;t={}", self.policy, self.retry_after)
+    }
+}
+
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Operation groups that share a per-IP quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// signup, resend_signup_code, forgot_password
+    SendCode,
+    /// verify_signup, check_reset_code, reset_password
+    VerifyCode,
+    /// login, change_password
+    Login,
+    /// refresh_token
+    Refresh,
+}
+
+impl Group {
+    fn policy(self) -> &'static str {
+        match self {
+            Self::SendCode => "send-code-per-ip",
+            Self::VerifyCode => "verify-code-per-ip",
+            Self::Login => "login-per-ip",
+            Self::Refresh => "refresh-per-ip",
+        }
+    }
+}
+
+struct IpLimiter {
+    rate: Rate,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+/// Per-IP quotas in this process's memory.
+pub struct IpLimits {
+    send: IpLimiter,
+    verify: IpLimiter,
+    login: IpLimiter,
+    refresh: IpLimiter,
+}
+
+impl IpLimits {
+    pub fn from_config(config: &Config) -> Self {
+        let limiter = |rate: Rate| {
+            let count = NonZeroU32::new(rate.count).unwrap_or(NonZeroU32::MIN);
+            let quota = Quota::with_period(rate.per / rate.count)
+                .unwrap_or_else(|| Quota::per_second(count))
+                .allow_burst(count);
+            IpLimiter {
+                rate,
+                limiter: RateLimiter::keyed(quota),
+            }
+        };
+        Self {
+            send: limiter(config.ip_rate_send_code),
+            verify: limiter(config.ip_rate_verify_code),
+            login: limiter(config.ip_rate_login),
+            refresh: limiter(config.ip_rate_refresh),
+        }
+    }
+
+    /// Takes one request from `ip`'s quota for `group`. A request without a known IP (not over
+    /// TCP) is not limited here; the per-address limits still apply.
+    pub fn check(&self, group: Group, ip: Option<&str>) -> Result<(), Limited> {
+        let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+            return Ok(());
+        };
+        let limiter = match group {
+            Group::SendCode => &self.send,
+            Group::VerifyCode => &self.verify,
+            Group::Login => &self.login,
+            Group::Refresh => &self.refresh,
+        };
+        limiter.limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            Limited {
+                policy: group.policy(),
+                quota: limiter.rate.count,
+                window_secs: limiter.rate.per.as_secs(),
+                retry_after: whole_seconds(wait).max(1),
+            }
+        })
+    }
+
+    /// Forgets IPs whose quota is full again, so memory follows the active clients only.
+    pub fn retain_recent(&self) {
+        for limiter in [&self.send, &self.verify, &self.login, &self.refresh] {
+            limiter.limiter.retain_recent();
+        }
+    }
+}
+
+/// Limits per address, in the database.
+#[derive(Clone)]
+pub struct AddressLimits {
+    pepper: Pepper,
+    resend_cooldown: chrono::Duration,
+    codes_per_hour: i32,
+    login_free_failures: i32,
+    login_window: chrono::Duration,
+    login_max_delay: chrono::Duration,
+}
+
+/// Starts the login delay: the first blocked attempt waits this long, each further failure
+/// doubles it up to the maximum.
+const LOGIN_BASE_DELAY_SECS: i64 = 30;
+
+impl AddressLimits {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        Ok(Self {
+            pepper: config
+                .current_pepper()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no pepper configured"))?,
+            resend_cooldown: secs(config.code_resend_cooldown_secs),
+            codes_per_hour: i32::try_from(config.codes_per_address_per_hour).unwrap_or(5),
+            login_free_failures: i32::try_from(config.login_failures_before_delay).unwrap_or(5),
+            login_window: secs(config.login_failure_window_secs),
+            login_max_delay: secs(config.login_max_delay_secs),
+        })
+    }
+
+    fn key(&self, scope: &str, email: &EmailAddress) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.pepper.key())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(scope.as_bytes());
+        mac.update(&[0]);
+        mac.update(email.as_str().as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Takes one code send for `email` and `purpose`, inside the caller's transaction: the
+    /// resend cooldown per address and purpose, then the hourly cap per address. Roll the
+    /// transaction back when this fails, so a refused request takes nothing.
+    pub async fn take_code_send<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        now: DateTime<Utc>,
+        email: &EmailAddress,
+        purpose: Purpose,
+    ) -> Result<Result<(), Limited>, DbErr> {
+        let cooldown_key = self.key(&format!("cooldown:{}", purpose.name()), email);
+        if self.resend_cooldown > chrono::Duration::zero() {
+            if let Err(retry_at) = take(txn, &cooldown_key, now, self.resend_cooldown, 1).await? {
+                return Ok(Err(Limited {
+                    policy: "resend-cooldown",
+                    quota: 1,
+                    window_secs: self.resend_cooldown.num_seconds().unsigned_abs(),
+                    retry_after: seconds_until(now, retry_at),
+                }));
+            }
+        }
+        let hourly_key = self.key("codes-per-hour", email);
+        let hour = chrono::Duration::hours(1);
+        if let Err(retry_at) = take(txn, &hourly_key, now, hour, self.codes_per_hour).await? {
+            return Ok(Err(Limited {
+                policy: "codes-per-address",
+                quota: self.codes_per_hour.unsigned_abs(),
+                window_secs: 3600,
+                retry_after: seconds_until(now, retry_at),
+            }));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Whether sign-in attempts for `email` must wait (after repeated failures).
+    pub async fn login_delay<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: DateTime<Utc>,
+        email: &EmailAddress,
+    ) -> Result<Option<Limited>, DbErr> {
+        let counter = rate_counters::Entity::find_by_id(self.key("login-failures", email))
+            .one(db)
+            .await?;
+        Ok(counter
+            .and_then(|c| c.blocked_until)
+            .filter(|until| *until > now)
+            .map(|until| Limited {
+                policy: "login-failures-per-address",
+                quota: self.login_free_failures.unsigned_abs(),
+                window_secs: self.login_window.num_seconds().unsigned_abs(),
+                retry_after: seconds_until(now, until),
+            }))
+    }
+
+    /// Counts a failed sign-in; from the `login_free_failures`th failure within the window on,
+    /// each failure sets a delay that doubles up to the maximum.
+    pub async fn login_failed<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: DateTime<Utc>,
+        email: &EmailAddress,
+    ) -> Result<(), DbErr> {
+        let key = self.key("login-failures", email);
+        // No cap: every failure counts; `take` with the largest limit never refuses.
+        let _ = take(db, &key, now, self.login_window, i32::MAX).await?;
+        let failures = rate_counters::Entity::find_by_id(key.clone())
+            .one(db)
+            .await?
+            .map_or(0, |c| c.count);
+        if failures >= self.login_free_failures {
+            let doublings = u32::try_from(failures - self.login_free_failures)
+                .unwrap_or(0)
+                .min(20);
+            let delay =
+                chrono::Duration::seconds(LOGIN_BASE_DELAY_SECS.saturating_mul(1 << doublings))
+                    .min(self.login_max_delay);
+            rate_counters::Entity::update_many()
+                .col_expr(
+                    rate_counters::Column::BlockedUntil,
+                    Expr::value(now + delay),
+                )
+                .filter(rate_counters::Column::Key.eq(key))
+                .exec(db)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A successful sign-in clears the failures of the address.
+    pub async fn login_succeeded<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        email: &EmailAddress,
+    ) -> Result<(), DbErr> {
+        rate_counters::Entity::delete_by_id(self.key("login-failures", email))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+}
+
+fn seconds_until(now: DateTime<Utc>, at: DateTime<Utc>) -> u64 {
+    let millis = (at - now).num_milliseconds().max(0).unsigned_abs();
+    millis.div_ceil(1000).max(1)
+}
+
+/// Takes one unit from a fixed-window counter in one conditional UPDATE (after making sure the
+/// row exists): a new window starts when the old one is over. `Err(retry_at)` when the window
+/// is full.
+async fn take<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+    limit: i32,
+) -> Result<Result<(), DateTime<Utc>>, DbErr> {
+    rate_counters::Entity::insert(rate_counters::ActiveModel {
+        key: Set(key.to_owned()),
+        window_start: Set(DateTime::<Utc>::UNIX_EPOCH),
+        count: Set(0),
+        blocked_until: Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(rate_counters::Column::Key)
+            .do_nothing_on([rate_counters::Column::Count])
+            .to_owned(),
+    )
+    .do_nothing()
+    .exec(db)
+    .await?;
+    let window_over = Expr::col(rate_counters::Column::WindowStart).lte(now - window);
+    // MySQL assigns left to right: `count` must be computed before `window_start` changes.
+    let taken = rate_counters::Entity::update_many()
+        .col_expr(
+            rate_counters::Column::Count,
+            Expr::case(window_over.clone(), 1)
+                .finally(Expr::col(rate_counters::Column::Count).add(1))
+                .into(),
+        )
+        .col_expr(
+            rate_counters::Column::WindowStart,
+            Expr::case(window_over.clone(), Expr::value(now))
+                .finally(Expr::col(rate_counters::Column::WindowStart))
+                .into(),
+        )
+        .filter(rate_counters::Column::Key.eq(key))
+        .filter(
+            sea_orm::Condition::any()
+                .add(window_over)
+                .add(rate_counters::Column::Count.lt(limit)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected
+        == 1;
+    if taken {
+        return Ok(Ok(()));
+    }
+    let window_start = rate_counters::Entity::find_by_id(key.to_owned())
+        .one(db)
+        .await?
+        .map_or(now, |c| c.window_start);
+    Ok(Err(window_start + window))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_and_print() {
+        assert_eq!(
+            "10/min".parse::<Rate>(),
+            Ok(Rate {
+                count: 10,
+                per: Duration::from_secs(60)
+            })
+        );
+        assert_eq!("3/s".parse::<Rate>().unwrap().to_string(), "3/s");
+        assert_eq!(
+            "100/h".parse::<Rate>().unwrap().per,
+            Duration::from_secs(3600)
+        );
+        for bad in ["", "10", "0/min", "-1/min", "ten/min", "10/day", "10/"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_ip_quota_refuses_past_its_burst_with_a_retry_time() {
+        let rate: Rate = "3/min".parse().unwrap();
+        let limiter = IpLimiter {
+            rate,
+            limiter: RateLimiter::keyed(
+                Quota::with_period(rate.per / 3)
+                    .unwrap()
+                    .allow_burst(NonZeroU32::new(3).unwrap()),
+            ),
+        };
+        let limits = IpLimits {
+            send: limiter,
+            verify: IpLimits::from_config(&test_config()).verify,
+            login: IpLimits::from_config(&test_config()).login,
+            refresh: IpLimits::from_config(&test_config()).refresh,
+        };
+
+        for _ in 0..3 {
+            assert!(limits.check(Group::SendCode, Some("203.0.113.1")).is_ok());
+        }
+        let limited = limits
+            .check(Group::SendCode, Some("203.0.113.1"))
+            .unwrap_err();
+
+        assert_eq!(limited.policy, "send-code-per-ip");
+        assert!((1..=20).contains(&limited.retry_after), "{limited:?}");
+        assert_eq!(limited.policy_header(), "\"send-code-per-ip\";q=3;w=60");
+        assert!(
+            limits.check(Group::SendCode, Some("203.0.113.2")).is_ok(),
+            "another IP has its own quota"
+        );
+        assert!(
+            limits.check(Group::VerifyCode, Some("203.0.113.1")).is_ok(),
+            "another group too"
+        );
+    }
+
+    fn test_config() -> Config {
+        use clap::Parser;
+        crate::cli::Cli::parse_from(["codeward"]).config
+    }
+}
