@@ -1,6 +1,7 @@
 //! The integration suite: the real server over real HTTP, on SQLite by default, or on the
 //! PostgreSQL / MySQL server named by CODEWARD_TEST_POSTGRES_URL / CODEWARD_TEST_MYSQL_URL.
 
+mod abuse;
 mod cli;
 mod codes;
 mod errors;

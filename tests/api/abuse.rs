@@ -1,0 +1,499 @@
+//! Abuse controls with their real defaults: per-IP quotas, the resend cooldown, the hourly cap
+//! on codes, the daily failure budget, the login delay, and the shape of every 429.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, fresh_database, spawn_app_with, start_instance};
+use crate::smtp::SmtpSink;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The defaults under test, on top of the fast test settings.
+const REAL_LIMITS: [&str; 7] = [
+    "--code-resend-cooldown-secs=60",
+    "--codes-per-address-per-hour=5",
+    "--login-failures-before-delay=5",
+    "--ip-rate-send-code=10/min",
+    "--ip-rate-verify-code=30/min",
+    "--ip-rate-login=20/min",
+    "--ip-rate-refresh=60/min",
+];
+
+fn with_real_limits(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut flags = REAL_LIMITS.to_vec();
+    flags.extend_from_slice(extra);
+    flags
+}
+
+/// Posts as the client `ip` behind the trusted proxy 127.0.0.1.
+async fn post_from(app: &TestApp, ip: &str, path: &str, body: &Value) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .header("x-forwarded-for", ip)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Checks the shape every 429 must have and returns its `retry_after`.
+async fn assert_rate_limited(response: reqwest::Response, policy: &str) -> u64 {
+    let headers = response.headers().clone();
+    let body = assert_problem(response, 429, "rate_limited").await;
+    let retry_after: u64 = headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("seconds");
+    assert!(retry_after >= 1);
+    assert_eq!(body["retry_after"], retry_after, "body and header agree");
+    assert_eq!(headers["cache-control"], "no-store");
+    let policy_header = headers["ratelimit-policy"].to_str().unwrap();
+    assert!(
+        policy_header.starts_with(&format!("\"{policy}\";q=")),
+        "{policy_header}"
+    );
+    assert!(policy_header.contains(";w="), "{policy_header}");
+    assert_eq!(
+        headers["ratelimit"].to_str().unwrap(),
+        format!("\"{policy}\";r=0;t={retry_after}")
+    );
+    retry_after
+}
+
+fn other_code(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+#[tokio::test]
+async fn code_guessing_stops_at_the_code_and_budget_limits_across_many_ips_and_resends() {
+    let app = spawn_app_with(&with_real_limits(&["--trusted-proxies=127.0.0.1/32"])).await;
+    let clock = &app.instance.clock;
+    let mut code = app.signup_code("ada@example.com", PASSWORD).await;
+    let mut ip = 0u32;
+    let mut next_ip = || {
+        ip += 1;
+        format!("198.51.{}.{}", ip / 250, ip % 250 + 1)
+    };
+    for round in 1..=5 {
+        // Ten guessers from ten addresses: only five attempts count on a code.
+        for _ in 0..10 {
+            let guess = json!({"email": "ada@example.com", "code": other_code(&code), "password": PASSWORD});
+            let response = post_from(&app, &next_ip(), "/v1/signup/verify", &guess).await;
+            assert_problem(response, 400, "invalid_code").await;
+        }
+        let right = json!({"email": "ada@example.com", "code": code, "password": PASSWORD});
+        assert_problem(
+            post_from(&app, &next_ip(), "/v1/signup/verify", &right).await,
+            400,
+            "invalid_code",
+        )
+        .await;
+        if round < 5 {
+            clock.advance(Duration::from_secs(61));
+            let resend = post_from(
+                &app,
+                &next_ip(),
+                "/v1/signup/resend",
+                &json!({"email": "ada@example.com"}),
+            )
+            .await;
+            assert_eq!(resend.status().as_u16(), 202, "round {round}");
+            code = app
+                .smtp
+                .wait_for_nth_message_to("ada@example.com", round + 1)
+                .await
+                .code();
+        }
+    }
+    // Five codes in the hour: the sixth request is refused whatever the IP.
+    clock.advance(Duration::from_secs(61));
+    let sixth = post_from(
+        &app,
+        &next_ip(),
+        "/v1/signup/resend",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    assert_rate_limited(sixth, "codes-per-address").await;
+
+    let db = app.connect_db().await;
+    let codes = entity::otp_codes::Entity::find().all(&db).await.unwrap();
+    assert_eq!(codes.len(), 5);
+    assert!(
+        codes.iter().all(|c| c.attempts == 5),
+        "five counted attempts on every code"
+    );
+    // 25 failures: the daily budget is spent, so even a fresh code's right digits fail.
+    clock.advance(Duration::from_secs(3600));
+    let resend = post_from(
+        &app,
+        &next_ip(),
+        "/v1/signup/resend",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    assert_eq!(resend.status().as_u16(), 202);
+    let fresh = app
+        .smtp
+        .wait_for_nth_message_to("ada@example.com", 6)
+        .await
+        .code();
+    let right = json!({"email": "ada@example.com", "code": fresh, "password": PASSWORD});
+    assert_problem(
+        post_from(&app, &next_ip(), "/v1/signup/verify", &right).await,
+        400,
+        "invalid_code",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_flood_of_resend_and_forgot_for_one_address_sends_at_most_five_emails_an_hour() {
+    let app = spawn_app_with(&with_real_limits(&["--ip-rate-send-code=100000/s"])).await;
+    app.signup_code("ada@example.com", PASSWORD).await;
+    let clock = &app.instance.clock;
+
+    // Every request waits out the cooldown; forty of them span 41 minutes.
+    let mut accepted = 1;
+    for n in 0..40 {
+        clock.advance(Duration::from_secs(61));
+        let (path, body) = if n % 2 == 0 {
+            ("/v1/signup/resend", json!({"email": "ada@example.com"}))
+        } else {
+            ("/v1/password/forgot", json!({"email": "ada@example.com"}))
+        };
+        let response = app.post(path, &body).await;
+        if response.status().as_u16() == 202 {
+            accepted += 1;
+            // Let it go out before the clock jumps past its expiry.
+            app.smtp
+                .wait_for_nth_message_to("ada@example.com", accepted)
+                .await;
+        } else {
+            assert_rate_limited(response, "codes-per-address").await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(accepted, 5);
+    assert_eq!(
+        app.smtp.messages_to("ada@example.com").len(),
+        5,
+        "at most five emails"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_one_address_send_one_code_per_cooldown() {
+    let app = spawn_app_with(&with_real_limits(&["--ip-rate-send-code=100000/s"])).await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    app.instance.clock.advance(Duration::from_secs(61));
+
+    let responses = join_all(
+        (0..30).map(|_| app.post("/v1/password/forgot", &json!({"email": "ada@example.com"}))),
+    )
+    .await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(statuses.iter().all(|&s| s == 202 || s == 429));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.smtp.messages_to("ada@example.com").len(),
+        2,
+        "the sign-up code and one reset code"
+    );
+}
+
+#[tokio::test]
+async fn unknown_addresses_are_limited_exactly_like_known_ones() {
+    let app = spawn_app_with(&with_real_limits(&["--ip-rate-send-code=100000/s"])).await;
+    app.signed_up("known@example.com", PASSWORD).await;
+    app.instance.clock.advance(Duration::from_secs(61));
+
+    let mut answers = Vec::new();
+    for email in ["known@example.com", "ghost@example.com"] {
+        let first = app
+            .post("/v1/password/forgot", &json!({"email": email}))
+            .await
+            .status()
+            .as_u16();
+        let second = app
+            .post("/v1/password/forgot", &json!({"email": email}))
+            .await;
+        let retry = assert_rate_limited(second, "resend-cooldown").await;
+        answers.push((first, retry));
+    }
+
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].0, 202);
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_change_the_client_ip() {
+    let untrusted = spawn_app_with(&with_real_limits(&["--ip-rate-login=3/min"])).await;
+    let trusted = spawn_app_with(&with_real_limits(&[
+        "--ip-rate-login=3/min",
+        "--trusted-proxies=127.0.0.1/32",
+    ]))
+    .await;
+    let mut untrusted_statuses = Vec::new();
+    let mut trusted_statuses = Vec::new();
+    for n in 0..6 {
+        // A new address each time, so only the per-IP quota is in play.
+        let body = json!({"email": format!("user{n}@example.com"), "password": PASSWORD});
+        let spoofed = format!("203.0.113.{}", n + 1);
+        untrusted_statuses.push(
+            post_from(&untrusted, &spoofed, "/v1/login", &body)
+                .await
+                .status()
+                .as_u16(),
+        );
+        trusted_statuses.push(
+            post_from(&trusted, &spoofed, "/v1/login", &body)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+
+    assert_eq!(
+        untrusted_statuses,
+        [401, 401, 401, 429, 429, 429],
+        "one bucket: the socket peer"
+    );
+    assert_eq!(
+        trusted_statuses, [401; 6],
+        "behind a trusted proxy each client has its own bucket"
+    );
+    let body = json!({"email": "other@example.com", "password": PASSWORD});
+    let limited = post_from(&untrusted, "203.0.113.99", "/v1/login", &body).await;
+    assert_rate_limited(limited, "login-per-ip").await;
+}
+
+#[tokio::test]
+async fn the_client_ip_behind_a_trusted_proxy_is_the_one_recorded() {
+    let app = spawn_app_with(&["--trusted-proxies=127.0.0.1/32"]).await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+
+    let session: Value = post_from(
+        &app,
+        "192.0.2.77",
+        "/v1/login",
+        &json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+
+    let listed: Value = app
+        .get_authed("/v1/sessions", session["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let current = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(current["ip"], "192.0.2.77");
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_share_the_per_address_limits() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let mut flags = crate::helpers::FAST.to_vec();
+    flags.extend(with_real_limits(&["--ip-rate-send-code=100000/s"]));
+    let first = start_instance(&database.url, &sink.url(), &flags).await;
+    let second = start_instance(&database.url, &sink.url(), &flags).await;
+    let client = crate::helpers::http_client();
+
+    let mut statuses = Vec::new();
+    for n in 0..10 {
+        let instance = if n % 2 == 0 { &first } else { &second };
+        let response = client
+            .post(format!("{}/v1/password/forgot", instance.address))
+            .json(&json!({"email": "shared@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+
+    assert_eq!(statuses[0], 202);
+    assert!(
+        statuses[1..].iter().all(|&s| s == 429),
+        "the cooldown holds across instances: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn login_failures_delay_the_address_growingly_success_clears_it_and_recovery_still_works() {
+    let app = spawn_app_with(&with_real_limits(&[
+        "--ip-rate-login=100000/s",
+        "--ip-rate-send-code=100000/s",
+    ]))
+    .await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let clock = &app.instance.clock;
+    let wrong = |email: &str| json!({"email": email, "password": "definitely not it"});
+    let mut delays = Vec::new();
+    for email in ["ada@example.com", "ghost@example.com"] {
+        for _ in 0..5 {
+            assert_problem(
+                app.post("/v1/login", &wrong(email)).await,
+                401,
+                "invalid_credentials",
+            )
+            .await;
+        }
+        let first = assert_rate_limited(
+            app.post("/v1/login", &wrong(email)).await,
+            "login-failures-per-address",
+        )
+        .await;
+        clock.advance(Duration::from_secs(first));
+        assert_problem(
+            app.post("/v1/login", &wrong(email)).await,
+            401,
+            "invalid_credentials",
+        )
+        .await;
+        let second = assert_rate_limited(
+            app.post("/v1/login", &wrong(email)).await,
+            "login-failures-per-address",
+        )
+        .await;
+        delays.push((first, second));
+        clock.advance(Duration::from_secs(second));
+    }
+
+    assert_eq!(
+        delays[0], delays[1],
+        "an unknown address is delayed exactly like a known one"
+    );
+    assert!(
+        delays[0].0 <= 30 && delays[0].1 > delays[0].0,
+        "growing: {delays:?}"
+    );
+    // Recovery is never blocked by login failures.
+    assert_problem(
+        app.post("/v1/login", &wrong("ada@example.com")).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let forgot = app
+        .post("/v1/password/forgot", &json!({"email": "ada@example.com"}))
+        .await;
+    assert_eq!(forgot.status().as_u16(), 202);
+    // A success clears the count: after the delay, the right password works and the next
+    // failures start from zero.
+    clock.advance(Duration::from_secs(901));
+    let right = app
+        .post(
+            "/v1/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(right.status().as_u16(), 200);
+    for _ in 0..4 {
+        assert_problem(
+            app.post("/v1/login", &wrong("ada@example.com")).await,
+            401,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    let still_free = app
+        .post(
+            "/v1/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(still_free.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn every_public_operation_answers_429_with_the_headers_when_its_ip_quota_is_spent() {
+    let app = spawn_app_with(&[
+        "--ip-rate-send-code=1/min",
+        "--ip-rate-verify-code=1/min",
+        "--ip-rate-login=1/min",
+        "--ip-rate-refresh=1/min",
+    ])
+    .await;
+    let cases = [
+        (
+            "/v1/signup",
+            json!({"email": "a@example.com", "password": PASSWORD}),
+            "send-code-per-ip",
+        ),
+        (
+            "/v1/signup/resend",
+            json!({"email": "a@example.com"}),
+            "send-code-per-ip",
+        ),
+        (
+            "/v1/password/forgot",
+            json!({"email": "a@example.com"}),
+            "send-code-per-ip",
+        ),
+        (
+            "/v1/signup/verify",
+            json!({"email": "a@example.com", "code": "123456", "password": PASSWORD}),
+            "verify-code-per-ip",
+        ),
+        (
+            "/v1/password/reset/check",
+            json!({"email": "a@example.com", "code": "123456"}),
+            "verify-code-per-ip",
+        ),
+        (
+            "/v1/password/reset",
+            json!({"email": "a@example.com", "code": "123456", "new_password": PASSWORD}),
+            "verify-code-per-ip",
+        ),
+        (
+            "/v1/login",
+            json!({"email": "a@example.com", "password": PASSWORD}),
+            "login-per-ip",
+        ),
+        (
+            "/v1/token/refresh",
+            json!({"refresh_token": "cwr_x"}),
+            "refresh-per-ip",
+        ),
+    ];
+    // The first request of each group uses its quota of one.
+    for path in [
+        "/v1/signup",
+        "/v1/signup/verify",
+        "/v1/login",
+        "/v1/token/refresh",
+    ] {
+        let (_, body, _) = cases.iter().find(|c| c.0 == path).unwrap();
+        assert_ne!(app.post(path, body).await.status().as_u16(), 429, "{path}");
+    }
+
+    for (path, body, policy) in cases {
+        let response = app.post(path, &body).await;
+
+        assert_eq!(response.status().as_u16(), 429, "{path}");
+        assert_rate_limited(response, policy).await;
+    }
+}
