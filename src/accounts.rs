@@ -44,31 +44,22 @@ pub async fn signup(
         tracing::info!(outcome = "rate_limited", policy = limited.policy, "signup");
         return Ok(Err(limited));
     }
-    let user = match find_user(&txn, email).await? {
-        Some(user) if user.email_verified_at.is_some() => {
-            let expires_at = now + chrono::Duration::hours(24);
-            outbox::enqueue(
-                &txn,
-                Email {
-                    to: email.as_str().to_owned(),
-                    message: Message::AccountExists,
-                    locale: user.locale.clone(),
-                    context: serde_json::json!({}),
-                    code: None,
-                    expires_at,
-                },
-                now,
-            )
-            .await?;
-            txn.commit().await?;
-            services.outbox.wake();
-            tracing::info!(user_id = %user.id, outcome = "account_exists", "signup");
-            return Ok(Ok(()));
-        }
+    let existing = find_user(&txn, email).await?;
+    let verified = existing
+        .as_ref()
+        .is_some_and(|user| user.email_verified_at.is_some());
+    // Every path writes the user row once and runs the code statements once, so the answer
+    // takes the same time whether the address is new, unverified or verified.
+    let user = match existing {
         Some(user) => {
             let mut active = user.into_active_model();
-            active.locale = Set(locale.to_owned());
-            active.updated_at = Set(now);
+            if verified {
+                // Same statement, same values: a verified account's locale stays its own.
+                active.updated_at = Set(*active.updated_at.as_ref());
+            } else {
+                active.locale = Set(locale.to_owned());
+                active.updated_at = Set(now);
+            }
             active.update(&txn).await?
         }
         None => {
@@ -86,8 +77,10 @@ pub async fn signup(
             .await?
         }
     };
+    // A verified account gets no code (the engine does the work for the decoy and undoes it)
+    // but an "account exists" notice.
     let recipient = CodeRecipient {
-        user_id: user.id,
+        user_id: (!verified).then_some(user.id),
         email,
         locale: &user.locale,
     };
@@ -95,9 +88,29 @@ pub async fn signup(
         .codes
         .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
         .await?;
+    if verified {
+        outbox::enqueue(
+            &txn,
+            Email {
+                to: email.as_str().to_owned(),
+                message: Message::AccountExists,
+                locale: user.locale.clone(),
+                context: serde_json::json!({}),
+                code: None,
+                expires_at: now + chrono::Duration::hours(24),
+            },
+            now,
+        )
+        .await?;
+    }
     txn.commit().await?;
     services.outbox.wake();
-    tracing::info!(user_id = %user.id, outcome = "code_sent", "signup");
+    let outcome = if verified {
+        "account_exists"
+    } else {
+        "code_sent"
+    };
+    tracing::info!(user_id = %user.id, outcome, "signup");
     Ok(Ok(()))
 }
 
@@ -123,27 +136,28 @@ pub async fn resend_signup_code(
         );
         return Ok(Err(limited));
     }
-    let Some(user) = find_user(&txn, email)
+    let user = find_user(&txn, email)
         .await?
-        .filter(|user| user.email_verified_at.is_none())
-    else {
-        // The counters taken above stay taken: unknown addresses count like known ones.
-        txn.commit().await?;
-        tracing::info!(outcome = "no_unverified_account", "resend_signup_code");
-        return Ok(Ok(()));
-    };
+        .filter(|user| user.email_verified_at.is_none());
+    // Without an unverified account the engine does the same work for the decoy and undoes
+    // it; the counters taken above stay taken, so unknown addresses count like known ones.
     let recipient = CodeRecipient {
-        user_id: user.id,
+        user_id: user.as_ref().map(|user| user.id),
         email,
-        locale: &user.locale,
+        locale: user.as_ref().map_or("en", |user| user.locale.as_str()),
     };
     services
         .codes
         .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
         .await?;
     txn.commit().await?;
-    services.outbox.wake();
-    tracing::info!(user_id = %user.id, outcome = "code_sent", "resend_signup_code");
+    match user {
+        Some(user) => {
+            services.outbox.wake();
+            tracing::info!(user_id = %user.id, outcome = "code_sent", "resend_signup_code");
+        }
+        None => tracing::info!(outcome = "no_unverified_account", "resend_signup_code"),
+    }
     Ok(Ok(()))
 }
 
@@ -165,16 +179,21 @@ pub async fn verify_signup(
     let user = find_user(&services.db, email)
         .await?
         .filter(|user| user.email_verified_at.is_none());
-    let (Some(user), Some(code)) = (user, code) else {
-        tracing::info!(outcome = "invalid_code", "verify_signup");
+    let Some(code) = code else {
+        tracing::info!(outcome = "malformed_code", "verify_signup");
         return Ok(None);
     };
-    let Some(matched) = services
+    let user_id = user.as_ref().map(|user| user.id);
+    let matched = services
         .codes
-        .attempt(&services.db, now, user.id, Purpose::VerifyEmail, &code)
-        .await?
-    else {
-        tracing::info!(user_id = %user.id, outcome = "invalid_code", "verify_signup");
+        .attempt(&services.db, now, user_id, Purpose::VerifyEmail, &code)
+        .await?;
+    let (Some(user), Some(matched)) = (user, matched) else {
+        tracing::info!(
+            user_id = user_id.map(tracing::field::display),
+            outcome = "invalid_code",
+            "verify_signup"
+        );
         return Ok(None);
     };
     let txn = db::begin_write(&services.db).await?;

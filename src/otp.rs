@@ -13,8 +13,8 @@ use entity::{otp_budgets, otp_codes};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -39,11 +39,25 @@ pub struct CodeEngine {
     pub daily_failure_budget: i32,
 }
 
-/// The recipient side of a code: whose it is and where it goes.
+/// The recipient side of a code: whose it is and where it goes. `user_id` is `None` when no
+/// account has the address: the engine then does the same work for the decoy and undoes it.
 pub struct CodeRecipient<'a> {
-    pub user_id: Uuid,
+    pub user_id: Option<Uuid>,
     pub email: &'a EmailAddress,
     pub locale: &'a str,
+}
+
+/// The decoy (inserted by a migration): a user no address can reach, whose rows absorb the
+/// work done for unknown addresses so that every path runs the same statements. Its code rows
+/// look live but expired long ago, so nothing can ever verify against them.
+pub const DECOY_USER_ID: Uuid = Uuid::from_u128(migration::decoy::USER_ID);
+
+fn decoy_code_id(purpose: Purpose) -> Uuid {
+    let id = migration::decoy::CODES
+        .iter()
+        .find(|(name, _)| *name == purpose.name())
+        .map_or(0, |(_, id)| *id);
+    Uuid::from_u128(id)
 }
 
 /// A live code whose digits matched; `consume` turns it into a one-time success.
@@ -77,13 +91,41 @@ impl CodeEngine {
 
     /// Issues a new code inside the caller's transaction: older live codes of this user and
     /// purpose die, the new code's HMAC is stored, and its email is enqueued, all committed
-    /// together. The caller wakes the outbox after committing.
-    pub async fn issue<C: ConnectionTrait>(
+    /// together. The caller wakes the outbox after committing. Without a user, the same
+    /// statements run for the decoy inside a savepoint that is then rolled back: no row and no
+    /// email remain, and the request took the same time.
+    pub async fn issue(
+        &self,
+        txn: &DatabaseTransaction,
+        now: DateTime<Utc>,
+        purpose: Purpose,
+        to: CodeRecipient<'_>,
+        requester: &Requester,
+    ) -> Result<(), DbErr> {
+        let savepoint = txn.begin().await?;
+        self.issue_rows(
+            &savepoint,
+            now,
+            purpose,
+            to.user_id.unwrap_or(DECOY_USER_ID),
+            &to,
+            requester,
+        )
+        .await?;
+        if to.user_id.is_some() {
+            savepoint.commit().await
+        } else {
+            savepoint.rollback().await
+        }
+    }
+
+    async fn issue_rows<C: ConnectionTrait>(
         &self,
         txn: &C,
         now: DateTime<Utc>,
         purpose: Purpose,
-        to: CodeRecipient<'_>,
+        user_id: Uuid,
+        to: &CodeRecipient<'_>,
         requester: &Requester,
     ) -> Result<(), DbErr> {
         let pepper = self
@@ -92,13 +134,13 @@ impl CodeEngine {
             .ok_or_else(|| DbErr::Custom("no pepper configured".into()))?;
         let code = OtpCode::generate();
         let hash = hex::encode(
-            Self::mac(pepper, purpose, to.user_id, &code)
+            Self::mac(pepper, purpose, user_id, &code)
                 .finalize()
                 .into_bytes(),
         );
         otp_codes::Entity::update_many()
             .col_expr(otp_codes::Column::RevokedAt, Expr::value(now))
-            .filter(otp_codes::Column::UserId.eq(to.user_id))
+            .filter(otp_codes::Column::UserId.eq(user_id))
             .filter(otp_codes::Column::Purpose.eq(purpose.name()))
             .filter(otp_codes::Column::ConsumedAt.is_null())
             .filter(otp_codes::Column::RevokedAt.is_null())
@@ -107,7 +149,7 @@ impl CodeEngine {
         let expires_at = now + self.ttl;
         otp_codes::ActiveModel {
             id: Set(Uuid::new_v4()),
-            user_id: Set(to.user_id),
+            user_id: Set(user_id),
             purpose: Set(purpose.name().to_owned()),
             code_hash: Set(hash),
             key_id: Set(pepper.key_id.clone()),
@@ -124,7 +166,7 @@ impl CodeEngine {
         .insert(txn)
         .await?;
         otp_budgets::Entity::insert(otp_budgets::ActiveModel {
-            user_id: Set(to.user_id),
+            user_id: Set(user_id),
             purpose: Set(purpose.name().to_owned()),
             window_start: Set(now),
             failures: Set(0),
@@ -161,14 +203,20 @@ impl CodeEngine {
     /// the code's attempt limit and the daily failure budget. `Some` when the digits match a
     /// live code; both counts are then given back, so only wrong attempts use them up. Runs as
     /// autocommit statements: a wrong attempt stays counted whatever the caller does next.
+    /// Without a user (unknown address), the same reads and writes hit the decoy's rows and
+    /// change nothing, so a guess costs the same time whether or not the account exists.
     pub async fn attempt<C: ConnectionTrait>(
         &self,
         db: &C,
         now: DateTime<Utc>,
-        user_id: Uuid,
+        user_id: Option<Uuid>,
         purpose: Purpose,
         code: &OtpCode,
     ) -> Result<Option<Matched>, DbErr> {
+        let Some(user_id) = user_id else {
+            self.attempt_on_decoy(db, purpose, code).await?;
+            return Ok(None);
+        };
         let Some(live) = otp_codes::Entity::find()
             .filter(otp_codes::Column::UserId.eq(user_id))
             .filter(otp_codes::Column::Purpose.eq(purpose.name()))
@@ -234,6 +282,46 @@ impl CodeEngine {
             user_id,
             purpose,
         }))
+    }
+
+    /// The statements of a wrong attempt (find the code, take from the budget, count on the
+    /// code, compare), on the decoy's rows and without changing them.
+    async fn attempt_on_decoy<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        purpose: Purpose,
+        code: &OtpCode,
+    ) -> Result<(), DbErr> {
+        let decoy = otp_codes::Entity::find()
+            .filter(otp_codes::Column::UserId.eq(DECOY_USER_ID))
+            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .order_by_desc(otp_codes::Column::CreatedAt)
+            .one(db)
+            .await?;
+        otp_budgets::Entity::update_many()
+            .col_expr(
+                otp_budgets::Column::Failures,
+                Expr::col(otp_budgets::Column::Failures).into(),
+            )
+            .filter(otp_budgets::Column::UserId.eq(DECOY_USER_ID))
+            .filter(otp_budgets::Column::Purpose.eq(purpose.name()))
+            .exec(db)
+            .await?;
+        otp_codes::Entity::update_many()
+            .col_expr(
+                otp_codes::Column::Attempts,
+                Expr::col(otp_codes::Column::Attempts).into(),
+            )
+            .filter(otp_codes::Column::Id.eq(decoy_code_id(purpose)))
+            .exec(db)
+            .await?;
+        if let (Some(decoy), Some(pepper)) = (decoy, self.peppers.first()) {
+            let stored = hex::decode(&decoy.code_hash).unwrap_or_default();
+            let _ = Self::mac(pepper, purpose, DECOY_USER_ID, code).verify_slice(&stored);
+        }
+        Ok(())
     }
 
     /// Uses the matched code up, inside the caller's transaction, so the code is spent if and

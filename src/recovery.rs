@@ -45,28 +45,29 @@ pub async fn forgot_password(
         );
         return Ok(Err(limited));
     }
-    let Some(user) = users::Entity::find()
+    let user = users::Entity::find()
         .filter(users::Column::Email.eq(email.as_str()))
         .one(&txn)
-        .await?
-    else {
-        // The counters taken above stay taken: unknown addresses count like known ones.
-        txn.commit().await?;
-        tracing::info!(outcome = "unknown_address", "forgot_password");
-        return Ok(Ok(()));
-    };
+        .await?;
+    // For an unknown address the engine does the same work for the decoy and undoes it: no
+    // row, no email, the same time. The counters taken above stay taken.
     let recipient = CodeRecipient {
-        user_id: user.id,
+        user_id: user.as_ref().map(|user| user.id),
         email,
-        locale: &user.locale,
+        locale: user.as_ref().map_or("en", |user| user.locale.as_str()),
     };
     services
         .codes
         .issue(&txn, now, Purpose::ResetPassword, recipient, requester)
         .await?;
     txn.commit().await?;
-    services.outbox.wake();
-    tracing::info!(user_id = %user.id, outcome = "code_sent", "forgot_password");
+    match user {
+        Some(user) => {
+            services.outbox.wake();
+            tracing::info!(user_id = %user.id, outcome = "code_sent", "forgot_password");
+        }
+        None => tracing::info!(outcome = "unknown_address", "forgot_password"),
+    }
     Ok(Ok(()))
 }
 
@@ -80,16 +81,21 @@ pub async fn check_reset_code(
     requester: &Requester,
 ) -> Result<bool, Error> {
     let now = services.clock.now();
-    let (Some(user), Some(code)) = (find_user(services, email).await?, code) else {
-        tracing::info!(outcome = "invalid_code", "check_reset_code");
+    let Some(code) = code else {
+        tracing::info!(outcome = "malformed_code", "check_reset_code");
         return Ok(false);
     };
+    let user_id = find_user(services, email).await?.map(|user| user.id);
     let usable = services
         .codes
-        .attempt(&services.db, now, user.id, Purpose::ResetPassword, &code)
+        .attempt(&services.db, now, user_id, Purpose::ResetPassword, &code)
         .await?
         .is_some();
-    tracing::info!(user_id = %user.id, outcome = if usable { "usable" } else { "invalid_code" }, "check_reset_code");
+    tracing::info!(
+        user_id = user_id.map(tracing::field::display),
+        outcome = if usable { "usable" } else { "invalid_code" },
+        "check_reset_code"
+    );
     Ok(usable)
 }
 
@@ -106,16 +112,22 @@ pub async fn reset_password(
 ) -> Result<bool, Error> {
     let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
-    let (Some(user), Some(code)) = (find_user(services, email).await?, code) else {
-        tracing::info!(outcome = "invalid_code", "reset_password");
+    let Some(code) = code else {
+        tracing::info!(outcome = "malformed_code", "reset_password");
         return Ok(false);
     };
-    let Some(matched) = services
+    let user = find_user(services, email).await?;
+    let user_id = user.as_ref().map(|user| user.id);
+    let matched = services
         .codes
-        .attempt(&services.db, now, user.id, Purpose::ResetPassword, &code)
-        .await?
-    else {
-        tracing::info!(user_id = %user.id, outcome = "invalid_code", "reset_password");
+        .attempt(&services.db, now, user_id, Purpose::ResetPassword, &code)
+        .await?;
+    let (Some(user), Some(matched)) = (user, matched) else {
+        tracing::info!(
+            user_id = user_id.map(tracing::field::display),
+            outcome = "invalid_code",
+            "reset_password"
+        );
         return Ok(false);
     };
     let txn = db::begin_write(&services.db).await?;

@@ -4,12 +4,25 @@ pub use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::seaql_migrations;
 
 mod columns;
+
+/// The decoy's fixed ids (see `m20261122_000007_insert_decoy`); the code engine uses them.
+pub mod decoy {
+    pub const USER_ID: u128 = 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0001;
+    /// Not an address, so no request can ever reach the decoy by email.
+    pub const EMAIL: &str = "(decoy: not an address)";
+    /// (purpose, code id) of the decoy's expired code per purpose.
+    pub const CODES: [(&str, u128); 2] = [
+        ("verify_email", 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0002),
+        ("reset_password", 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0003),
+    ];
+}
 mod m20261122_000001_create_users;
 mod m20261122_000002_create_email_outbox;
 mod m20261122_000003_create_otp_codes;
 mod m20261122_000004_create_sessions;
 mod m20261122_000005_add_password_changed_at;
 mod m20261122_000006_create_rate_counters;
+mod m20261122_000007_insert_decoy;
 
 pub struct Migrator;
 
@@ -23,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_sessions::Migration),
             Box::new(m20261122_000005_add_password_changed_at::Migration),
             Box::new(m20261122_000006_create_rate_counters::Migration),
+            Box::new(m20261122_000007_insert_decoy::Migration),
         ]
     }
 }

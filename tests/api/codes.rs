@@ -102,7 +102,7 @@ async fn a_code_never_works_for_another_user_or_another_purpose() {
         .attempt(
             &db,
             now,
-            ada,
+            Some(ada),
             Purpose::ResetPassword,
             &OtpCode::parse(&ada_code).unwrap(),
         )

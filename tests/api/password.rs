@@ -297,11 +297,23 @@ async fn an_unknown_address_gets_the_same_answer_and_no_code_or_email() {
         .await
         .unwrap();
     assert!(ghost_codes.is_empty());
-    let users = entity::users::Entity::find().all(&db).await.unwrap();
-    assert_eq!(
-        users.len(),
-        1,
+    let ghost = entity::users::Entity::find()
+        .filter(entity::users::Column::Email.eq("ghost@example.com"))
+        .one(&db)
+        .await
+        .unwrap();
+    assert!(
+        ghost.is_none(),
         "no account was created for the unknown address"
+    );
+    let outbox = entity::email_outbox::Entity::find()
+        .filter(entity::email_outbox::Column::Recipient.eq("ghost@example.com"))
+        .all(&db)
+        .await
+        .unwrap();
+    assert!(
+        outbox.is_empty(),
+        "no email was queued for the unknown address"
     );
 }
 

@@ -1,6 +1,6 @@
 //! Sign-up, verification and login through HTTP, codes read from the SMTP sink.
 
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::helpers::{assert_problem, spawn_app};
@@ -628,6 +628,7 @@ async fn passwords_are_stored_as_argon2id_with_the_configured_parameters() {
     let db = app.connect_db().await;
 
     let user = entity::users::Entity::find()
+        .filter(entity::users::Column::Email.eq("ada@example.com"))
         .one(&db)
         .await
         .unwrap()

@@ -1,0 +1,102 @@
+//! Inserts the decoy: a user no address can reach, with one expired code and one budget row
+//! per purpose. Work done for unknown addresses runs against these rows (and is undone), so
+//! every path of a public operation runs the same statements.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::prelude::{ChronoDateTimeUtc, Uuid};
+
+use crate::decoy;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let epoch = ChronoDateTimeUtc::UNIX_EPOCH;
+        let user = Uuid::from_u128(decoy::USER_ID);
+        manager
+            .exec_stmt(
+                Query::insert()
+                    .into_table(Alias::new("users"))
+                    .columns(["id", "email", "locale", "created_at", "updated_at"].map(Alias::new))
+                    .values_panic([
+                        user.into(),
+                        decoy::EMAIL.into(),
+                        "en".into(),
+                        epoch.into(),
+                        epoch.into(),
+                    ])
+                    .to_owned(),
+            )
+            .await?;
+        for (purpose, code_id) in decoy::CODES {
+            manager
+                .exec_stmt(
+                    Query::insert()
+                        .into_table(Alias::new("otp_codes"))
+                        .columns(
+                            [
+                                "id",
+                                "user_id",
+                                "purpose",
+                                "code_hash",
+                                "key_id",
+                                "email",
+                                "attempts",
+                                "max_attempts",
+                                "created_at",
+                                "expires_at",
+                            ]
+                            .map(Alias::new),
+                        )
+                        .values_panic([
+                            Uuid::from_u128(code_id).into(),
+                            user.into(),
+                            purpose.into(),
+                            "0".repeat(64).into(),
+                            "decoy".into(),
+                            "".into(),
+                            0.into(),
+                            i32::MAX.into(),
+                            epoch.into(),
+                            epoch.into(),
+                        ])
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .exec_stmt(
+                    Query::insert()
+                        .into_table(Alias::new("otp_budgets"))
+                        .columns(["user_id", "purpose", "window_start", "failures"].map(Alias::new))
+                        .values_panic([user.into(), purpose.into(), epoch.into(), 0.into()])
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let user = Uuid::from_u128(decoy::USER_ID);
+        for table in ["otp_budgets", "otp_codes"] {
+            manager
+                .exec_stmt(
+                    Query::delete()
+                        .from_table(Alias::new(table))
+                        .and_where(Expr::col(Alias::new("user_id")).eq(user))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .exec_stmt(
+                Query::delete()
+                    .from_table(Alias::new("users"))
+                    .and_where(Expr::col(Alias::new("id")).eq(user))
+                    .to_owned(),
+            )
+            .await
+    }
+}
