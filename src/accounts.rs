@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::db;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
 use crate::limits::Limited;
-use crate::mail::{Email, Message, outbox};
+use crate::mail::{Email, Message};
 use crate::otp::{CodeRecipient, Requester};
 use crate::services::{Error, Services};
 use crate::sessions::{self, IssuedSession};
@@ -77,31 +77,37 @@ pub async fn signup(
             .await?
         }
     };
-    // A verified account gets no code (the engine does the work for the decoy and undoes it)
-    // but an "account exists" notice.
     let recipient = CodeRecipient {
-        user_id: (!verified).then_some(user.id),
+        user_id: Some(user.id),
         email,
         locale: &user.locale,
     };
-    services
-        .codes
-        .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
-        .await?;
     if verified {
-        outbox::enqueue(
-            &txn,
-            Email {
-                to: email.as_str().to_owned(),
-                message: Message::AccountExists,
-                locale: user.locale.clone(),
-                context: serde_json::json!({}),
-                code: None,
-                expires_at: now + chrono::Duration::hours(24),
-            },
-            now,
-        )
-        .await?;
+        // No code for a verified account: an "account exists" notice, at the cost of a code.
+        let notice = Email {
+            to: email.as_str().to_owned(),
+            message: Message::AccountExists,
+            locale: user.locale.clone(),
+            context: serde_json::json!({}),
+            code: None,
+            expires_at: now + chrono::Duration::hours(24),
+        };
+        services
+            .codes
+            .notice_instead(
+                &txn,
+                now,
+                Purpose::VerifyEmail,
+                recipient,
+                requester,
+                notice,
+            )
+            .await?;
+    } else {
+        services
+            .codes
+            .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
+            .await?;
     }
     txn.commit().await?;
     services.outbox.wake();

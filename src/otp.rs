@@ -48,17 +48,9 @@ pub struct CodeRecipient<'a> {
 }
 
 /// The decoy (inserted by a migration): a user no address can reach, whose rows absorb the
-/// work done for unknown addresses so that every path runs the same statements. Its code rows
-/// look live but expired long ago, so nothing can ever verify against them.
+/// work done for unknown addresses so that every path runs the same statements. Its codes
+/// hash no digits at all, and `attempt` never reports a match for it.
 pub const DECOY_USER_ID: Uuid = Uuid::from_u128(migration::decoy::USER_ID);
-
-fn decoy_code_id(purpose: Purpose) -> Uuid {
-    let id = migration::decoy::CODES
-        .iter()
-        .find(|(name, _)| *name == purpose.name())
-        .map_or(0, |(_, id)| *id);
-    Uuid::from_u128(id)
-}
 
 /// A live code whose digits matched; `consume` turns it into a one-time success.
 #[derive(Debug)]
@@ -103,20 +95,36 @@ impl CodeEngine {
         requester: &Requester,
     ) -> Result<(), DbErr> {
         let savepoint = txn.begin().await?;
-        self.issue_rows(
-            &savepoint,
-            now,
-            purpose,
-            to.user_id.unwrap_or(DECOY_USER_ID),
-            &to,
-            requester,
-        )
-        .await?;
+        let user_id = to.user_id.unwrap_or(DECOY_USER_ID);
+        let email = self
+            .issue_rows(&savepoint, now, purpose, user_id, &to, requester)
+            .await?;
+        outbox::enqueue(&savepoint, email, now).await?;
         if to.user_id.is_some() {
             savepoint.commit().await
         } else {
             savepoint.rollback().await
         }
+    }
+
+    /// For an account that must get a notice instead of a code (a verified account at
+    /// sign-up): runs the code statements for the decoy, undoes them, and enqueues `notice` in
+    /// place of the code email, so this path costs what issuing a code costs.
+    pub async fn notice_instead(
+        &self,
+        txn: &DatabaseTransaction,
+        now: DateTime<Utc>,
+        purpose: Purpose,
+        to: CodeRecipient<'_>,
+        requester: &Requester,
+        notice: Email,
+    ) -> Result<(), DbErr> {
+        let savepoint = txn.begin().await?;
+        self.issue_rows(&savepoint, now, purpose, DECOY_USER_ID, &to, requester)
+            .await?;
+        savepoint.rollback().await?;
+        outbox::enqueue(txn, notice, now).await?;
+        Ok(())
     }
 
     async fn issue_rows<C: ConnectionTrait>(
@@ -127,7 +135,7 @@ impl CodeEngine {
         user_id: Uuid,
         to: &CodeRecipient<'_>,
         requester: &Requester,
-    ) -> Result<(), DbErr> {
+    ) -> Result<Email, DbErr> {
         let pepper = self
             .peppers
             .first()
@@ -183,20 +191,14 @@ impl CodeEngine {
             Purpose::VerifyEmail => Message::VerifyEmail,
             Purpose::ResetPassword => Message::ResetPassword,
         };
-        outbox::enqueue(
-            txn,
-            Email {
-                to: to.email.as_str().to_owned(),
-                message,
-                locale: to.locale.to_owned(),
-                context: serde_json::json!({ "expires_in_minutes": self.ttl.num_minutes() }),
-                code: Some(secrecy::SecretString::from(code.expose())),
-                expires_at,
-            },
-            now,
-        )
-        .await?;
-        Ok(())
+        Ok(Email {
+            to: to.email.as_str().to_owned(),
+            message,
+            locale: to.locale.to_owned(),
+            context: serde_json::json!({ "expires_in_minutes": self.ttl.num_minutes() }),
+            code: Some(secrecy::SecretString::from(code.expose())),
+            expires_at,
+        })
     }
 
     /// Makes one attempt with `code` on the user's live code of `purpose`, counting it against
@@ -213,9 +215,12 @@ impl CodeEngine {
         purpose: Purpose,
         code: &OtpCode,
     ) -> Result<Option<Matched>, DbErr> {
-        let Some(user_id) = user_id else {
-            self.attempt_on_decoy(db, purpose, code).await?;
-            return Ok(None);
+        // An unknown address runs the very same statements on the decoy, whose code never
+        // expires or runs out of attempts and whose budget has no cap: a wrong guess then
+        // costs the same whether or not the account exists. The decoy never matches.
+        let (is_decoy, user_id, budget) = match user_id {
+            Some(user_id) => (false, user_id, self.daily_failure_budget),
+            None => (true, DECOY_USER_ID, i32::MAX),
         };
         let Some(live) = otp_codes::Entity::find()
             .filter(otp_codes::Column::UserId.eq(user_id))
@@ -228,7 +233,10 @@ impl CodeEngine {
         else {
             return Ok(None);
         };
-        if !self.reserve_budget(db, now, user_id, purpose).await? {
+        if !self
+            .reserve_budget(db, now, user_id, purpose, budget)
+            .await?
+        {
             tracing::warn!(%user_id, purpose = purpose.name(), "daily code failure budget exhausted");
             return Ok(None);
         }
@@ -265,7 +273,7 @@ impl CodeEngine {
                         .is_ok()
                 })
             });
-        if !matches {
+        if !matches || is_decoy {
             return Ok(None);
         }
         self.refund_budget(db, user_id, purpose).await?;
@@ -282,46 +290,6 @@ impl CodeEngine {
             user_id,
             purpose,
         }))
-    }
-
-    /// The statements of a wrong attempt (find the code, take from the budget, count on the
-    /// code, compare), on the decoy's rows and without changing them.
-    async fn attempt_on_decoy<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        purpose: Purpose,
-        code: &OtpCode,
-    ) -> Result<(), DbErr> {
-        let decoy = otp_codes::Entity::find()
-            .filter(otp_codes::Column::UserId.eq(DECOY_USER_ID))
-            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
-            .filter(otp_codes::Column::ConsumedAt.is_null())
-            .filter(otp_codes::Column::RevokedAt.is_null())
-            .order_by_desc(otp_codes::Column::CreatedAt)
-            .one(db)
-            .await?;
-        otp_budgets::Entity::update_many()
-            .col_expr(
-                otp_budgets::Column::Failures,
-                Expr::col(otp_budgets::Column::Failures).into(),
-            )
-            .filter(otp_budgets::Column::UserId.eq(DECOY_USER_ID))
-            .filter(otp_budgets::Column::Purpose.eq(purpose.name()))
-            .exec(db)
-            .await?;
-        otp_codes::Entity::update_many()
-            .col_expr(
-                otp_codes::Column::Attempts,
-                Expr::col(otp_codes::Column::Attempts).into(),
-            )
-            .filter(otp_codes::Column::Id.eq(decoy_code_id(purpose)))
-            .exec(db)
-            .await?;
-        if let (Some(decoy), Some(pepper)) = (decoy, self.peppers.first()) {
-            let stored = hex::decode(&decoy.code_hash).unwrap_or_default();
-            let _ = Self::mac(pepper, purpose, DECOY_USER_ID, code).verify_slice(&stored);
-        }
-        Ok(())
     }
 
     /// Uses the matched code up, inside the caller's transaction, so the code is spent if and
@@ -370,6 +338,7 @@ impl CodeEngine {
         now: DateTime<Utc>,
         user_id: Uuid,
         purpose: Purpose,
+        budget: i32,
     ) -> Result<bool, DbErr> {
         let window_over =
             Expr::col(otp_budgets::Column::WindowStart).lte(now - chrono::Duration::hours(24));
@@ -392,7 +361,7 @@ impl CodeEngine {
             .filter(
                 sea_orm::Condition::any()
                     .add(window_over)
-                    .add(otp_budgets::Column::Failures.lt(self.daily_failure_budget)),
+                    .add(otp_budgets::Column::Failures.lt(budget)),
             )
             .exec(db)
             .await?;

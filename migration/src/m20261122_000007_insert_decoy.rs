@@ -1,6 +1,8 @@
-//! Inserts the decoy: a user no address can reach, with one expired code and one budget row
-//! per purpose. Work done for unknown addresses runs against these rows (and is undone), so
-//! every path of a public operation runs the same statements.
+//! Inserts the decoy: a user no address can reach, with one code and one budget row per
+//! purpose. Work done for unknown addresses runs against these rows, so every path of a public
+//! operation runs the same statements. The code never expires (so a guess against it counts
+//! like a guess against a live code), but its stored hash is all zeros, which no HMAC yields,
+//! and the engine never reports a match for the decoy.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::prelude::{ChronoDateTimeUtc, Uuid};
@@ -14,6 +16,8 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let epoch = ChronoDateTimeUtc::UNIX_EPOCH;
+        // The latest instant every backend stores (MySQL's DATETIME ends in year 9999).
+        let never = ChronoDateTimeUtc::from_timestamp(253_402_214_400, 0).unwrap_or(epoch);
         let user = Uuid::from_u128(decoy::USER_ID);
         manager
             .exec_stmt(
@@ -60,7 +64,7 @@ impl MigrationTrait for Migration {
                             0.into(),
                             i32::MAX.into(),
                             epoch.into(),
-                            epoch.into(),
+                            never.into(),
                         ])
                         .to_owned(),
                 )
