@@ -157,9 +157,10 @@ pub async fn resend_signup_code(
         .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
         .await?;
     txn.commit().await?;
+    // Woken on every path: the worker's activity must not tell the paths apart either.
+    services.outbox.wake();
     match user {
         Some(user) => {
-            services.outbox.wake();
             tracing::info!(user_id = %user.id, outcome = "code_sent", "resend_signup_code");
         }
         None => tracing::info!(outcome = "no_unverified_account", "resend_signup_code"),

@@ -61,9 +61,10 @@ pub async fn forgot_password(
         .issue(&txn, now, Purpose::ResetPassword, recipient, requester)
         .await?;
     txn.commit().await?;
+    // Woken on every path: the worker's activity must not tell the paths apart either.
+    services.outbox.wake();
     match user {
         Some(user) => {
-            services.outbox.wake();
             tracing::info!(user_id = %user.id, outcome = "code_sent", "forgot_password");
         }
         None => tracing::info!(outcome = "unknown_address", "forgot_password"),
