@@ -145,7 +145,7 @@ pub async fn resend_signup_code(
     let user = find_user(&txn, email)
         .await?
         .filter(|user| user.email_verified_at.is_none());
-    // Without an unverified account the engine does the same work for the decoy and undoes
+    // Without an unverified account the engine does the same work for nobody and undoes
     // it; the counters taken above stay taken, so unknown addresses count like known ones.
     let recipient = CodeRecipient {
         user_id: user.as_ref().map(|user| user.id),

@@ -40,16 +40,16 @@ pub struct CodeEngine {
 }
 
 /// The recipient side of a code: whose it is and where it goes. `user_id` is `None` when no
-/// account has the address: the engine then does the same work for the decoy and undoes it.
+/// account has the address: the engine then does the same work for nobody and undoes it.
 pub struct CodeRecipient<'a> {
     pub user_id: Option<Uuid>,
     pub email: &'a EmailAddress,
     pub locale: &'a str,
 }
 
-/// The decoy (inserted by a migration): a user no address can reach, whose rows absorb the
-/// work done for unknown addresses so that every path runs the same statements. Its codes
-/// hash no digits at all, and `attempt` never reports a match for it.
+/// The decoy (rows inserted by a migration, no user behind them): a wrong guess for an unknown
+/// address runs its statements on the decoy's code and budget, so it costs what a real wrong
+/// guess costs. Its code hashes no digits at all, and `attempt` never reports a match for it.
 pub const DECOY_USER_ID: Uuid = Uuid::from_u128(migration::decoy::USER_ID);
 
 /// A live code whose digits matched; `consume` turns it into a one-time success.
@@ -84,8 +84,8 @@ impl CodeEngine {
     /// Issues a new code inside the caller's transaction: older live codes of this user and
     /// purpose die, the new code's HMAC is stored, and its email is enqueued, all committed
     /// together. The caller wakes the outbox after committing. Without a user, the same
-    /// statements run for the decoy inside a savepoint that is then rolled back: no row and no
-    /// email remain, and the request took the same time.
+    /// statements run for a random id inside a savepoint that is then rolled back: no row and
+    /// no email remain, and the request took the same time.
     pub async fn issue(
         &self,
         txn: &DatabaseTransaction,
@@ -95,7 +95,9 @@ impl CodeEngine {
         requester: &Requester,
     ) -> Result<(), DbErr> {
         let savepoint = txn.begin().await?;
-        let user_id = to.user_id.unwrap_or(DECOY_USER_ID);
+        // A fresh id for nobody: the rolled-back rows land where a new user's would, instead
+        // of piling up dead versions under one id.
+        let user_id = to.user_id.unwrap_or_else(Uuid::new_v4);
         let email = self
             .issue_rows(&savepoint, now, purpose, user_id, &to, requester)
             .await?;
@@ -108,7 +110,7 @@ impl CodeEngine {
     }
 
     /// For an account that must get a notice instead of a code (a verified account at
-    /// sign-up): runs the code statements for the decoy, undoes them, and enqueues `notice` in
+    /// sign-up): runs the code statements for nobody, undoes them, and enqueues `notice` in
     /// place of the code email, so this path costs what issuing a code costs.
     pub async fn notice_instead(
         &self,
@@ -120,7 +122,7 @@ impl CodeEngine {
         notice: Email,
     ) -> Result<(), DbErr> {
         let savepoint = txn.begin().await?;
-        self.issue_rows(&savepoint, now, purpose, DECOY_USER_ID, &to, requester)
+        self.issue_rows(&savepoint, now, purpose, Uuid::new_v4(), &to, requester)
             .await?;
         savepoint.rollback().await?;
         outbox::enqueue(txn, notice, now).await?;

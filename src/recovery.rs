@@ -49,7 +49,7 @@ pub async fn forgot_password(
         .filter(users::Column::Email.eq(email.as_str()))
         .one(&txn)
         .await?;
-    // For an unknown address the engine does the same work for the decoy and undoes it: no
+    // For an unknown address the engine does the same work for nobody and undoes it: no
     // row, no email, the same time. The counters taken above stay taken.
     let recipient = CodeRecipient {
         user_id: user.as_ref().map(|user| user.id),

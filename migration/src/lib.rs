@@ -7,9 +7,8 @@ mod columns;
 
 /// The decoy's fixed ids (see `m20261122_000007_insert_decoy`); the code engine uses them.
 pub mod decoy {
+    /// A user id no `users` row has, so no address leads to it.
     pub const USER_ID: u128 = 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0001;
-    /// Not an address, so no request can ever reach the decoy by email.
-    pub const EMAIL: &str = "(decoy: not an address)";
     /// (purpose, code id) of the decoy's expired code per purpose.
     pub const CODES: [(&str, u128); 2] = [
         ("verify_email", 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0002),
