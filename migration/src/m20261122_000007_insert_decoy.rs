@@ -16,8 +16,9 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let epoch = ChronoDateTimeUtc::UNIX_EPOCH;
-        // The latest instant every backend stores (MySQL's DATETIME ends in year 9999).
-        let never = ChronoDateTimeUtc::from_timestamp(253_402_214_400, 0).unwrap_or(epoch);
+        // Far ahead, but before 2038-01-19: sqlx sends UTC instants to MySQL/MariaDB as
+        // TIMESTAMP values, which end there (the column itself is DATETIME(6)).
+        let never = ChronoDateTimeUtc::from_timestamp(2_145_830_400, 0).unwrap_or(epoch);
         let user = Uuid::from_u128(decoy::USER_ID);
         for (purpose, code_id) in decoy::CODES {
             manager
