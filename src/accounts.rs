@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::db;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
 use crate::limits::Limited;
-use crate::mail::{Email, Message, outbox};
+use crate::mail::{Email, Message};
 use crate::otp::{CodeRecipient, Requester};
 use crate::services::{Error, Services};
 use crate::sessions::{self, IssuedSession};
@@ -77,8 +77,13 @@ pub async fn signup(
             .await?
         }
     };
+    let recipient = CodeRecipient {
+        user_id: Some(user.id),
+        email,
+        locale: &user.locale,
+    };
     if verified {
-        // No code for a verified account: an "account exists" notice instead.
+        // No code for a verified account: an "account exists" notice, at the cost of a code.
         let notice = Email {
             to: email.as_str().to_owned(),
             message: Message::AccountExists,
@@ -87,13 +92,18 @@ pub async fn signup(
             code: None,
             expires_at: now + chrono::Duration::hours(24),
         };
-        outbox::enqueue(&txn, notice, now).await?;
+        services
+            .codes
+            .notice_instead(
+                &txn,
+                now,
+                Purpose::VerifyEmail,
+                recipient,
+                requester,
+                notice,
+            )
+            .await?;
     } else {
-        let recipient = CodeRecipient {
-            user_id: user.id,
-            email,
-            locale: &user.locale,
-        };
         services
             .codes
             .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
@@ -135,18 +145,17 @@ pub async fn resend_signup_code(
     let user = find_user(&txn, email)
         .await?
         .filter(|user| user.email_verified_at.is_none());
-    if let Some(user) = &user {
-        let recipient = CodeRecipient {
-            user_id: user.id,
-            email,
-            locale: &user.locale,
-        };
-        services
-            .codes
-            .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
-            .await?;
-    }
-    // The counters taken above stay taken: unknown addresses count like known ones.
+    // Without an unverified account the engine does the same work for nobody and undoes
+    // it; the counters taken above stay taken, so unknown addresses count like known ones.
+    let recipient = CodeRecipient {
+        user_id: user.as_ref().map(|user| user.id),
+        email,
+        locale: user.as_ref().map_or("en", |user| user.locale.as_str()),
+    };
+    services
+        .codes
+        .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
+        .await?;
     txn.commit().await?;
     // Woken on every path: the worker's activity must not tell the paths apart either.
     services.outbox.wake();
@@ -154,21 +163,7 @@ pub async fn resend_signup_code(
         Some(user) => {
             tracing::info!(user_id = %user.id, outcome = "code_sent", "resend_signup_code");
         }
-        None => {
-            // No code to send: cost what sending one costs, and leave nothing behind.
-            services
-                .codes
-                .rehearse_issue(
-                    &services.db,
-                    now,
-                    Purpose::VerifyEmail,
-                    email,
-                    requester,
-                    true,
-                )
-                .await?;
-            tracing::info!(outcome = "no_unverified_account", "resend_signup_code");
-        }
+        None => tracing::info!(outcome = "no_unverified_account", "resend_signup_code"),
     }
     Ok(Ok(()))
 }

@@ -13,8 +13,8 @@ use entity::{otp_budgets, otp_codes};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -39,9 +39,10 @@ pub struct CodeEngine {
     pub daily_failure_budget: i32,
 }
 
-/// The recipient side of a code: whose it is and where it goes.
+/// The recipient side of a code: whose it is and where it goes. `user_id` is `None` when no
+/// account has the address: the engine then does the same work for nobody and undoes it.
 pub struct CodeRecipient<'a> {
-    pub user_id: Uuid,
+    pub user_id: Option<Uuid>,
     pub email: &'a EmailAddress,
     pub locale: &'a str,
 }
@@ -82,7 +83,9 @@ impl CodeEngine {
 
     /// Issues a new code inside the caller's transaction: older live codes of this user and
     /// purpose die, the new code's HMAC is stored, and its email is enqueued, all committed
-    /// together. The caller wakes the outbox after committing.
+    /// together. The caller wakes the outbox after committing. Without a user, the same
+    /// statements run for a random id inside a savepoint that is then rolled back: no row and
+    /// no email remain, and the request took the same time.
     pub async fn issue(
         &self,
         txn: &DatabaseTransaction,
@@ -91,42 +94,39 @@ impl CodeEngine {
         to: CodeRecipient<'_>,
         requester: &Requester,
     ) -> Result<(), DbErr> {
+        let savepoint = txn.begin().await?;
+        // A fresh id for nobody: the rolled-back rows land where a new user's would, instead
+        // of piling up dead versions under one id.
+        let user_id = to.user_id.unwrap_or_else(Uuid::new_v4);
         let email = self
-            .issue_rows(txn, now, purpose, to.user_id, &to, requester)
+            .issue_rows(&savepoint, now, purpose, user_id, &to, requester)
             .await?;
-        outbox::enqueue(txn, email, now).await?;
-        Ok(())
+        outbox::enqueue(&savepoint, email, now).await?;
+        if to.user_id.is_some() {
+            savepoint.commit().await
+        } else {
+            savepoint.rollback().await
+        }
     }
 
-    /// Costs what `issue` costs, for an address that gets no code (no account, or a verified
-    /// one at sign-up): the same statements, for an id no user has, in a transaction of its own
-    /// that is rolled back, so no row and no email remain. Run it after the request's own
-    /// transaction committed (on SQLite a second writer would wait for the first).
-    /// `with_email`: include the email insert, when the real path has one this path has not.
-    pub async fn rehearse_issue(
+    /// For an account that must get a notice instead of a code (a verified account at
+    /// sign-up): runs the code statements for nobody, undoes them, and enqueues `notice` in
+    /// place of the code email, so this path costs what issuing a code costs.
+    pub async fn notice_instead(
         &self,
-        db: &DatabaseConnection,
+        txn: &DatabaseTransaction,
         now: DateTime<Utc>,
         purpose: Purpose,
-        email: &EmailAddress,
+        to: CodeRecipient<'_>,
         requester: &Requester,
-        with_email: bool,
+        notice: Email,
     ) -> Result<(), DbErr> {
-        let txn = crate::db::begin_write(db).await?;
-        // A fresh id for nobody: the discarded rows land where a new user's would, instead of
-        // piling up dead versions under one id.
-        let nobody = CodeRecipient {
-            user_id: Uuid::new_v4(),
-            email,
-            locale: "en",
-        };
-        let message = self
-            .issue_rows(&txn, now, purpose, nobody.user_id, &nobody, requester)
+        let savepoint = txn.begin().await?;
+        self.issue_rows(&savepoint, now, purpose, Uuid::new_v4(), &to, requester)
             .await?;
-        if with_email {
-            outbox::enqueue(&txn, message, now).await?;
-        }
-        txn.rollback().await
+        savepoint.rollback().await?;
+        outbox::enqueue(txn, notice, now).await?;
+        Ok(())
     }
 
     async fn issue_rows<C: ConnectionTrait>(

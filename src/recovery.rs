@@ -49,18 +49,17 @@ pub async fn forgot_password(
         .filter(users::Column::Email.eq(email.as_str()))
         .one(&txn)
         .await?;
-    if let Some(user) = &user {
-        let recipient = CodeRecipient {
-            user_id: user.id,
-            email,
-            locale: &user.locale,
-        };
-        services
-            .codes
-            .issue(&txn, now, Purpose::ResetPassword, recipient, requester)
-            .await?;
-    }
-    // The counters taken above stay taken: unknown addresses count like known ones.
+    // For an unknown address the engine does the same work for nobody and undoes it: no
+    // row, no email, the same time. The counters taken above stay taken.
+    let recipient = CodeRecipient {
+        user_id: user.as_ref().map(|user| user.id),
+        email,
+        locale: user.as_ref().map_or("en", |user| user.locale.as_str()),
+    };
+    services
+        .codes
+        .issue(&txn, now, Purpose::ResetPassword, recipient, requester)
+        .await?;
     txn.commit().await?;
     // Woken on every path: the worker's activity must not tell the paths apart either.
     services.outbox.wake();
@@ -68,21 +67,7 @@ pub async fn forgot_password(
         Some(user) => {
             tracing::info!(user_id = %user.id, outcome = "code_sent", "forgot_password");
         }
-        None => {
-            // No account: cost what issuing a code costs, and leave no row and no email.
-            services
-                .codes
-                .rehearse_issue(
-                    &services.db,
-                    now,
-                    Purpose::ResetPassword,
-                    email,
-                    requester,
-                    true,
-                )
-                .await?;
-            tracing::info!(outcome = "unknown_address", "forgot_password");
-        }
+        None => tracing::info!(outcome = "unknown_address", "forgot_password"),
     }
     Ok(Ok(()))
 }
