@@ -31,6 +31,8 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Remove finished rows now (what `serve` does on a timer), e.g. from cron.
+    Purge,
     /// Print the OpenAPI document (YAML unless --json).
     Openapi {
         /// Print JSON instead of YAML.

@@ -285,6 +285,22 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(60..=3660 * 86_400), global = true)]
     pub session_max_secs: u64,
 
+    /// Seconds finished rows are kept (used codes, ended sessions, sent or dead emails)
+    /// before housekeeping removes them.
+    #[arg(long, env = "CODEWARD_RETENTION_SECS", default_value_t = 7 * 86_400,
+          value_parser = clap::value_parser!(u64).range(3600..=3660 * 86_400), global = true)]
+    pub retention_secs: u64,
+
+    /// Seconds between two housekeeping runs inside `serve` (0: never; use `codeward purge`).
+    #[arg(long, env = "CODEWARD_HOUSEKEEPING_INTERVAL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
+    pub housekeeping_interval_secs: u64,
+
+    /// Rows one housekeeping statement deletes at most, so none holds locks for long.
+    #[arg(long, env = "CODEWARD_PURGE_BATCH_SIZE", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
+    pub purge_batch_size: u64,
+
     /// Password hashes running or waiting at once; past this, 503 `overloaded`.
     #[arg(long, env = "CODEWARD_PASSWORD_HASH_QUEUE", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod housekeeping;
 pub mod limits;
 pub mod mail;
 pub mod otp;

@@ -57,6 +57,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Migrate { action } => migrate(&config, action).await,
         Command::Outbox { action } => outbox(&config, action).await,
+        Command::Purge => purge(&config).await,
         Command::Openapi { .. } | Command::ConfigTable => Ok(()),
     };
     match result {
@@ -125,5 +126,17 @@ async fn outbox(config: &Config, action: OutboxAction) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn purge(config: &Config) -> anyhow::Result<()> {
+    let db = db::connect(config).await?;
+    let retention = codeward::housekeeping::Retention::from_config(config);
+    let purged = codeward::housekeeping::purge(&db, chrono::Utc::now(), &retention).await?;
+    println!("otp_codes\t{}", purged.otp_codes);
+    println!("sessions\t{}", purged.sessions);
+    println!("refresh_tokens\t{}", purged.refresh_tokens);
+    println!("email_outbox\t{}", purged.email_outbox);
+    println!("rate_counters\t{}", purged.rate_counters);
     Ok(())
 }

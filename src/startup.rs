@@ -29,6 +29,7 @@ pub struct Application {
     endpoint: poem::endpoint::BoxEndpoint<'static>,
     shutdown_grace: Duration,
     worker: Worker,
+    services: AppState,
 }
 
 impl Application {
@@ -78,13 +79,14 @@ impl Application {
             clock,
             outbox,
         });
-        let endpoint = with_middleware(routes().data(state), max_body_bytes).boxed();
+        let endpoint = with_middleware(routes().data(state.clone()), max_body_bytes).boxed();
         Ok(Self {
             acceptor,
             local_addr,
             endpoint,
             shutdown_grace,
             worker,
+            services: state,
         })
     }
 
@@ -108,6 +110,7 @@ impl Application {
     /// the next start (or another instance).
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let (stop_worker, stop) = tokio::sync::watch::channel(false);
+        let housekeeping = tokio::spawn(housekeeping_loop(self.services.clone(), stop.clone()));
         let worker = tokio::spawn(self.worker.run(stop));
         tracing::info!(addr = %self.local_addr, "codeward listening");
         let served = Server::new_with_acceptor(self.acceptor)
@@ -115,6 +118,8 @@ impl Application {
             .await;
         // The receiver may already be gone if the worker panicked; nothing to stop then.
         let _ = stop_worker.send(true);
+        // A purge in progress is cut short; it deletes in batches, so nothing is half done.
+        housekeeping.abort();
         if tokio::time::timeout(self.shutdown_grace, worker)
             .await
             .is_err()
@@ -124,6 +129,28 @@ impl Application {
             );
         }
         served
+    }
+}
+
+/// Purges finished rows and forgets idle per-IP quotas, every
+/// `CODEWARD_HOUSEKEEPING_INTERVAL_SECS` (never when 0), until `stop`.
+async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = services.config.housekeeping_interval_secs;
+    if interval == 0 {
+        return;
+    }
+    let retention = crate::housekeeping::Retention::from_config(&services.config);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(interval)) => {}
+            _ = stop.changed() => return,
+        }
+        services.ip_limits.retain_recent();
+        match crate::housekeeping::purge(&services.db, services.clock.now(), &retention).await {
+            Ok(purged) if purged.total() > 0 => tracing::info!(?purged, "housekeeping"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "housekeeping failed; retrying next time"),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod cli;
 mod codes;
 mod errors;
 mod helpers;
+mod housekeeping;
 mod mail;
 mod migrations;
 mod ops;

@@ -1,0 +1,214 @@
+//! Housekeeping: removes rows nobody needs any more, in small batches so no statement holds
+//! locks for long. Runs inside `serve` on a timer and as `codeward purge` (for cron).
+
+use chrono::{DateTime, Utc};
+use entity::{email_outbox, otp_codes, rate_counters, refresh_tokens, sessions};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
+
+use crate::config::Config;
+use crate::otp::DECOY_USER_ID;
+
+/// How long finished rows are kept before they go (for audits and support questions).
+#[derive(Clone, Debug)]
+pub struct Retention {
+    /// Used, replaced or expired codes; sent or dead emails; ended sessions.
+    pub finished: chrono::Duration,
+    /// Rotated refresh tokens are kept as long as a refresh token could live, so a replay
+    /// is still recognised.
+    pub rotated_refresh_tokens: chrono::Duration,
+    pub batch_size: u64,
+}
+
+impl Retention {
+    pub fn from_config(config: &Config) -> Self {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        Self {
+            finished: secs(config.retention_secs),
+            rotated_refresh_tokens: secs(config.refresh_token_idle_secs),
+            batch_size: config.purge_batch_size,
+        }
+    }
+}
+
+/// Rows removed by one purge, per table.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Purged {
+    pub otp_codes: u64,
+    pub sessions: u64,
+    pub refresh_tokens: u64,
+    pub email_outbox: u64,
+    pub rate_counters: u64,
+}
+
+impl Purged {
+    pub fn total(&self) -> u64 {
+        self.otp_codes
+            + self.sessions
+            + self.refresh_tokens
+            + self.email_outbox
+            + self.rate_counters
+    }
+}
+
+/// Deletes, batch by batch, every row that has served its purpose.
+pub async fn purge<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    retention: &Retention,
+) -> Result<Purged, DbErr> {
+    let before = now - retention.finished;
+    let batch = retention.batch_size;
+
+    // Codes: expired, used or replaced, and past retention. The decoy's rows stay.
+    let codes = Condition::all()
+        .add(otp_codes::Column::UserId.ne(DECOY_USER_ID))
+        .add(
+            Condition::any()
+                .add(otp_codes::Column::ExpiresAt.lt(before))
+                .add(otp_codes::Column::ConsumedAt.lt(before))
+                .add(otp_codes::Column::RevokedAt.lt(before)),
+        );
+    let otp_codes = in_batches(batch, || async {
+        let ids: Vec<uuid::Uuid> = otp_codes::Entity::find()
+            .select_only()
+            .column(otp_codes::Column::Id)
+            .filter(codes.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        delete(
+            db,
+            otp_codes::Entity::delete_many().filter(otp_codes::Column::Id.is_in(ids)),
+        )
+        .await
+    })
+    .await?;
+
+    // Sessions that ended (revoked, or past either limit) before the retention: their refresh
+    // tokens go with them (foreign key, on delete cascade).
+    let ended = Condition::any()
+        .add(sessions::Column::RevokedAt.lt(before))
+        .add(sessions::Column::ExpiresAt.lt(before))
+        .add(sessions::Column::RefreshExpiresAt.lt(before));
+    let sessions = in_batches(batch, || async {
+        let ids: Vec<uuid::Uuid> = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(ended.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        delete(
+            db,
+            sessions::Entity::delete_many().filter(sessions::Column::Id.is_in(ids)),
+        )
+        .await
+    })
+    .await?;
+
+    // Rotated refresh tokens of live sessions, once no refresh token that old could still be
+    // valid: a replay of one would be refused anyway.
+    let rotated_before = now - retention.rotated_refresh_tokens;
+    let refresh_tokens = in_batches(batch, || async {
+        let hashes: Vec<String> = refresh_tokens::Entity::find()
+            .select_only()
+            .column(refresh_tokens::Column::TokenHash)
+            .filter(refresh_tokens::Column::UsedAt.lt(rotated_before))
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        delete(
+            db,
+            refresh_tokens::Entity::delete_many()
+                .filter(refresh_tokens::Column::TokenHash.is_in(hashes)),
+        )
+        .await
+    })
+    .await?;
+
+    // Delivered or dead emails (their code was scrubbed when they got there).
+    let done = Condition::all()
+        .add(
+            email_outbox::Column::Status
+                .is_in([email_outbox::Status::Sent, email_outbox::Status::Dead]),
+        )
+        .add(email_outbox::Column::CreatedAt.lt(before));
+    let email_outbox = in_batches(batch, || async {
+        let ids: Vec<uuid::Uuid> = email_outbox::Entity::find()
+            .select_only()
+            .column(email_outbox::Column::Id)
+            .filter(done.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        delete(
+            db,
+            email_outbox::Entity::delete_many().filter(email_outbox::Column::Id.is_in(ids)),
+        )
+        .await
+    })
+    .await?;
+
+    // Counters whose window is long over and that block nothing: a missing row is recreated
+    // empty, which is what an over window means anyway.
+    let idle = Condition::all()
+        .add(rate_counters::Column::WindowStart.lt(now - chrono::Duration::days(1)))
+        .add(
+            Condition::any()
+                .add(rate_counters::Column::BlockedUntil.is_null())
+                .add(rate_counters::Column::BlockedUntil.lt(now)),
+        );
+    let rate_counters = in_batches(batch, || async {
+        let keys: Vec<String> = rate_counters::Entity::find()
+            .select_only()
+            .column(rate_counters::Column::Key)
+            .filter(idle.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        delete(
+            db,
+            rate_counters::Entity::delete_many().filter(rate_counters::Column::Key.is_in(keys)),
+        )
+        .await
+    })
+    .await?;
+
+    Ok(Purged {
+        otp_codes,
+        sessions,
+        refresh_tokens,
+        email_outbox,
+        rate_counters,
+    })
+}
+
+async fn delete<C: ConnectionTrait, E: EntityTrait>(
+    db: &C,
+    statement: sea_orm::DeleteMany<E>,
+) -> Result<u64, DbErr> {
+    Ok(statement.exec(db).await?.rows_affected)
+}
+
+/// Repeats `step` (one batch) until a batch comes back short; returns the total.
+async fn in_batches<F, Fut>(batch: u64, mut step: F) -> Result<u64, DbErr>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, DbErr>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = step().await?;
+        total += deleted;
+        if deleted < batch {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Housekeeping removes finished rows past their retention and keeps everything still in use.
+
+use chrono::{Duration, Utc};
+use codeward::housekeeping::{Retention, purge};
+use entity::{email_outbox, otp_codes, rate_counters, refresh_tokens, sessions};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::helpers::{spawn_app, test_config};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+#[tokio::test]
+async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
+    let app = spawn_app().await;
+    // Finished things: a used sign-up code, a rotated refresh token, a revoked session,
+    // a delivered email, an idle counter.
+    let old: Value = app.signed_up("old@example.com", PASSWORD).await;
+    let rotated: Value = app
+        .post(
+            "/v1/token/refresh",
+            &json!({"refresh_token": old["refresh_token"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let logout = app
+        .client
+        .post(app.url("/v1/logout"))
+        .bearer_auth(rotated["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status().as_u16(), 204);
+    app.post(
+        "/v1/password/forgot",
+        &json!({"email": "nobody@example.com"}),
+    )
+    .await;
+    app.smtp.wait_for_nth_message_to("old@example.com", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let db = app.connect_db().await;
+    let config = test_config(&app.database.url, &tempfile::tempdir().unwrap(), &[]);
+    let retention = Retention::from_config(&config);
+    let later = Utc::now() + Duration::days(40);
+
+    // Right now nothing is old enough.
+    let now = purge(&db, Utc::now(), &retention).await.unwrap();
+    assert_eq!(now.total(), 0, "nothing is past retention yet: {now:?}");
+
+    let purged = purge(&db, later, &retention).await.unwrap();
+
+    assert!(purged.otp_codes >= 1, "{purged:?}");
+    assert!(purged.sessions >= 1, "{purged:?}");
+    assert!(purged.email_outbox >= 1, "{purged:?}");
+    assert!(purged.rate_counters >= 1, "{purged:?}");
+    let old_session = sessions::Entity::find_by_id(
+        uuid::Uuid::parse_str(old["session_id"].as_str().unwrap()).unwrap(),
+    )
+    .one(&db)
+    .await
+    .unwrap();
+    assert!(old_session.is_none(), "the ended session is gone");
+    let orphans = refresh_tokens::Entity::find()
+        .filter(
+            refresh_tokens::Column::SessionId
+                .eq(uuid::Uuid::parse_str(old["session_id"].as_str().unwrap()).unwrap()),
+        )
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0, "its refresh tokens went with it");
+    // What must stay however old: the decoy's rows.
+    let decoy = otp_codes::Entity::find()
+        .filter(otp_codes::Column::UserId.eq(codeward::otp::DECOY_USER_ID))
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(decoy, 2, "the decoy's codes are never purged");
+    let pending_or_sending = email_outbox::Entity::find()
+        .filter(
+            email_outbox::Column::Status
+                .is_in([email_outbox::Status::Pending, email_outbox::Status::Sending]),
+        )
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        pending_or_sending, 0,
+        "nothing undelivered was there to lose"
+    );
+    let counters_left = rate_counters::Entity::find().count(&db).await.unwrap();
+    assert_eq!(counters_left, 0, "idle counters are gone");
+}
+
+#[tokio::test]
+async fn purge_keeps_sessions_and_codes_that_are_still_live() {
+    let app = spawn_app().await;
+    let session: Value = app.signed_up("ada@example.com", PASSWORD).await;
+    app.post("/v1/password/forgot", &json!({"email": "ada@example.com"}))
+        .await;
+    let db = app.connect_db().await;
+    let config = test_config(&app.database.url, &tempfile::tempdir().unwrap(), &[]);
+    let retention = Retention::from_config(&config);
+
+    // A day later: within every limit.
+    let purged = purge(&db, Utc::now() + Duration::days(1), &retention)
+        .await
+        .unwrap();
+
+    assert_eq!(purged.sessions, 0);
+    let me = app
+        .get_authed("/v1/me", session["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(me.status().as_u16(), 200);
+    let live_reset = otp_codes::Entity::find()
+        .filter(otp_codes::Column::Email.eq("ada@example.com"))
+        .filter(otp_codes::Column::Purpose.eq("reset_password"))
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(live_reset, 1, "the reset code is still there");
+}
+
+#[test]
+fn the_purge_command_reports_what_it_removed() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime.block_on(crate::helpers::fresh_database());
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeward"))
+            .args(args)
+            .env_clear()
+            .env("CODEWARD_DATABASE_URL", &database.url)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(&["migrate", "up"]);
+
+    let report = run(&["purge"]);
+
+    for table in [
+        "otp_codes",
+        "sessions",
+        "refresh_tokens",
+        "email_outbox",
+        "rate_counters",
+    ] {
+        assert!(report.contains(&format!("{table}\t0\n")), "{report}");
+    }
+}
