@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use crate::config::Config;
-use crate::otp::DECOY_USER_ID;
+use crate::otp::decoy_user_ids;
 
 /// How long finished rows are kept before they go (for audits and support questions).
 #[derive(Clone, Debug)]
@@ -63,7 +63,7 @@ pub async fn purge<C: ConnectionTrait>(
 
     // Codes: expired, used or replaced, and past retention. The decoy's rows stay.
     let codes = Condition::all()
-        .add(otp_codes::Column::UserId.ne(DECOY_USER_ID))
+        .add(otp_codes::Column::UserId.is_not_in(decoy_user_ids()))
         .add(
             Condition::any()
                 .add(otp_codes::Column::ExpiresAt.lt(before))

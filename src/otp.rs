@@ -47,10 +47,19 @@ pub struct CodeRecipient<'a> {
     pub locale: &'a str,
 }
 
-/// The decoy (rows inserted by a migration, no user behind them): a wrong guess for an unknown
-/// address runs its statements on the decoy's code and budget, so it costs what a real wrong
-/// guess costs. Its code hashes no digits at all, and `attempt` never reports a match for it.
-pub const DECOY_USER_ID: Uuid = Uuid::from_u128(migration::decoy::USER_ID);
+/// The decoys (rows inserted by a migration, no user behind them): a wrong guess for an
+/// unknown address runs its statements on a random decoy's code and budget, so it costs what a
+/// real wrong guess costs. Their codes hash no digits at all, and `attempt` never reports a
+/// match for a decoy.
+pub fn decoy_user_ids() -> impl Iterator<Item = Uuid> {
+    (0..migration::decoy::COUNT).map(|i| Uuid::from_u128(migration::decoy::FIRST_USER_ID + i))
+}
+
+fn random_decoy() -> Uuid {
+    use rand::Rng;
+    let i = rand::rng().random_range(0..migration::decoy::COUNT);
+    Uuid::from_u128(migration::decoy::FIRST_USER_ID + i)
+}
 
 /// A live code whose digits matched; `consume` turns it into a one-time success.
 #[derive(Debug)]
@@ -228,7 +237,7 @@ impl CodeEngine {
         // costs the same whether or not the account exists. The decoy never matches.
         let (is_decoy, user_id, budget) = match user_id {
             Some(user_id) => (false, user_id, self.daily_failure_budget),
-            None => (true, DECOY_USER_ID, i32::MAX),
+            None => (true, random_decoy(), i32::MAX),
         };
         let Some(live) = otp_codes::Entity::find()
             .filter(otp_codes::Column::UserId.eq(user_id))
