@@ -122,31 +122,51 @@ pub async fn signup(
 
 /// Sends a new sign-up code to an unverified account; does nothing for other addresses, with
 /// the same answer.
-#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
 pub async fn resend_signup_code(
     services: &Services,
     email: &EmailAddress,
     requester: &Requester,
 ) -> Result<Result<(), Limited>, Error> {
+    let unverified = |user: &users::Model| user.email_verified_at.is_none();
+    send_code(
+        services,
+        email,
+        Purpose::VerifyEmail,
+        unverified,
+        requester,
+        "resend_signup_code",
+    )
+    .await
+}
+
+/// A code request for an address: takes the address's send counters (refused: 429), then
+/// issues a code of `purpose` to its account if `eligible` says so, or does the same work for
+/// nobody and undoes it. The counters stay taken either way, so unknown addresses count like
+/// known ones, and the answer and its time are the same.
+#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
+pub(crate) async fn send_code(
+    services: &Services,
+    email: &EmailAddress,
+    purpose: Purpose,
+    eligible: impl Fn(&users::Model) -> bool,
+    requester: &Requester,
+    operation: &'static str,
+) -> Result<Result<(), Limited>, Error> {
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
     if let Err(limited) = services
         .address_limits
-        .take_code_send(&txn, now, email, Purpose::VerifyEmail)
+        .take_code_send(&txn, now, email, purpose)
         .await?
     {
         tracing::info!(
             outcome = "rate_limited",
             policy = limited.policy,
-            "resend_signup_code"
+            "{operation}"
         );
         return Ok(Err(limited));
     }
-    let user = find_user(&txn, email)
-        .await?
-        .filter(|user| user.email_verified_at.is_none());
-    // Without an unverified account the engine does the same work for nobody and undoes
-    // it; the counters taken above stay taken, so unknown addresses count like known ones.
+    let user = find_user(&txn, email).await?.filter(|user| eligible(user));
     let recipient = CodeRecipient {
         user_id: user.as_ref().map(|user| user.id),
         email,
@@ -154,16 +174,14 @@ pub async fn resend_signup_code(
     };
     services
         .codes
-        .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
+        .issue(&txn, now, purpose, recipient, requester)
         .await?;
     txn.commit().await?;
     // Woken on every path: the worker's activity must not tell the paths apart either.
     services.outbox.wake();
     match user {
-        Some(user) => {
-            tracing::info!(user_id = %user.id, outcome = "code_sent", "resend_signup_code");
-        }
-        None => tracing::info!(outcome = "no_unverified_account", "resend_signup_code"),
+        Some(user) => tracing::info!(user_id = %user.id, outcome = "code_sent", "{operation}"),
+        None => tracing::info!(outcome = "no_account", "{operation}"),
     }
     Ok(Ok(()))
 }

@@ -70,21 +70,12 @@ pub async fn purge<C: ConnectionTrait>(
                 .add(otp_codes::Column::ConsumedAt.lt(before))
                 .add(otp_codes::Column::RevokedAt.lt(before)),
         );
-    let otp_codes = in_batches(batch, || async {
-        let ids: Vec<uuid::Uuid> = otp_codes::Entity::find()
-            .select_only()
-            .column(otp_codes::Column::Id)
-            .filter(codes.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(db)
-            .await?;
-        delete(
-            db,
-            otp_codes::Entity::delete_many().filter(otp_codes::Column::Id.is_in(ids)),
-        )
-        .await
-    })
+    let otp_codes = delete_in_batches::<_, otp_codes::Entity, uuid::Uuid>(
+        db,
+        batch,
+        otp_codes::Column::Id,
+        codes,
+    )
     .await?;
 
     // Sessions that ended (revoked, or past either limit) before the retention: their refresh
@@ -93,42 +84,23 @@ pub async fn purge<C: ConnectionTrait>(
         .add(sessions::Column::RevokedAt.lt(before))
         .add(sessions::Column::ExpiresAt.lt(before))
         .add(sessions::Column::RefreshExpiresAt.lt(before));
-    let sessions = in_batches(batch, || async {
-        let ids: Vec<uuid::Uuid> = sessions::Entity::find()
-            .select_only()
-            .column(sessions::Column::Id)
-            .filter(ended.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(db)
-            .await?;
-        delete(
-            db,
-            sessions::Entity::delete_many().filter(sessions::Column::Id.is_in(ids)),
-        )
-        .await
-    })
+    let sessions = delete_in_batches::<_, sessions::Entity, uuid::Uuid>(
+        db,
+        batch,
+        sessions::Column::Id,
+        ended,
+    )
     .await?;
 
     // Rotated refresh tokens of live sessions, once no refresh token that old could still be
     // valid: a replay of one would be refused anyway.
     let rotated_before = now - retention.rotated_refresh_tokens;
-    let refresh_tokens = in_batches(batch, || async {
-        let hashes: Vec<String> = refresh_tokens::Entity::find()
-            .select_only()
-            .column(refresh_tokens::Column::TokenHash)
-            .filter(refresh_tokens::Column::UsedAt.lt(rotated_before))
-            .limit(batch)
-            .into_tuple()
-            .all(db)
-            .await?;
-        delete(
-            db,
-            refresh_tokens::Entity::delete_many()
-                .filter(refresh_tokens::Column::TokenHash.is_in(hashes)),
-        )
-        .await
-    })
+    let refresh_tokens = delete_in_batches::<_, refresh_tokens::Entity, String>(
+        db,
+        batch,
+        refresh_tokens::Column::TokenHash,
+        Condition::all().add(refresh_tokens::Column::UsedAt.lt(rotated_before)),
+    )
     .await?;
 
     // Delivered or dead emails (their code was scrubbed when they got there).
@@ -138,21 +110,12 @@ pub async fn purge<C: ConnectionTrait>(
                 .is_in([email_outbox::Status::Sent, email_outbox::Status::Dead]),
         )
         .add(email_outbox::Column::CreatedAt.lt(before));
-    let email_outbox = in_batches(batch, || async {
-        let ids: Vec<uuid::Uuid> = email_outbox::Entity::find()
-            .select_only()
-            .column(email_outbox::Column::Id)
-            .filter(done.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(db)
-            .await?;
-        delete(
-            db,
-            email_outbox::Entity::delete_many().filter(email_outbox::Column::Id.is_in(ids)),
-        )
-        .await
-    })
+    let email_outbox = delete_in_batches::<_, email_outbox::Entity, uuid::Uuid>(
+        db,
+        batch,
+        email_outbox::Column::Id,
+        done,
+    )
     .await?;
 
     // Counters whose window is long over and that block nothing: a missing row is recreated
@@ -164,21 +127,12 @@ pub async fn purge<C: ConnectionTrait>(
                 .add(rate_counters::Column::BlockedUntil.is_null())
                 .add(rate_counters::Column::BlockedUntil.lt(now)),
         );
-    let rate_counters = in_batches(batch, || async {
-        let keys: Vec<String> = rate_counters::Entity::find()
-            .select_only()
-            .column(rate_counters::Column::Key)
-            .filter(idle.clone())
-            .limit(batch)
-            .into_tuple()
-            .all(db)
-            .await?;
-        delete(
-            db,
-            rate_counters::Entity::delete_many().filter(rate_counters::Column::Key.is_in(keys)),
-        )
-        .await
-    })
+    let rate_counters = delete_in_batches::<_, rate_counters::Entity, String>(
+        db,
+        batch,
+        rate_counters::Column::Key,
+        idle,
+    )
     .await?;
 
     Ok(Purged {
@@ -190,22 +144,35 @@ pub async fn purge<C: ConnectionTrait>(
     })
 }
 
-async fn delete<C: ConnectionTrait, E: EntityTrait>(
+/// Deletes the rows of `E` matching `filter`, `batch` at a time: the keys of a batch are read,
+/// then deleted by key, which every backend supports (MySQL refuses `LIMIT` in an `IN`
+/// subquery, SQLite `LIMIT` in a `DELETE`). Returns how many went.
+async fn delete_in_batches<C, E, K>(
     db: &C,
-    statement: sea_orm::DeleteMany<E>,
-) -> Result<u64, DbErr> {
-    Ok(statement.exec(db).await?.rows_affected)
-}
-
-/// Repeats `step` (one batch) until a batch comes back short; returns the total.
-async fn in_batches<F, Fut>(batch: u64, mut step: F) -> Result<u64, DbErr>
+    batch: u64,
+    key: E::Column,
+    filter: Condition,
+) -> Result<u64, DbErr>
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<u64, DbErr>>,
+    C: ConnectionTrait,
+    E: EntityTrait,
+    K: sea_orm::TryGetableMany + Into<sea_orm::Value> + Send + Sync,
 {
     let mut total = 0;
     loop {
-        let deleted = step().await?;
+        let keys: Vec<K> = E::find()
+            .select_only()
+            .column(key)
+            .filter(filter.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let deleted = E::delete_many()
+            .filter(key.is_in(keys))
+            .exec(db)
+            .await?
+            .rows_affected;
         total += deleted;
         if deleted < batch {
             return Ok(total);

@@ -9,7 +9,7 @@ use crate::db;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
 use crate::limits::Limited;
 use crate::mail::{Email, Message, outbox};
-use crate::otp::{CodeRecipient, Requester};
+use crate::otp::Requester;
 use crate::services::{Error, Services};
 use crate::sessions::{self, AuthUser, RevokeReason};
 
@@ -25,51 +25,21 @@ async fn find_user(
 
 /// Emails a reset code to an existing account (verified or not; older reset codes die).
 /// An unknown address gets no row and no email, with the same answer.
-#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
 pub async fn forgot_password(
     services: &Services,
     email: &EmailAddress,
     requester: &Requester,
 ) -> Result<Result<(), Limited>, Error> {
-    let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
-    if let Err(limited) = services
-        .address_limits
-        .take_code_send(&txn, now, email, Purpose::ResetPassword)
-        .await?
-    {
-        tracing::info!(
-            outcome = "rate_limited",
-            policy = limited.policy,
-            "forgot_password"
-        );
-        return Ok(Err(limited));
-    }
-    let user = users::Entity::find()
-        .filter(users::Column::Email.eq(email.as_str()))
-        .one(&txn)
-        .await?;
-    // For an unknown address the engine does the same work for nobody and undoes it: no
-    // row, no email, the same time. The counters taken above stay taken.
-    let recipient = CodeRecipient {
-        user_id: user.as_ref().map(|user| user.id),
+    let any_account = |_: &users::Model| true;
+    crate::accounts::send_code(
+        services,
         email,
-        locale: user.as_ref().map_or("en", |user| user.locale.as_str()),
-    };
-    services
-        .codes
-        .issue(&txn, now, Purpose::ResetPassword, recipient, requester)
-        .await?;
-    txn.commit().await?;
-    // Woken on every path: the worker's activity must not tell the paths apart either.
-    services.outbox.wake();
-    match user {
-        Some(user) => {
-            tracing::info!(user_id = %user.id, outcome = "code_sent", "forgot_password");
-        }
-        None => tracing::info!(outcome = "unknown_address", "forgot_password"),
-    }
-    Ok(Ok(()))
+        Purpose::ResetPassword,
+        any_account,
+        requester,
+        "forgot_password",
+    )
+    .await
 }
 
 /// Whether the reset code is still usable. A wrong code counts as an attempt; a right one is
