@@ -38,8 +38,82 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
 }
 
 /// Applies every pending migration.
-pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+/// Several instances may start at once on an empty database: they take a lock first, so the
+/// migrations run once and the others find them applied. PostgreSQL and MySQL/MariaDB use an
+/// advisory lock held by a connection of its own; SQLite a lock file beside the database.
+pub async fn migrate_up(db: &DatabaseConnection, config: &Config) -> Result<(), DbErr> {
+    let failed = |e: &dyn std::fmt::Display| DbErr::Custom(format!("migration lock: {e}"));
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            let mut lock = db
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .map_err(|e| failed(&e))?;
+            sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *lock)
+                .await
+                .map_err(|e| failed(&e))?;
+            let result = Migrator::up(db, None).await;
+            // Closing the connection would release it too; unlock to hand it over at once.
+            let _ = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK_KEY)
+                .execute(&mut *lock)
+                .await;
+            result
+        }
+        DatabaseBackend::MySql => {
+            let mut lock = db
+                .get_mysql_connection_pool()
+                .acquire()
+                .await
+                .map_err(|e| failed(&e))?;
+            sea_orm::sqlx::query("SELECT GET_LOCK('codeward_migrations', 600)")
+                .execute(&mut *lock)
+                .await
+                .map_err(|e| failed(&e))?;
+            let result = Migrator::up(db, None).await;
+            let _ = sea_orm::sqlx::query("SELECT RELEASE_LOCK('codeward_migrations')")
+                .execute(&mut *lock)
+                .await;
+            result
+        }
+        DatabaseBackend::Sqlite => {
+            let Some(path) = sqlite_lock_path(config.database_url.expose()) else {
+                return Migrator::up(db, None).await;
+            };
+            let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(path)?;
+                file.lock()?;
+                Ok(file)
+            })
+            .await
+            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(&e))?;
+            let result = Migrator::up(db, None).await;
+            // Dropping the file releases the lock.
+            drop(file);
+            result
+        }
+    }
+}
+
+/// An arbitrary key, the same in every instance: "cwmigrat" in ASCII.
+const MIGRATION_LOCK_KEY: i64 = 0x6377_6d69_6772_6174;
+
+/// `<database file>.migrate-lock`, or `None` for an in-memory database.
+fn sqlite_lock_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:"))
+        .then(|| std::path::PathBuf::from(format!("{path}.migrate-lock")))
 }
 
 /// Why the database cannot serve traffic, if it cannot.

@@ -47,7 +47,7 @@ impl Application {
         if config.skip_migrations {
             tracing::info!("not applying migrations (CODEWARD_SKIP_MIGRATIONS)");
         } else {
-            db::migrate_up(&db)
+            db::migrate_up(&db, &config)
                 .await
                 .context("cannot apply migrations")?;
         }

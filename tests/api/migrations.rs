@@ -139,3 +139,31 @@ async fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
     assert_eq!(pragma("foreign_keys").await, "1");
     assert_eq!(pragma("busy_timeout").await, "5000");
 }
+
+#[tokio::test]
+async fn two_instances_starting_at_once_on_an_empty_database_migrate_it_once() {
+    let database = fresh_database().await;
+    let sink = crate::smtp::SmtpSink::start().url();
+
+    let (first, second) = tokio::join!(
+        crate::helpers::start_instance(&database.url, &sink, &[]),
+        crate::helpers::start_instance(&database.url, &sink, &[]),
+    );
+
+    let client = crate::helpers::http_client();
+    for instance in [&first, &second] {
+        let ready = client
+            .get(format!("{}/readyz", instance.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status().as_u16(), 200);
+    }
+    let db = Database::connect(&database.url).await.unwrap();
+    let applied = Migrator::get_applied_migrations(&db).await.unwrap();
+    assert_eq!(
+        applied.len(),
+        Migrator::migrations().len(),
+        "each migration recorded once"
+    );
+}
