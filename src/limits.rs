@@ -231,15 +231,15 @@ impl AddressLimits {
         purpose: Purpose,
     ) -> Result<Result<(), Limited>, DbErr> {
         let cooldown_key = self.key(&format!("cooldown:{}", purpose.name()), email);
-        if self.resend_cooldown > chrono::Duration::zero() {
-            if let Err(retry_at) = take(txn, &cooldown_key, now, self.resend_cooldown, 1).await? {
-                return Ok(Err(Limited {
-                    policy: "resend-cooldown",
-                    quota: 1,
-                    window_secs: self.resend_cooldown.num_seconds().unsigned_abs(),
-                    retry_after: seconds_until(now, retry_at),
-                }));
-            }
+        if self.resend_cooldown > chrono::Duration::zero()
+            && let Err(retry_at) = take(txn, &cooldown_key, now, self.resend_cooldown, 1).await?
+        {
+            return Ok(Err(Limited {
+                policy: "resend-cooldown",
+                quota: 1,
+                window_secs: self.resend_cooldown.num_seconds().unsigned_abs(),
+                retry_after: seconds_until(now, retry_at),
+            }));
         }
         let hourly_key = self.key("codes-per-hour", email);
         let hour = chrono::Duration::hours(1);
