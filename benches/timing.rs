@@ -187,12 +187,12 @@ async fn main() -> anyhow::Result<()> {
 fn code_from_mailbox(mailbox: &std::path::Path, email: &str) -> anyhow::Result<String> {
     for entry in std::fs::read_dir(mailbox)? {
         let text = std::fs::read_to_string(entry?.path())?;
-        if text.contains(&format!("To: {email}")) {
-            if let Some(line) = text.lines().find(|l| l.starts_with("Subject: ")) {
-                let code: String = line["Subject: ".len()..].chars().take(6).collect();
-                if code.chars().all(|c| c.is_ascii_digit()) {
-                    return Ok(code);
-                }
+        if text.contains(&format!("To: {email}"))
+            && let Some(line) = text.lines().find(|l| l.starts_with("Subject: "))
+        {
+            let code: String = line["Subject: ".len()..].chars().take(6).collect();
+            if code.chars().all(|c| c.is_ascii_digit()) {
+                return Ok(code);
             }
         }
     }
