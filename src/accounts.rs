@@ -5,6 +5,7 @@ use entity::users;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 use uuid::Uuid;
 
+use crate::audit::{self, Event};
 use crate::db;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
 use crate::limits::Limited;
@@ -109,13 +110,23 @@ pub async fn signup(
             .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
             .await?;
     }
-    txn.commit().await?;
-    services.outbox.wake();
     let outcome = if verified {
         "account_exists"
     } else {
         "code_sent"
     };
+    audit::record(
+        &txn,
+        now,
+        Some(user.id),
+        Event::Signup,
+        outcome,
+        requester,
+        None,
+    )
+    .await?;
+    txn.commit().await?;
+    services.outbox.wake();
     tracing::info!(user_id = %user.id, outcome, "signup");
     Ok(Ok(()))
 }
@@ -214,6 +225,17 @@ pub async fn verify_signup(
         .attempt(&services.db, now, user_id, Purpose::VerifyEmail, &code)
         .await?;
     let (Some(user), Some(matched)) = (user, matched) else {
+        // Recorded for unknown addresses too (without a user), so both cost the same.
+        audit::record(
+            &services.db,
+            now,
+            user_id,
+            Event::Verification,
+            "failure",
+            requester,
+            None,
+        )
+        .await?;
         tracing::info!(
             user_id = user_id.map(tracing::field::display),
             outcome = "invalid_code",
@@ -232,6 +254,17 @@ pub async fn verify_signup(
     active.updated_at = Set(now);
     let user = active.update(&txn).await?;
     let session = sessions::start(services, &txn, now, user, device_name, requester).await?;
+    let (user_id, session_id) = (Some(session.user.id), Some(session.session_id));
+    audit::record(
+        &txn,
+        now,
+        user_id,
+        Event::Verification,
+        "success",
+        requester,
+        session_id,
+    )
+    .await?;
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "verified", "verify_signup");
     Ok(Some(session))
@@ -262,14 +295,37 @@ pub async fn login(
         .filter(|user| user.email_verified_at.is_some());
     let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
     let matches = services.passwords.verify(password.expose(), stored).await?;
+    let user_id = user.as_ref().map(|user| user.id);
     let Some(user) = user.filter(|_| matches) else {
         limits.login_failed(&services.db, now, email).await?;
+        // Recorded for unknown addresses too (without a user), so both cost the same.
+        audit::record(
+            &services.db,
+            now,
+            user_id,
+            Event::Login,
+            "failure",
+            requester,
+            None,
+        )
+        .await?;
         tracing::info!(outcome = "invalid_credentials", "login");
         return Ok(Ok(None));
     };
     limits.login_succeeded(&services.db, email).await?;
     let txn = db::begin_write(&services.db).await?;
     let session = sessions::start(services, &txn, now, user, device_name, requester).await?;
+    let (user_id, session_id) = (Some(session.user.id), Some(session.session_id));
+    audit::record(
+        &txn,
+        now,
+        user_id,
+        Event::Login,
+        "success",
+        requester,
+        session_id,
+    )
+    .await?;
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
     Ok(Ok(Some(session)))

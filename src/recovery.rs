@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::users;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 
+use crate::audit::{self, Event};
 use crate::db;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
 use crate::limits::Limited;
@@ -94,6 +95,17 @@ pub async fn reset_password(
         .attempt(&services.db, now, user_id, Purpose::ResetPassword, &code)
         .await?;
     let (Some(user), Some(matched)) = (user, matched) else {
+        // Recorded for unknown addresses too (without a user), so both cost the same.
+        audit::record(
+            &services.db,
+            now,
+            user_id,
+            Event::PasswordReset,
+            "failure",
+            requester,
+            None,
+        )
+        .await?;
         tracing::info!(
             user_id = user_id.map(tracing::field::display),
             outcome = "invalid_code",
@@ -120,6 +132,16 @@ pub async fn reset_password(
         sessions::revoke_all_but(&txn, now, user_id, None, RevokeReason::PasswordChanged).await?;
     let codes_killed = services.codes.revoke_all(&txn, now, user_id).await?;
     enqueue_password_changed(&txn, now, email, &locale, requester, None).await?;
+    audit::record(
+        &txn,
+        now,
+        Some(user_id),
+        Event::PasswordReset,
+        "success",
+        requester,
+        None,
+    )
+    .await?;
     txn.commit().await?;
     services.outbox.wake();
     tracing::info!(%user_id, sessions_ended, codes_killed, outcome = "reset", "reset_password");
@@ -161,6 +183,17 @@ pub async fn change_password(
         .verify(current.expose(), user.password_hash.as_deref())
         .await?;
     if !current_ok {
+        let (user_id, session_id) = (Some(auth.user_id), Some(auth.session_id));
+        audit::record(
+            &services.db,
+            services.clock.now(),
+            user_id,
+            Event::PasswordChange,
+            "wrong_password",
+            requester,
+            session_id,
+        )
+        .await?;
         tracing::info!(outcome = "wrong_password", "change_password");
         return Ok(Err(ChangeRefused::WrongPassword));
     }
@@ -184,6 +217,17 @@ pub async fn change_password(
     .await?;
     let codes_killed = services.codes.revoke_all(&txn, now, auth.user_id).await?;
     enqueue_password_changed(&txn, now, &email, &locale, requester, device).await?;
+    let (user_id, session_id) = (Some(auth.user_id), Some(auth.session_id));
+    audit::record(
+        &txn,
+        now,
+        user_id,
+        Event::PasswordChange,
+        "success",
+        requester,
+        session_id,
+    )
+    .await?;
     txn.commit().await?;
     services.outbox.wake();
     tracing::info!(

@@ -10,6 +10,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::audit::{self, Event};
 use crate::db;
 use crate::domain::{AccessToken, RefreshToken};
 use crate::otp::Requester;
@@ -133,6 +134,10 @@ pub async fn refresh(
         return Ok(None);
     };
     if !rotated {
+        let owner = sessions::Entity::find_by_id(token.session_id)
+            .one(&txn)
+            .await?
+            .map(|session| session.user_id);
         let revoked = revoke_where(
             &txn,
             now,
@@ -140,6 +145,19 @@ pub async fn refresh(
             sessions::Column::Id.eq(token.session_id),
         )
         .await?;
+        if revoked > 0 {
+            let session_id = Some(token.session_id);
+            audit::record(
+                &txn,
+                now,
+                owner,
+                Event::RefreshReplay,
+                "session_revoked",
+                requester,
+                session_id,
+            )
+            .await?;
+        }
         txn.commit().await?;
         if revoked > 0 {
             tracing::warn!(session_id = %token.session_id, ip = requester.ip.as_deref(), "refresh token replayed: session revoked");
@@ -246,18 +264,64 @@ pub async fn list(services: &Services, user_id: Uuid) -> Result<Vec<sessions::Mo
         .await
 }
 
-/// Revokes one session of the user; `false` if the user has no such live session.
+/// Revokes one session of the signed-in user (its own on logout) and records it; `false` if
+/// the user has no such live session.
 pub async fn revoke(
     services: &Services,
-    user_id: Uuid,
+    auth: &AuthUser,
     session_id: Uuid,
     reason: RevokeReason,
+    requester: &Requester,
 ) -> Result<bool, DbErr> {
     let now = services.clock.now();
     let condition = sea_orm::Condition::all()
         .add(sessions::Column::Id.eq(session_id))
-        .add(sessions::Column::UserId.eq(user_id));
-    Ok(revoke_where(&services.db, now, reason, condition).await? == 1)
+        .add(sessions::Column::UserId.eq(auth.user_id));
+    let txn = db::begin_write(&services.db).await?;
+    let revoked = revoke_where(&txn, now, reason, condition).await? == 1;
+    if revoked {
+        let event = match reason {
+            RevokeReason::Logout => Event::Logout,
+            _ => Event::SessionRevoked,
+        };
+        audit::record(
+            &txn,
+            now,
+            Some(auth.user_id),
+            event,
+            "success",
+            requester,
+            Some(session_id),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(revoked)
+}
+
+/// Revokes every session of the signed-in user but the current one, and records it.
+pub async fn revoke_others(
+    services: &Services,
+    auth: &AuthUser,
+    requester: &Requester,
+) -> Result<u64, DbErr> {
+    let now = services.clock.now();
+    let txn = db::begin_write(&services.db).await?;
+    let keep = Some(auth.session_id);
+    let count = revoke_all_but(&txn, now, auth.user_id, keep, RevokeReason::Revoked).await?;
+    let outcome = format!("{count} revoked");
+    audit::record(
+        &txn,
+        now,
+        Some(auth.user_id),
+        Event::SessionRevoked,
+        &outcome,
+        requester,
+        keep,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(count)
 }
 
 /// Revokes every session of the user except `keep` (all of them when `keep` is `None`).

@@ -23,6 +23,7 @@ mod m20261122_000004_create_sessions;
 mod m20261122_000005_add_password_changed_at;
 mod m20261122_000006_create_rate_counters;
 mod m20261122_000007_insert_decoy;
+mod m20261122_000008_create_audit_events;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_add_password_changed_at::Migration),
             Box::new(m20261122_000006_create_rate_counters::Migration),
             Box::new(m20261122_000007_insert_decoy::Migration),
+            Box::new(m20261122_000008_create_audit_events::Migration),
         ]
     }
 }

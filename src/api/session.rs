@@ -285,13 +285,16 @@ impl SessionApi {
     async fn logout(
         &self,
         state: Data<&AppState>,
+        request: &Request,
         auth: BearerAuth,
     ) -> Result<RevokeResponse, InternalError> {
+        let requester = client::requester(request, &state.config.trusted_proxies);
         sessions::revoke(
             &state,
-            auth.0.user_id,
+            &auth.0,
             auth.0.session_id,
             RevokeReason::Logout,
+            &requester,
         )
         .await?;
         tracing::info!(user_id = %auth.0.user_id, session_id = %auth.0.session_id, "logout");
@@ -336,11 +339,13 @@ impl SessionApi {
     async fn revoke_session(
         &self,
         state: Data<&AppState>,
+        request: &Request,
         auth: BearerAuth,
         /// The session's id, from `list_sessions`.
         id: Path<uuid::Uuid>,
     ) -> Result<RevokeOneResponse, InternalError> {
-        if sessions::revoke(&state, auth.0.user_id, id.0, RevokeReason::Revoked).await? {
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        if sessions::revoke(&state, &auth.0, id.0, RevokeReason::Revoked, &requester).await? {
             tracing::info!(user_id = %auth.0.user_id, revoked = %id.0, "session revoked");
             Ok(RevokeOneResponse::Revoked)
         } else {
@@ -363,17 +368,11 @@ impl SessionApi {
     async fn revoke_other_sessions(
         &self,
         state: Data<&AppState>,
+        request: &Request,
         auth: BearerAuth,
     ) -> Result<RevokeResponse, InternalError> {
-        let now = state.clock.now();
-        let count = sessions::revoke_all_but(
-            &state.db,
-            now,
-            auth.0.user_id,
-            Some(auth.0.session_id),
-            RevokeReason::Revoked,
-        )
-        .await?;
+        let requester = client::requester(request, &state.config.trusted_proxies);
+        let count = sessions::revoke_others(&state, &auth.0, &requester).await?;
         tracing::info!(user_id = %auth.0.user_id, count, "other sessions revoked");
         Ok(RevokeResponse::Revoked)
     }

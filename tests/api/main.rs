@@ -2,6 +2,7 @@
 //! PostgreSQL / MySQL server named by CODEWARD_TEST_POSTGRES_URL / CODEWARD_TEST_MYSQL_URL.
 
 mod abuse;
+mod activity;
 mod cli;
 mod codes;
 mod errors;

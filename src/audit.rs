@@ -1,0 +1,127 @@
+//! The audit trail: security events of an account, written in the transaction of the change
+//! they describe (or on their own for refusals), readable by the account's owner.
+
+use chrono::{DateTime, Utc};
+use entity::audit_events;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
+use uuid::Uuid;
+
+use crate::otp::Requester;
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Signup,
+    Verification,
+    Login,
+    RefreshReplay,
+    PasswordReset,
+    PasswordChange,
+    Logout,
+    SessionRevoked,
+}
+
+impl Event {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Signup => "signup",
+            Self::Verification => "verification",
+            Self::Login => "login",
+            Self::RefreshReplay => "refresh_replay",
+            Self::PasswordReset => "password_reset",
+            Self::PasswordChange => "password_change",
+            Self::Logout => "logout",
+            Self::SessionRevoked => "session_revoked",
+        }
+    }
+}
+
+/// Records one event. `user_id` is `None` when no account was involved; the row is written
+/// all the same, so such requests cost what the others cost.
+pub async fn record<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    user_id: Option<Uuid>,
+    event: Event,
+    outcome: &str,
+    requester: &Requester,
+    session_id: Option<Uuid>,
+) -> Result<(), DbErr> {
+    audit_events::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(user_id),
+        event: Set(event.name().to_owned()),
+        outcome: Set(outcome.to_owned()),
+        ip: Set(requester.ip.clone()),
+        user_agent: Set(requester.user_agent.clone()),
+        session_id: Set(session_id),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// A position in a user's activity, newest first: the last event of the previous page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// Opaque to clients: base64url of `<microseconds>.<id>`.
+    pub fn encode(&self) -> String {
+        use base64::Engine as _;
+        let raw = format!("{}.{}", self.created_at.timestamp_micros(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(value: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (micros, id) = raw.split_once('.')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// One page of the user's events, newest first, and the cursor of the next page if any.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    limit: u64,
+    after: Option<Cursor>,
+) -> Result<(Vec<audit_events::Model>, Option<Cursor>), DbErr> {
+    use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut query = audit_events::Entity::find().filter(audit_events::Column::UserId.eq(user_id));
+    if let Some(after) = after {
+        query = query.filter(
+            Condition::any()
+                .add(audit_events::Column::CreatedAt.lt(after.created_at))
+                .add(
+                    Condition::all()
+                        .add(audit_events::Column::CreatedAt.eq(after.created_at))
+                        .add(audit_events::Column::Id.lt(after.id)),
+                ),
+        );
+    }
+    let mut events = query
+        .order_by_desc(audit_events::Column::CreatedAt)
+        .order_by_desc(audit_events::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let more = events.len() as u64 > limit;
+    events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = more.then(|| events.last()).flatten().map(|last| Cursor {
+        created_at: last.created_at,
+        id: last.id,
+    });
+    Ok((events, next))
+}

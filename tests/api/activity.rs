@@ -1,0 +1,181 @@
+//! The audit trail as its owner sees it: `GET /v1/me/activity`, newest first, paginated.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+#[tokio::test]
+async fn the_owner_sees_their_security_events_newest_first_page_by_page() {
+    let app = spawn_app().await;
+    let first: Value = app.signed_up("ada@example.com", PASSWORD).await;
+    app.signed_up("bob@example.com", PASSWORD).await;
+    let wrong = app
+        .post(
+            "/v1/login",
+            &json!({"email": "ada@example.com", "password": "not it at all"}),
+        )
+        .await;
+    assert_eq!(wrong.status().as_u16(), 401);
+    let second: Value = app
+        .post(
+            "/v1/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    // A stolen refresh token replayed after rotation ends the second session.
+    app.post(
+        "/v1/token/refresh",
+        &json!({"refresh_token": second["refresh_token"]}),
+    )
+    .await;
+    app.post(
+        "/v1/token/refresh",
+        &json!({"refresh_token": second["refresh_token"]}),
+    )
+    .await;
+    let access = first["access_token"].as_str().unwrap();
+
+    let mut events = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/v1/me/activity?limit=2&cursor={cursor}"),
+            None => "/v1/me/activity?limit=2".to_owned(),
+        };
+        let page: Value = app.get_authed(&path, access).await.json().await.unwrap();
+        pages += 1;
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        events.extend(items.iter().map(|e| {
+            format!(
+                "{}:{}",
+                e["event"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        }));
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+
+    assert_eq!(
+        events,
+        [
+            "refresh_replay:session_revoked",
+            "login:success",
+            "login:failure",
+            "verification:success",
+            "signup:code_sent",
+        ],
+        "newest first, only this account's events"
+    );
+    assert_eq!(pages, 3);
+}
+
+#[tokio::test]
+async fn activity_refuses_bad_cursors_limits_and_missing_tokens() {
+    let app = spawn_app().await;
+    let session: Value = app.signed_up("ada@example.com", PASSWORD).await;
+    let access = session["access_token"].as_str().unwrap();
+
+    for (path, status, code) in [
+        ("/v1/me/activity?cursor=bm9wZQ", 400, "invalid_request"),
+        ("/v1/me/activity?cursor=%%%", 400, "invalid_request"),
+        ("/v1/me/activity?limit=0", 400, "invalid_request"),
+        ("/v1/me/activity?limit=101", 400, "invalid_request"),
+        ("/v1/me/activity?limit=ten", 400, "invalid_request"),
+    ] {
+        assert_problem(app.get_authed(path, access).await, status, code).await;
+    }
+    assert_problem(app.get("/v1/me/activity").await, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn logout_password_changes_and_revocations_are_recorded() {
+    let app = spawn_app().await;
+    let this: Value = app.signed_up("ada@example.com", PASSWORD).await;
+    let other: Value = app
+        .post(
+            "/v1/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let third: Value = app
+        .post(
+            "/v1/login",
+            &json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = this["access_token"].as_str().unwrap();
+    let revoke = app
+        .client
+        .delete(app.url(&format!(
+            "/v1/sessions/{}",
+            other["session_id"].as_str().unwrap()
+        )))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status().as_u16(), 204);
+    let change = app
+        .client
+        .post(app.url("/v1/password/change"))
+        .bearer_auth(access)
+        .json(&json!({"current_password": "wrong one here", "new_password": "a brand new lantern orbit"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(change.status().as_u16(), 403);
+    let logout = app
+        .client
+        .post(app.url("/v1/logout"))
+        .bearer_auth(third["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status().as_u16(), 204);
+
+    let page: Value = app
+        .get_authed("/v1/me/activity", access)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let events: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["event"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        events[..3],
+        [
+            "logout:success",
+            "password_change:wrong_password",
+            "session_revoked:success"
+        ]
+    );
+    assert_eq!(page["items"][0]["session_id"], third["session_id"]);
+    assert_eq!(page["items"][0]["ip"], "127.0.0.1");
+}
