@@ -291,6 +291,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(3600..=3660 * 86_400), global = true)]
     pub retention_secs: u64,
 
+    /// Seconds audit events are kept (what `GET /v1/me/activity` can show).
+    #[arg(long, env = "CODEWARD_AUDIT_RETENTION_SECS", default_value_t = 365 * 86_400,
+          value_parser = clap::value_parser!(u64).range(86_400..=3660 * 86_400), global = true)]
+    pub audit_retention_secs: u64,
+
     /// Seconds between two housekeeping runs inside `serve` (0: never; use `codeward purge`).
     #[arg(long, env = "CODEWARD_HOUSEKEEPING_INTERVAL_SECS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]

@@ -2,7 +2,7 @@
 //! locks for long. Runs inside `serve` on a timer and as `codeward purge` (for cron).
 
 use chrono::{DateTime, Utc};
-use entity::{email_outbox, otp_codes, rate_counters, refresh_tokens, sessions};
+use entity::{audit_events, email_outbox, otp_codes, rate_counters, refresh_tokens, sessions};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
@@ -18,6 +18,8 @@ pub struct Retention {
     /// Rotated refresh tokens are kept as long as a refresh token could live, so a replay
     /// is still recognised.
     pub rotated_refresh_tokens: chrono::Duration,
+    /// Audit events.
+    pub audit: chrono::Duration,
     pub batch_size: u64,
 }
 
@@ -27,6 +29,7 @@ impl Retention {
         Self {
             finished: secs(config.retention_secs),
             rotated_refresh_tokens: secs(config.refresh_token_idle_secs),
+            audit: secs(config.audit_retention_secs),
             batch_size: config.purge_batch_size,
         }
     }
@@ -40,6 +43,7 @@ pub struct Purged {
     pub refresh_tokens: u64,
     pub email_outbox: u64,
     pub rate_counters: u64,
+    pub audit_events: u64,
 }
 
 impl Purged {
@@ -135,8 +139,17 @@ pub async fn purge<C: ConnectionTrait>(
     )
     .await?;
 
+    let audit_events = delete_in_batches::<_, audit_events::Entity, uuid::Uuid>(
+        db,
+        batch,
+        audit_events::Column::Id,
+        Condition::all().add(audit_events::Column::CreatedAt.lt(now - retention.audit)),
+    )
+    .await?;
+
     Ok(Purged {
         otp_codes,
+        audit_events,
         sessions,
         refresh_tokens,
         email_outbox,

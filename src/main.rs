@@ -138,5 +138,6 @@ async fn purge(config: &Config) -> anyhow::Result<()> {
     println!("refresh_tokens\t{}", purged.refresh_tokens);
     println!("email_outbox\t{}", purged.email_outbox);
     println!("rate_counters\t{}", purged.rate_counters);
+    println!("audit_events\t{}", purged.audit_events);
     Ok(())
 }

@@ -55,6 +55,14 @@ async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
     assert!(purged.sessions >= 1, "{purged:?}");
     assert!(purged.email_outbox >= 1, "{purged:?}");
     assert!(purged.rate_counters >= 1, "{purged:?}");
+    assert_eq!(
+        purged.audit_events, 0,
+        "audit events are kept for a year: {purged:?}"
+    );
+    let a_year_on = purge(&db, Utc::now() + Duration::days(400), &retention)
+        .await
+        .unwrap();
+    assert!(a_year_on.audit_events >= 3, "{a_year_on:?}");
     let old_session = sessions::Entity::find_by_id(
         uuid::Uuid::parse_str(old["session_id"].as_str().unwrap()).unwrap(),
     )
