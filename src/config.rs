@@ -42,6 +42,10 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
+    /// Serve `/metrics` on this address instead of the main listener (keep it private).
+    #[arg(long, env = "CODEWARD_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Database URL: sqlite://…, postgres://… or mysql://… (MariaDB too).
     #[arg(
         long,
@@ -463,6 +467,13 @@ impl Config {
         };
         vec![
             ("CODEWARD_LISTEN", self.listen.to_string()),
+            (
+                "CODEWARD_METRICS_LISTEN",
+                self.metrics_listen
+                    .map_or("(unset: /metrics on the main listener)".to_owned(), |a| {
+                        a.to_string()
+                    }),
+            ),
             ("CODEWARD_DATABASE_URL", self.database_url.masked()),
             (
                 "CODEWARD_DATABASE_MAX_CONNECTIONS",

@@ -153,3 +153,15 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     }
     Ok(txn)
 }
+
+/// Whether `error` is a deadlock or serialization failure (SQLSTATE 40001, or MySQL's 1213),
+/// which the same statement may well pass when run again.
+pub fn is_retryable(error: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    let (DbErr::Exec(RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(db)))
+    | DbErr::Query(RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(db)))) = error
+    else {
+        return false;
+    };
+    matches!(db.code().as_deref(), Some("40001" | "40P01" | "1213"))
+}

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod housekeeping;
 pub mod limits;
 pub mod mail;
+pub mod metrics;
 pub mod otp;
 pub mod passwords;
 pub mod recovery;

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::config::{Config, Pepper};
 use crate::domain::{EmailAddress, OtpCode, Purpose};
 use crate::mail::{Email, Message, outbox};
+use crate::metrics::Metrics;
 
 /// Where a code request came from, kept with the code for audits.
 #[derive(Clone, Debug, Default)]
@@ -37,6 +38,7 @@ pub struct CodeEngine {
     pub ttl: chrono::Duration,
     pub max_attempts: i32,
     pub daily_failure_budget: i32,
+    metrics: Metrics,
 }
 
 /// The recipient side of a code: whose it is and where it goes. `user_id` is `None` when no
@@ -76,7 +78,14 @@ impl CodeEngine {
             ttl: chrono::Duration::seconds(i64::try_from(config.code_ttl_secs).unwrap_or(600)),
             max_attempts: i32::try_from(config.code_max_attempts).unwrap_or(5),
             daily_failure_budget: i32::try_from(config.code_daily_failure_budget).unwrap_or(25),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts issued, verified and failed codes in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn mac(pepper: &Pepper, purpose: Purpose, user_id: Uuid, code: &OtpCode) -> Hmac<Sha256> {
@@ -112,6 +121,7 @@ impl CodeEngine {
             .await?;
         outbox::enqueue(&savepoint, email, now).await?;
         if to.user_id.is_some() {
+            self.metrics.code(purpose.name(), "issued");
             savepoint.commit().await
         } else {
             savepoint.rollback().await
@@ -291,6 +301,7 @@ impl CodeEngine {
                 })
             });
         if !matches || is_decoy {
+            self.metrics.code(purpose.name(), "failed");
             return Ok(None);
         }
         self.refund_budget(db, user_id, purpose).await?;
@@ -328,6 +339,9 @@ impl CodeEngine {
             .filter(otp_codes::Column::ExpiresAt.gt(now))
             .exec(txn)
             .await?;
+        if consumed.rows_affected == 1 {
+            self.metrics.code(matched.purpose.name(), "verified");
+        }
         Ok(consumed.rows_affected == 1)
     }
 

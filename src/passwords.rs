@@ -31,10 +31,12 @@ pub struct Passwords {
     queued: Arc<Semaphore>,
     /// A real hash of a random password, verified when there is no user to verify against.
     dummy_hash: Arc<str>,
+    queue_capacity: usize,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Passwords {
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+    pub fn from_config(config: &Config, metrics: crate::metrics::Metrics) -> anyhow::Result<Self> {
         let params = Params::new(config.argon2_memory_kib, config.argon2_iterations, 1, None)
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
@@ -45,6 +47,8 @@ impl Passwords {
             running: Arc::new(Semaphore::new(cores)),
             queued: Arc::new(Semaphore::new(config.password_hash_queue as usize)),
             dummy_hash: dummy_hash.into(),
+            queue_capacity: config.password_hash_queue as usize,
+            metrics,
         })
     }
 
@@ -88,12 +92,16 @@ impl Passwords {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Overloaded)?;
+        let depth = self.queue_capacity - self.queued.available_permits();
+        self.metrics.hash_queue_depth(depth);
+        let waiting = std::time::Instant::now();
         let _core = self
             .running
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| Overloaded)?;
+        self.metrics.hash_waited(waiting.elapsed());
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| HashError::Failed(e.to_string()))?

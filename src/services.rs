@@ -18,6 +18,7 @@ pub struct Services {
     pub codes: CodeEngine,
     pub passwords: Passwords,
     pub ip_limits: IpLimits,
+    pub metrics: crate::metrics::Metrics,
     pub address_limits: AddressLimits,
     /// Wakes the email worker after a transaction that enqueued an email commits.
     pub outbox: OutboxSignal,

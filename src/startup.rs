@@ -30,6 +30,7 @@ pub struct Application {
     shutdown_grace: Duration,
     worker: Worker,
     services: AppState,
+    metrics_acceptor: Option<(TcpAcceptor, std::net::SocketAddr)>,
 }
 
 impl Application {
@@ -54,6 +55,7 @@ impl Application {
         let templates = Templates::load(config.template_dir.as_deref())?;
         let transport = Transport::from_config(&config)?;
         let outbox = OutboxSignal::default();
+        let metrics = crate::metrics::Metrics::default();
         let worker = Worker {
             db: db.clone(),
             transport: Arc::new(transport),
@@ -61,25 +63,43 @@ impl Application {
             settings: WorkerSettings::from_config(&config)?,
             signal: outbox.clone(),
             clock: clock.clone(),
+            metrics: metrics.clone(),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local_addr = listener.local_addr()?;
+        let metrics_acceptor = match config.metrics_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+                let bound = listener.local_addr()?;
+                Some((TcpAcceptor::from_tokio(listener)?, bound))
+            }
+            None => None,
+        };
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         let state: AppState = Arc::new(Services {
             db,
-            codes: CodeEngine::from_config(&config),
-            passwords: Passwords::from_config(&config)?,
+            codes: CodeEngine::from_config(&config).with_metrics(metrics.clone()),
+            passwords: Passwords::from_config(&config, metrics.clone())?,
             ip_limits: IpLimits::from_config(&config),
             address_limits: AddressLimits::from_config(&config)?,
+            metrics: metrics.clone(),
             config: Arc::new(config),
             clock,
             outbox,
         });
-        let endpoint = with_middleware(routes().data(state.clone()), max_body_bytes).boxed();
+        let operations = Arc::new(crate::metrics::OperationIndex::from_spec(&api::spec_json()));
+        let endpoint = with_middleware(routes().data(state.clone()), max_body_bytes)
+            .with(RequestMetrics {
+                metrics,
+                operations,
+            })
+            .boxed();
         Ok(Self {
             acceptor,
             local_addr,
@@ -87,6 +107,7 @@ impl Application {
             shutdown_grace,
             worker,
             services: state,
+            metrics_acceptor,
         })
     }
 
@@ -97,6 +118,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
+    }
+
+    /// The port of the metrics listener, when `CODEWARD_METRICS_LISTEN` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_acceptor.as_ref().map(|(_, addr)| addr.port())
     }
 
     /// Serves until SIGTERM or Ctrl-C.
@@ -111,6 +137,21 @@ impl Application {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let (stop_worker, stop) = tokio::sync::watch::channel(false);
         let housekeeping = tokio::spawn(housekeeping_loop(self.services.clone(), stop.clone()));
+        let metrics_server = self.metrics_acceptor.map(|(acceptor, addr)| {
+            tracing::info!(%addr, "metrics listening");
+            let services = self.services.clone();
+            let endpoint =
+                poem::endpoint::make(move |_| {
+                    let services = services.clone();
+                    async move {
+                        services.metrics.render(&services.db).await.map_err(|e| {
+                            poem::Error::from(crate::api::problem::InternalError::from(e))
+                        })
+                    }
+                });
+            let route = Route::new().at("/metrics", poem::get(endpoint));
+            tokio::spawn(Server::new_with_acceptor(acceptor).run(route))
+        });
         let worker = tokio::spawn(self.worker.run(stop));
         tracing::info!(addr = %self.local_addr, "codeward listening");
         let served = Server::new_with_acceptor(self.acceptor)
@@ -120,6 +161,9 @@ impl Application {
         let _ = stop_worker.send(true);
         // A purge in progress is cut short; it deletes in batches, so nothing is half done.
         housekeeping.abort();
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
         if tokio::time::timeout(self.shutdown_grace, worker)
             .await
             .is_err()
@@ -151,6 +195,46 @@ async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Rec
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "housekeeping failed; retrying next time"),
         }
+    }
+}
+
+/// Counts every request by operation and status, with its latency.
+struct RequestMetrics {
+    metrics: crate::metrics::Metrics,
+    operations: Arc<crate::metrics::OperationIndex>,
+}
+
+impl<E: Endpoint<Output = poem::Response>> poem::Middleware<E> for RequestMetrics {
+    type Output = RequestMetricsEndpoint<E>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        RequestMetricsEndpoint {
+            next,
+            metrics: self.metrics.clone(),
+            operations: self.operations.clone(),
+        }
+    }
+}
+
+struct RequestMetricsEndpoint<E> {
+    next: E,
+    metrics: crate::metrics::Metrics,
+    operations: Arc<crate::metrics::OperationIndex>,
+}
+
+impl<E: Endpoint<Output = poem::Response>> Endpoint for RequestMetricsEndpoint<E> {
+    type Output = poem::Response;
+
+    async fn call(&self, request: poem::Request) -> poem::Result<Self::Output> {
+        let operation = self
+            .operations
+            .operation(request.method().as_str(), request.uri().path())
+            .to_owned();
+        let started = std::time::Instant::now();
+        let response = self.next.call(request).await?;
+        self.metrics
+            .request(&operation, response.status().as_u16(), started.elapsed());
+        Ok(response)
     }
 }
 

@@ -2,10 +2,10 @@
 
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::api::problem::{Problem, ProblemCode, ProblemJson};
+use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
 use crate::api::{ApiTags, AppState};
 use crate::db;
 
@@ -33,6 +33,16 @@ pub enum ReadyResponse {
     /// Not ready: `detail` says whether the database is unreachable or migrations are pending.
     #[oai(status = 503)]
     NotReady(ProblemJson),
+}
+
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// Prometheus text exposition format.
+    #[oai(status = 200)]
+    Ok(PlainText<String>),
+    /// `not_found`: this instance serves its metrics on `CODEWARD_METRICS_LISTEN` instead.
+    #[oai(status = 404)]
+    NotFound(ProblemJson),
 }
 
 #[OpenApi(tag = "ApiTags::Ops")]
@@ -67,5 +77,25 @@ impl OpsApi {
                 )))
             }
         }
+    }
+
+    /// Prometheus metrics
+    ///
+    /// Requests by operation and status with latency histograms; codes issued, verified and
+    /// failed by purpose; email deliveries; outbox depth and oldest pending age; password-hash
+    /// queue depth and wait time; active sessions. Not served here when
+    /// `CODEWARD_METRICS_LISTEN` names a listener of its own.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&AppState>) -> Result<MetricsResponse, InternalError> {
+        if state.config.metrics_listen.is_some() {
+            return Ok(MetricsResponse::NotFound(ProblemJson(Problem::new(
+                StatusCode::NOT_FOUND,
+                ProblemCode::NotFound,
+                "Metrics are served on the metrics listener.".to_owned(),
+            ))));
+        }
+        Ok(MetricsResponse::Ok(PlainText(
+            state.metrics.render(&state.db).await?,
+        )))
     }
 }

@@ -68,6 +68,7 @@ pub struct Worker {
     pub settings: WorkerSettings,
     pub signal: OutboxSignal,
     pub clock: Clock,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Worker {
@@ -125,6 +126,7 @@ impl Worker {
             settings: self.settings.clone(),
             signal: self.signal.clone(),
             clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -138,15 +140,17 @@ impl Worker {
             }
             Err(error) => Err(error),
         };
-        let recorded = match outcome {
+        let decision = match outcome {
             Ok(path) => {
                 let path = path.map(|p| p.display().to_string());
                 tracing::info!(id = %row.id, template = %row.template, attempts = row.attempts, mailbox_file = path, "email sent");
-                outbox::mark_sent(&self.db, row.id, token, self.clock.now()).await
+                self.metrics.email("sent");
+                Decision::Sent
             }
             Err(SendError::Permanent(error)) => {
                 tracing::error!(id = %row.id, template = %row.template, %error, "email rejected permanently");
-                outbox::mark_dead(&self.db, row.id, token, &error).await
+                self.metrics.email("dead");
+                Decision::Dead(error)
             }
             Err(SendError::Transient(error)) => {
                 let retry_at = self.clock.now()
@@ -154,21 +158,43 @@ impl Worker {
                         .unwrap_or(chrono::Duration::MAX);
                 if row.attempts as u32 >= self.settings.max_attempts {
                     tracing::error!(id = %row.id, template = %row.template, %error, attempts = row.attempts, "email given up after too many attempts");
-                    let error = format!("gave up after {} attempts: {error}", row.attempts);
-                    outbox::mark_dead(&self.db, row.id, token, &error).await
+                    self.metrics.email("dead");
+                    Decision::Dead(format!("gave up after {} attempts: {error}", row.attempts))
                 } else if retry_at >= row.expires_at {
                     tracing::error!(id = %row.id, template = %row.template, %error, "email expires before its next attempt");
-                    let error = format!("expired before it could be delivered: {error}");
-                    outbox::mark_dead(&self.db, row.id, token, &error).await
+                    self.metrics.email("dead");
+                    Decision::Dead(format!("expired before it could be delivered: {error}"))
                 } else {
                     tracing::warn!(id = %row.id, template = %row.template, %error, attempts = row.attempts, %retry_at, "email delivery failed; will retry");
-                    outbox::mark_retry(&self.db, row.id, token, retry_at, &error).await
+                    self.metrics.email("retried");
+                    Decision::Retry(retry_at, error)
                 }
             }
         };
-        if let Err(error) = recorded {
-            // The lease runs out and the row is retried: at worst a duplicate, never a loss.
-            tracing::error!(id = %row.id, %error, "cannot record email outcome");
+        // An outcome that is not recorded means a second delivery when the lease runs out, so
+        // a deadlock or serialization failure (MySQL's claims can collide with it) is retried.
+        for attempt in 1..=RECORD_TRIES {
+            let recorded = match &decision {
+                Decision::Sent => {
+                    outbox::mark_sent(&self.db, row.id, token, self.clock.now()).await
+                }
+                Decision::Retry(at, error) => {
+                    outbox::mark_retry(&self.db, row.id, token, *at, error).await
+                }
+                Decision::Dead(error) => outbox::mark_dead(&self.db, row.id, token, error).await,
+            };
+            match recorded {
+                Ok(()) => return,
+                Err(error) if attempt < RECORD_TRIES && crate::db::is_retryable(&error) => {
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Err(error) => {
+                    // The lease runs out and the row is retried: at worst a duplicate, never a
+                    // loss.
+                    tracing::error!(id = %row.id, %error, "cannot record email outcome");
+                    return;
+                }
+            }
         }
     }
 
@@ -206,6 +232,15 @@ impl Worker {
             .map_err(|e| permanent("cannot build message", &e))
     }
 }
+
+/// What to write back for a delivery attempt.
+enum Decision {
+    Sent,
+    Retry(chrono::DateTime<chrono::Utc>, String),
+    Dead(String),
+}
+
+const RECORD_TRIES: u32 = 5;
 
 /// `<created, sortable>-<id>`: files in the mailbox list in the order they were enqueued.
 fn mailbox_file_stem(row: &email_outbox::Model) -> String {

@@ -112,6 +112,8 @@ pub struct Instance {
     pub outbox: OutboxSignal,
     /// The instance's clock; `advance` it to expire codes and tokens without sleeping.
     pub clock: Clock,
+    /// Where `/metrics` is served when `--metrics-listen` was given.
+    pub metrics_port: Option<u16>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _mailbox: TempDir,
@@ -164,6 +166,7 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
         .await
         .expect("application builds");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let outbox = app.outbox_signal();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -173,6 +176,7 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
         address: format!("http://127.0.0.1:{port}"),
         outbox,
         clock,
+        metrics_port,
         shutdown: Some(shutdown),
         server: Some(server),
         _mailbox: mailbox,

@@ -12,7 +12,7 @@ use mail_parser::MimeHeaders;
 use migration::MigratorTrait;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
-    FromQueryResult, JsonValue, QueryFilter, Statement, TransactionTrait,
+    FromQueryResult, JsonValue, PaginatorTrait, QueryFilter, Statement, TransactionTrait,
 };
 use secrecy::SecretString;
 
@@ -289,7 +289,22 @@ async fn two_workers_on_one_database_deliver_200_messages_each_exactly_once() {
     first.outbox.wake();
     second.outbox.wake();
     sink.wait_for(200, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until both workers have recorded every delivery.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while email_outbox::Entity::find()
+        .filter(email_outbox::Column::Status.ne(Status::Sent))
+        .count(&db)
+        .await
+        .unwrap()
+        > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "deliveries never all recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let received = sink.received();
     let mut per_recipient: HashMap<String, usize> = HashMap::new();

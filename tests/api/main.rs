@@ -9,6 +9,7 @@ mod errors;
 mod helpers;
 mod housekeeping;
 mod mail;
+mod metrics;
 mod migrations;
 mod ops;
 mod password;
