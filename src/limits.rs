@@ -411,21 +411,7 @@ mod tests {
 
     #[test]
     fn the_ip_quota_refuses_past_its_burst_with_a_retry_time() {
-        let rate: Rate = "3/min".parse().unwrap();
-        let limiter = IpLimiter {
-            rate,
-            limiter: RateLimiter::keyed(
-                Quota::with_period(rate.per / 3)
-                    .unwrap()
-                    .allow_burst(NonZeroU32::new(3).unwrap()),
-            ),
-        };
-        let limits = IpLimits {
-            send: limiter,
-            verify: IpLimits::from_config(&test_config()).verify,
-            login: IpLimits::from_config(&test_config()).login,
-            refresh: IpLimits::from_config(&test_config()).refresh,
-        };
+        let limits = IpLimits::from_config(&test_config(&["--ip-rate-send-code=3/min"]));
 
         for _ in 0..3 {
             assert!(limits.check(Group::SendCode, Some("203.0.113.1")).is_ok());
@@ -447,8 +433,9 @@ mod tests {
         );
     }
 
-    fn test_config() -> Config {
+    fn test_config(flags: &[&str]) -> Config {
         use clap::Parser;
-        crate::cli::Cli::parse_from(["codeward"]).config
+        let args = std::iter::once("codeward").chain(flags.iter().copied());
+        crate::cli::Cli::parse_from(args).config
     }
 }
