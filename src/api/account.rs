@@ -3,6 +3,7 @@
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::api::auth::BearerAuth;
@@ -14,6 +15,7 @@ pub struct AccountApi;
 
 /// A user account.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct User {
     /// Stable identifier.
     pub id: uuid::Uuid,
@@ -25,6 +27,23 @@ pub struct User {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Language tag used for emails.
     pub locale: String,
+}
+
+impl Example for User {
+    fn example() -> Self {
+        Self {
+            id: uuid::uuid!("0195f3a1-2b7c-7e10-8a4d-5c6b7a8f9e01"),
+            email: crate::api::signup::EXAMPLE_EMAIL.to_owned(),
+            email_verified: true,
+            created_at: example_time(),
+            locale: "en".to_owned(),
+        }
+    }
+}
+
+/// The moment the examples happen at.
+pub(crate) fn example_time() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
 }
 
 impl From<entity::users::Model> for User {
@@ -41,6 +60,7 @@ impl From<entity::users::Model> for User {
 
 /// One security event of the account.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ActivityEvent {
     /// The event's id.
     pub id: uuid::Uuid,
@@ -49,23 +69,51 @@ pub struct ActivityEvent {
     pub event: String,
     /// How it went, e.g. `success`, `failure`, `wrong_password`, `session_revoked`.
     pub outcome: String,
-    /// The client IP.
+    /// The client IP; absent if unknown.
+    #[oai(skip_serializing_if_is_none)]
     pub ip: Option<String>,
-    /// The client's User-Agent.
+    /// The client's User-Agent; absent if it sent none.
+    #[oai(skip_serializing_if_is_none)]
     pub user_agent: Option<String>,
-    /// The session concerned, if any.
+    /// The session concerned; absent if none.
+    #[oai(skip_serializing_if_is_none)]
     pub session_id: Option<uuid::Uuid>,
     /// When it happened.
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+impl Example for ActivityEvent {
+    fn example() -> Self {
+        Self {
+            id: uuid::uuid!("0195f3a4-0d2e-7f31-a6b9-8c7d6e5f4a3b"),
+            event: "login".to_owned(),
+            outcome: "success".to_owned(),
+            ip: Some("203.0.113.7".to_owned()),
+            user_agent: Some("Codeward/1.4 (iPhone; iOS 18.2)".to_owned()),
+            session_id: Some(uuid::uuid!("0195f3a2-6c1e-7d40-9b8a-3f2e1d0c4b5a")),
+            created_at: example_time(),
+        }
+    }
+}
+
 /// A page of activity, newest first.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ActivityPage {
     /// The events of this page.
     pub items: Vec<ActivityEvent>,
     /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
+}
+
+impl Example for ActivityPage {
+    fn example() -> Self {
+        Self {
+            items: vec![ActivityEvent::example()],
+            next_cursor: None,
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -73,12 +121,18 @@ pub enum ActivityResponse {
     /// A page of the user's security events, newest first.
     #[oai(status = 200)]
     Ok(Json<ActivityPage>),
-    /// `invalid_request`: the cursor is not one this server gave out.
+    /// `invalid_request`: `cursor` is not one this server gave out, or `limit` is not a whole
+    /// number from 1 to 100.
     #[oai(status = 400)]
     BadCursor(ProblemJson),
     /// `unauthorized`: the access token is missing, unknown, expired or revoked.
     #[oai(status = 401)]
-    Unauthorized(ProblemJson),
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -88,15 +142,22 @@ pub enum MeResponse {
     Ok(Json<User>),
     /// `unauthorized`: the access token is missing, unknown, expired or revoked.
     #[oai(status = 401)]
-    Unauthorized(ProblemJson),
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
 }
 
-pub(crate) fn unauthorized() -> ProblemJson {
-    ProblemJson(Problem::new(
+/// 401 `unauthorized` and its `WWW-Authenticate` challenge.
+pub(crate) fn unauthorized() -> (ProblemJson, String) {
+    let problem = ProblemJson(Problem::new(
         poem::http::StatusCode::UNAUTHORIZED,
         ProblemCode::Unauthorized,
         "The access token is missing, unknown, expired or revoked.".to_owned(),
-    ))
+    ));
+    (problem, "Bearer".to_owned())
 }
 
 #[OpenApi(tag = "ApiTags::Account")]
@@ -112,7 +173,10 @@ impl AccountApi {
     ) -> Result<MeResponse, InternalError> {
         Ok(match sessions::user(&state, &auth.0).await? {
             Some(user) => MeResponse::Ok(Json(user.into())),
-            None => MeResponse::Unauthorized(unauthorized()),
+            None => {
+                let (problem, challenge) = unauthorized();
+                MeResponse::Unauthorized(problem, challenge)
+            }
         })
     }
 

@@ -13,7 +13,7 @@ pub mod types;
 
 use std::sync::Arc;
 
-use poem_openapi::{OpenApiService, Tags};
+use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 
 use crate::services::Services;
 
@@ -62,7 +62,9 @@ pub fn service() -> OpenApiService<Apis, ()> {
         env!("CARGO_PKG_VERSION"),
     )
     .description(DESCRIPTION)
-    .license("Apache-2.0")
+    .license(LicenseObject::new("Apache-2.0").url("https://www.apache.org/licenses/LICENSE-2.0"))
+    // Relative: clients and Swagger UI call the server that served them the document.
+    .server(ServerObject::new("/").description("The server this document was served from"))
 }
 
 /// The spec exactly as committed in `openapi.yaml`.

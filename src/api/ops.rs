@@ -3,6 +3,7 @@
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
@@ -13,9 +14,18 @@ pub struct OpsApi;
 
 /// A probe's answer.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ProbeStatus {
     /// `ok` for liveness, `ready` for readiness.
     pub status: String,
+}
+
+impl Example for ProbeStatus {
+    fn example() -> Self {
+        Self {
+            status: "ok".to_owned(),
+        }
+    }
 }
 
 #[derive(ApiResponse)]

@@ -4,11 +4,15 @@ use poem::Request;
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::api::auth::BearerAuth;
-use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson, rate_limited};
-use crate::api::signup::{CodePurpose, CodeSentResponse, code_sent, invalid_code, validation};
+use crate::api::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
+use crate::api::signup::{
+    CodePurpose, CodeSentResponse, EXAMPLE_CODE, EXAMPLE_EMAIL, EXAMPLE_PASSWORD, code_sent,
+    invalid_code, overloaded, validation,
+};
 use crate::api::types::{SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt};
@@ -20,13 +24,23 @@ pub struct PasswordApi;
 
 /// Ask for a password reset code.
 #[derive(Object)]
+#[oai(example)]
 pub struct ForgotPasswordRequest {
     /// The account's address.
     pub email: Text,
 }
 
+impl Example for ForgotPasswordRequest {
+    fn example() -> Self {
+        Self {
+            email: Text(EXAMPLE_EMAIL.to_owned()),
+        }
+    }
+}
+
 /// Check a reset code without using it up.
 #[derive(Object)]
+#[oai(example)]
 pub struct CheckResetCodeRequest {
     /// The account's address.
     pub email: Text,
@@ -34,8 +48,18 @@ pub struct CheckResetCodeRequest {
     pub code: Text,
 }
 
+impl Example for CheckResetCodeRequest {
+    fn example() -> Self {
+        Self {
+            email: Text(EXAMPLE_EMAIL.to_owned()),
+            code: Text(EXAMPLE_CODE.to_owned()),
+        }
+    }
+}
+
 /// Choose a new password with a reset code.
 #[derive(Object)]
+#[oai(example)]
 pub struct ResetPasswordRequest {
     /// The account's address.
     pub email: Text,
@@ -45,13 +69,33 @@ pub struct ResetPasswordRequest {
     pub new_password: SecretText,
 }
 
+impl Example for ResetPasswordRequest {
+    fn example() -> Self {
+        Self {
+            email: Text(EXAMPLE_EMAIL.to_owned()),
+            code: Text(EXAMPLE_CODE.to_owned()),
+            new_password: SecretText("tidal-Lantern-orchard-3904".to_owned()),
+        }
+    }
+}
+
 /// Change the password of the signed-in user.
 #[derive(Object)]
+#[oai(example)]
 pub struct ChangePasswordRequest {
     /// The password in use now.
     pub current_password: SecretText,
     /// The new password (8 to 1024 characters, not easily guessed).
     pub new_password: SecretText,
+}
+
+impl Example for ChangePasswordRequest {
+    fn example() -> Self {
+        Self {
+            current_password: SecretText(EXAMPLE_PASSWORD.to_owned()),
+            new_password: SecretText("tidal-Lantern-orchard-3904".to_owned()),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -60,6 +104,7 @@ pub enum CheckResetCodeResponse {
     #[oai(status = 204)]
     Usable,
     /// `invalid_code`: wrong, expired, used, locked or unknown code; one answer for all.
+    /// (`invalid_request` when the body is not JSON, or a field is missing or not a string.)
     #[oai(status = 400)]
     InvalidCode(ProblemJson),
     /// The email address is malformed; `errors` says why.
@@ -89,6 +134,7 @@ pub enum ResetPasswordResponse {
     #[oai(status = 204)]
     Reset,
     /// `invalid_code`: wrong, expired, used, locked or unknown code; one answer for all.
+    /// (`invalid_request` when the body is not JSON, or a field is missing or not a string.)
     #[oai(status = 400)]
     InvalidCode(ProblemJson),
     /// The email address or new password is not acceptable; `errors` says why. The code is
@@ -97,7 +143,12 @@ pub enum ResetPasswordResponse {
     ValidationFailed(ProblemJson),
     /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
     #[oai(status = 503)]
-    Overloaded(ProblemJson),
+    Overloaded(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// `rate_limited`: too many requests from this client or for this address; retry after
     /// `Retry-After` seconds.
     #[oai(status = 429)]
@@ -120,9 +171,17 @@ pub enum ChangePasswordResponse {
     /// Changed; other sessions ended, this one kept, a notice emailed.
     #[oai(status = 204)]
     Changed,
+    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
+    #[oai(status = 400)]
+    InvalidRequest(ProblemJson),
     /// `unauthorized`: the access token is missing, unknown, expired or revoked.
     #[oai(status = 401)]
-    Unauthorized(ProblemJson),
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// `wrong_password`: the current password is wrong.
     #[oai(status = 403)]
     WrongPassword(ProblemJson),
@@ -131,7 +190,12 @@ pub enum ChangePasswordResponse {
     ValidationFailed(ProblemJson),
     /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
     #[oai(status = 503)]
-    Overloaded(ProblemJson),
+    Overloaded(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// `rate_limited`: too many requests from this client or for this address; retry after
     /// `Retry-After` seconds.
     #[oai(status = 429)]
@@ -165,7 +229,7 @@ impl PasswordApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<ForgotPasswordRequest>,
-    ) -> Result<CodeSentResponse, InternalError> {
+    ) -> Result<CodeSentResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state
             .ip_limits
@@ -185,7 +249,12 @@ impl PasswordApi {
             }
         };
         let outcome = recovery::forgot_password(&state, &email, &requester).await?;
-        code_sent(&state, &email, CodePurpose::ResetPassword, outcome)
+        Ok(code_sent(
+            &state,
+            &email,
+            CodePurpose::ResetPassword,
+            outcome,
+        ))
     }
 
     /// Check a reset code
@@ -202,7 +271,7 @@ impl PasswordApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<CheckResetCodeRequest>,
-    ) -> Result<CheckResetCodeResponse, InternalError> {
+    ) -> Result<CheckResetCodeResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state
             .ip_limits
@@ -247,7 +316,7 @@ impl PasswordApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<ResetPasswordRequest>,
-    ) -> Result<ResetPasswordResponse, InternalError> {
+    ) -> Result<ResetPasswordResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state
             .ip_limits
@@ -274,9 +343,10 @@ impl PasswordApi {
         match recovery::reset_password(&state, &email, code, &password, &requester).await {
             Ok(true) => Ok(ResetPasswordResponse::Reset),
             Ok(false) => Ok(ResetPasswordResponse::InvalidCode(invalid_code())),
-            Err(Error::Overloaded(_)) => Ok(ResetPasswordResponse::Overloaded(ProblemJson(
-                Problem::overloaded(),
-            ))),
+            Err(Error::Overloaded(_)) => {
+                let (problem, retry) = overloaded();
+                Ok(ResetPasswordResponse::Overloaded(problem, retry))
+            }
             Err(other) => Err(other.into()),
         }
     }
@@ -296,7 +366,7 @@ impl PasswordApi {
         request: &Request,
         auth: BearerAuth,
         body: Json<ChangePasswordRequest>,
-    ) -> Result<ChangePasswordResponse, InternalError> {
+    ) -> Result<ChangePasswordResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state.ip_limits.check(Group::Login, requester.ip.as_deref()) {
             let (problem, retry, policy, remaining) = rate_limited(&limited);
@@ -328,12 +398,14 @@ impl PasswordApi {
                     "The current password is wrong.".to_owned(),
                 )),
             )),
-            Ok(Err(ChangeRefused::NoUser)) => Ok(ChangePasswordResponse::Unauthorized(
-                crate::api::account::unauthorized(),
-            )),
-            Err(Error::Overloaded(_)) => Ok(ChangePasswordResponse::Overloaded(ProblemJson(
-                Problem::overloaded(),
-            ))),
+            Ok(Err(ChangeRefused::NoUser)) => {
+                let (problem, challenge) = crate::api::account::unauthorized();
+                Ok(ChangePasswordResponse::Unauthorized(problem, challenge))
+            }
+            Err(Error::Overloaded(_)) => {
+                let (problem, retry) = overloaded();
+                Ok(ChangePasswordResponse::Overloaded(problem, retry))
+            }
             Err(other) => Err(other.into()),
         }
     }

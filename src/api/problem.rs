@@ -6,7 +6,7 @@ use std::any::Any;
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry};
-use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::types::{Example, ToJSON, Type};
 
 use poem_openapi::{ApiResponse, Enum, Object, payload::Payload};
 
@@ -92,6 +92,7 @@ impl ProblemCode {
 
 /// One field that failed validation.
 #[derive(Clone, Debug, PartialEq, Eq, Object)]
+#[oai(example)]
 pub struct FieldError {
     /// The request field, e.g. `password`.
     pub field: String,
@@ -101,8 +102,19 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl Example for FieldError {
+    fn example() -> Self {
+        Self {
+            field: "password".to_owned(),
+            code: "too_short".to_owned(),
+            message: "The password needs at least 8 characters.".to_owned(),
+        }
+    }
+}
+
 /// An RFC 9457 problem details object.
 #[derive(Clone, Debug, PartialEq, Eq, Object)]
+#[oai(example)]
 pub struct Problem {
     /// `urn:codeward:problem:<code>`.
     #[oai(rename = "type")]
@@ -122,6 +134,16 @@ pub struct Problem {
     /// Seconds to wait before retrying (429 only).
     #[oai(skip_serializing_if_is_none)]
     pub retry_after: Option<u64>,
+}
+
+impl Example for Problem {
+    fn example() -> Self {
+        Self::validation(vec![crate::domain::FieldProblem {
+            field: "password",
+            code: "too_short",
+            message: "The password needs at least 8 characters.".to_owned(),
+        }])
+    }
 }
 
 impl Problem {
@@ -279,6 +301,63 @@ impl ApiResponse for InternalError {
                 headers: vec![],
             }],
         }
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+/// The failures of an operation that takes a JSON body: besides the unexpected 500, what the
+/// framework and the body limit answer before the handler runs. (Its 400 `invalid_request` is a
+/// variant of each operation's own response, which may share that status with `invalid_code`.)
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct JsonBodyError(#[from] pub InternalError);
+
+impl From<crate::services::Error> for JsonBodyError {
+    fn from(error: crate::services::Error) -> Self {
+        Self(error.into())
+    }
+}
+
+impl From<sea_orm::DbErr> for JsonBodyError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Self(error.into())
+    }
+}
+
+impl From<JsonBodyError> for poem::Error {
+    fn from(error: JsonBodyError) -> Self {
+        error.0.into()
+    }
+}
+
+impl ApiResponse for JsonBodyError {
+    fn meta() -> MetaResponses {
+        let problem = |status, description| MetaResponse {
+            description,
+            status: Some(status),
+            status_range: None,
+            content: vec![MetaMediaType {
+                content_type: PROBLEM_CONTENT_TYPE,
+                schema: Problem::schema_ref(),
+            }],
+            headers: vec![],
+        };
+        let mut responses = vec![
+            problem(
+                413,
+                "`payload_too_large`: the body is larger than `CODEWARD_MAX_BODY_BYTES` \
+                 (16 KiB by default); it was not read.",
+            ),
+            problem(
+                415,
+                "`unsupported_media_type`: the body is not sent as `application/json`.",
+            ),
+        ];
+        responses.extend(InternalError::meta().responses);
+        MetaResponses { responses }
     }
 
     fn register(registry: &mut Registry) {

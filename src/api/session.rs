@@ -4,13 +4,16 @@ use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::accounts;
 use crate::api::account::User;
 use crate::api::auth::BearerAuth;
-use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson, rate_limited};
-use crate::api::signup::validation;
+use crate::api::problem::{
+    InternalError, JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited,
+};
+use crate::api::signup::{EXAMPLE_EMAIL, EXAMPLE_PASSWORD, overloaded, validation};
 use crate::api::types::{SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
@@ -22,7 +25,7 @@ pub struct SessionApi;
 
 /// A signed-in session: a short-lived access token and a refresh token that rotates on use.
 #[derive(Object)]
-#[oai(rename = "Session")]
+#[oai(rename = "Session", example)]
 pub struct SessionBody {
     /// Opaque bearer token (`cwa_…`) for `Authorization: Bearer`.
     pub access_token: String,
@@ -54,16 +57,34 @@ impl From<IssuedSession> for SessionBody {
     }
 }
 
+impl Example for SessionBody {
+    fn example() -> Self {
+        Self {
+            access_token: "cwa_ExampleAccessToken-not-a-real-one_000000000".to_owned(),
+            token_type: "Bearer".to_owned(),
+            expires_in: 900,
+            refresh_token: "cwr_ExampleRefreshToken-not-a-real-one_00000000".to_owned(),
+            refresh_expires_in: 2_592_000,
+            session_id: uuid::uuid!("0195f3a2-6c1e-7d40-9b8a-3f2e1d0c4b5a"),
+            user: User::example(),
+        }
+    }
+}
+
 /// One signed-in device.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct SessionInfo {
     /// The session's id (for `revoke_session`).
     pub id: uuid::Uuid,
-    /// The name the client gave at sign-in, if any.
+    /// The name the client gave at sign-in; absent if it gave none.
+    #[oai(skip_serializing_if_is_none)]
     pub device_name: Option<String>,
-    /// The client IP at sign-in or the last refresh.
+    /// The client IP at sign-in or the last refresh; absent if unknown.
+    #[oai(skip_serializing_if_is_none)]
     pub ip: Option<String>,
-    /// The client's User-Agent at sign-in or the last refresh.
+    /// The client's User-Agent at sign-in or the last refresh; absent if it sent none.
+    #[oai(skip_serializing_if_is_none)]
     pub user_agent: Option<String>,
     /// When the session started.
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -73,8 +94,24 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
+impl Example for SessionInfo {
+    fn example() -> Self {
+        let at = crate::api::account::example_time();
+        Self {
+            id: uuid::uuid!("0195f3a2-6c1e-7d40-9b8a-3f2e1d0c4b5a"),
+            device_name: Some("Ada's iPhone".to_owned()),
+            ip: Some("203.0.113.7".to_owned()),
+            user_agent: Some("Codeward/1.4 (iPhone; iOS 18.2)".to_owned()),
+            created_at: at,
+            last_used_at: at,
+            current: true,
+        }
+    }
+}
+
 /// Sign in with email and password.
 #[derive(Object)]
+#[oai(example)]
 pub struct LoginRequest {
     /// The account's address.
     pub email: Text,
@@ -84,11 +121,30 @@ pub struct LoginRequest {
     pub device_name: Option<Text>,
 }
 
+impl Example for LoginRequest {
+    fn example() -> Self {
+        Self {
+            email: Text(EXAMPLE_EMAIL.to_owned()),
+            password: SecretText(EXAMPLE_PASSWORD.to_owned()),
+            device_name: Some(Text("Ada's iPhone".to_owned())),
+        }
+    }
+}
+
 /// Swap a refresh token for a new pair.
 #[derive(Object)]
+#[oai(example)]
 pub struct RefreshRequest {
     /// The current refresh token (`cwr_…`).
     pub refresh_token: Text,
+}
+
+impl Example for RefreshRequest {
+    fn example() -> Self {
+        Self {
+            refresh_token: Text("cwr_ExampleRefreshToken-not-a-real-one_00000000".to_owned()),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -96,6 +152,9 @@ pub enum LoginResponse {
     /// Signed in.
     #[oai(status = 200)]
     SignedIn(Json<SessionBody>),
+    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
+    #[oai(status = 400)]
+    InvalidRequest(ProblemJson),
     /// `invalid_credentials`: unknown email or wrong password (one answer for both).
     #[oai(status = 401)]
     InvalidCredentials(ProblemJson),
@@ -104,7 +163,12 @@ pub enum LoginResponse {
     ValidationFailed(ProblemJson),
     /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
     #[oai(status = 503)]
-    Overloaded(ProblemJson),
+    Overloaded(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// `rate_limited`: too many requests from this client or for this address; retry after
     /// `Retry-After` seconds.
     #[oai(status = 429)]
@@ -127,6 +191,9 @@ pub enum RefreshResponse {
     /// A new access and refresh token; the presented refresh token is used up.
     #[oai(status = 200)]
     Rotated(Json<SessionBody>),
+    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
+    #[oai(status = 400)]
+    InvalidRequest(ProblemJson),
     /// `invalid_token`: unknown, expired, revoked or replayed refresh token. A replayed one
     /// also ends its session.
     #[oai(status = 401)]
@@ -155,7 +222,12 @@ pub enum RevokeResponse {
     Revoked,
     /// `unauthorized`: the access token is missing, unknown, expired or revoked.
     #[oai(status = 401)]
-    Unauthorized(ProblemJson),
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -163,9 +235,17 @@ pub enum RevokeOneResponse {
     /// Revoked; its tokens stop working at once.
     #[oai(status = 204)]
     Revoked,
+    /// `invalid_request`: the id is not a UUID.
+    #[oai(status = 400)]
+    InvalidRequest(ProblemJson),
     /// `unauthorized`: the access token is missing, unknown, expired or revoked.
     #[oai(status = 401)]
-    Unauthorized(ProblemJson),
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
     /// `not_found`: the user has no live session with this id.
     #[oai(status = 404)]
     NotFound(ProblemJson),
@@ -178,7 +258,12 @@ pub enum SessionsResponse {
     Ok(Json<Vec<SessionInfo>>),
     /// `unauthorized`: the access token is missing, unknown, expired or revoked.
     #[oai(status = 401)]
-    Unauthorized(ProblemJson),
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
 }
 
 fn problem(status: poem::http::StatusCode, code: ProblemCode, detail: &str) -> ProblemJson {
@@ -197,7 +282,7 @@ impl SessionApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<LoginRequest>,
-    ) -> Result<LoginResponse, InternalError> {
+    ) -> Result<LoginResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state.ip_limits.check(Group::Login, requester.ip.as_deref()) {
             let (problem, retry, policy, remaining) = rate_limited(&limited);
@@ -233,9 +318,10 @@ impl SessionApi {
                 ProblemCode::InvalidCredentials,
                 "The email address or the password is wrong.",
             ))),
-            Err(Error::Overloaded(_)) => Ok(LoginResponse::Overloaded(ProblemJson(
-                Problem::overloaded(),
-            ))),
+            Err(Error::Overloaded(_)) => {
+                let (problem, retry) = overloaded();
+                Ok(LoginResponse::Overloaded(problem, retry))
+            }
             Err(other) => Err(other.into()),
         }
     }
@@ -254,7 +340,7 @@ impl SessionApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<RefreshRequest>,
-    ) -> Result<RefreshResponse, InternalError> {
+    ) -> Result<RefreshResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state
             .ip_limits

@@ -3,10 +3,11 @@
 use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use crate::accounts;
-use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson, rate_limited};
+use crate::api::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
 use crate::api::session::SessionBody;
 use crate::api::types::{SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
@@ -29,6 +30,7 @@ pub enum CodePurpose {
 /// The answer whenever a code may have been sent. It is the same whether or not an account
 /// exists for the address.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct CodeSent {
     /// The normalized (trimmed, lowercased) address.
     pub email: String,
@@ -54,8 +56,28 @@ impl CodeSent {
     }
 }
 
+impl Example for CodeSent {
+    fn example() -> Self {
+        Self {
+            email: EXAMPLE_EMAIL.to_owned(),
+            purpose: CodePurpose::VerifyEmail,
+            code_length: domain::CODE_LENGTH as u8,
+            expires_in: 600,
+            resend_after: 60,
+        }
+    }
+}
+
+/// The address the examples use.
+pub(crate) const EXAMPLE_EMAIL: &str = "ada@example.com";
+/// A password the examples use; it passes the policy.
+pub(crate) const EXAMPLE_PASSWORD: &str = "correct-Horse-battery-7781";
+/// A code as the examples show it (codes may start with zeros).
+pub(crate) const EXAMPLE_CODE: &str = "042917";
+
 /// Start a sign-up.
 #[derive(Object)]
+#[oai(example)]
 pub struct SignupRequest {
     /// The address to create the account for (at most 254 characters).
     pub email: Text,
@@ -66,15 +88,35 @@ pub struct SignupRequest {
     pub locale: Option<Text>,
 }
 
+impl Example for SignupRequest {
+    fn example() -> Self {
+        Self {
+            email: Text(EXAMPLE_EMAIL.to_owned()),
+            password: SecretText(EXAMPLE_PASSWORD.to_owned()),
+            locale: Some(Text("en".to_owned())),
+        }
+    }
+}
+
 /// Ask for a new sign-up code.
 #[derive(Object)]
+#[oai(example)]
 pub struct ResendRequest {
     /// The address the sign-up was started with.
     pub email: Text,
 }
 
+impl Example for ResendRequest {
+    fn example() -> Self {
+        Self {
+            email: Text(EXAMPLE_EMAIL.to_owned()),
+        }
+    }
+}
+
 /// Finish a sign-up with the emailed code.
 #[derive(Object)]
+#[oai(example)]
 pub struct VerifySignupRequest {
     /// The address the sign-up was started with.
     pub email: Text,
@@ -87,11 +129,25 @@ pub struct VerifySignupRequest {
     pub device_name: Option<Text>,
 }
 
+impl Example for VerifySignupRequest {
+    fn example() -> Self {
+        Self {
+            email: Text(EXAMPLE_EMAIL.to_owned()),
+            code: Text(EXAMPLE_CODE.to_owned()),
+            password: SecretText(EXAMPLE_PASSWORD.to_owned()),
+            device_name: Some(Text("Ada's iPhone".to_owned())),
+        }
+    }
+}
+
 #[derive(ApiResponse)]
 pub enum CodeSentResponse {
     /// A code may have been sent; the answer is the same for every address.
     #[oai(status = 202)]
     Accepted(Json<CodeSent>),
+    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
+    #[oai(status = 400)]
+    InvalidRequest(ProblemJson),
     /// The email address or password is not acceptable; `errors` says why.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
@@ -118,7 +174,8 @@ pub enum VerifySignupResponse {
     #[oai(status = 200)]
     SignedIn(Json<SessionBody>),
     /// `invalid_code`: wrong, expired, used, locked or unknown code, or no sign-up pending
-    /// for this address; one answer for all.
+    /// for this address; one answer for all. (`invalid_request` when the body is not JSON, or
+    /// a field is missing or not a string.)
     #[oai(status = 400)]
     InvalidCode(ProblemJson),
     /// The email address or password is not acceptable; `errors` says why.
@@ -126,7 +183,12 @@ pub enum VerifySignupResponse {
     ValidationFailed(ProblemJson),
     /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
     #[oai(status = 503)]
-    Overloaded(ProblemJson),
+    Overloaded(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
     /// `rate_limited`: too many requests from this client or for this address; retry after
     /// `Retry-After` seconds.
     #[oai(status = 429)]
@@ -158,14 +220,21 @@ pub(crate) fn code_sent(
     email: &EmailAddress,
     purpose: CodePurpose,
     outcome: Result<(), crate::limits::Limited>,
-) -> Result<CodeSentResponse, InternalError> {
-    Ok(match outcome {
+) -> CodeSentResponse {
+    match outcome {
         Ok(()) => CodeSentResponse::Accepted(Json(CodeSent::new(state, email, purpose))),
         Err(limited) => {
             let (problem, retry, policy, remaining) = rate_limited(&limited);
             CodeSentResponse::RateLimited(problem, retry, policy, remaining)
         }
-    })
+    }
+}
+
+/// 503 `overloaded` and its `Retry-After` seconds.
+pub(crate) fn overloaded() -> (ProblemJson, u64) {
+    let problem = Problem::overloaded();
+    let retry = problem.retry_after.unwrap_or(1);
+    (ProblemJson(problem), retry)
 }
 
 pub(crate) fn validation(problems: Vec<domain::FieldProblem>) -> ProblemJson {
@@ -187,7 +256,7 @@ impl SignupApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<SignupRequest>,
-    ) -> Result<CodeSentResponse, InternalError> {
+    ) -> Result<CodeSentResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state
             .ip_limits
@@ -211,12 +280,12 @@ impl SignupApi {
         let (Some(email), Some(locale), true) = (email, locale, problems.is_empty()) else {
             return Ok(CodeSentResponse::ValidationFailed(validation(problems)));
         };
-        code_sent(
+        Ok(code_sent(
             &state,
             &email,
             CodePurpose::VerifyEmail,
             accounts::signup(&state, &email, &locale, &requester).await?,
-        )
+        ))
     }
 
     /// Send a new sign-up code
@@ -233,7 +302,7 @@ impl SignupApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<ResendRequest>,
-    ) -> Result<CodeSentResponse, InternalError> {
+    ) -> Result<CodeSentResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state
             .ip_limits
@@ -253,7 +322,7 @@ impl SignupApi {
             }
         };
         let outcome = accounts::resend_signup_code(&state, &email, &requester).await?;
-        code_sent(&state, &email, CodePurpose::VerifyEmail, outcome)
+        Ok(code_sent(&state, &email, CodePurpose::VerifyEmail, outcome))
     }
 
     /// Verify the sign-up code and sign in
@@ -271,7 +340,7 @@ impl SignupApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<VerifySignupRequest>,
-    ) -> Result<VerifySignupResponse, InternalError> {
+    ) -> Result<VerifySignupResponse, JsonBodyError> {
         let requester = client::requester(request, &state.config.trusted_proxies);
         if let Err(limited) = state
             .ip_limits
@@ -301,9 +370,10 @@ impl SignupApi {
         match accounts::verify_signup(&state, &email, code, &password, device, &requester).await {
             Ok(Some(session)) => Ok(VerifySignupResponse::SignedIn(Json(session.into()))),
             Ok(None) => Ok(VerifySignupResponse::InvalidCode(invalid_code())),
-            Err(Error::Overloaded(_)) => Ok(VerifySignupResponse::Overloaded(ProblemJson(
-                Problem::overloaded(),
-            ))),
+            Err(Error::Overloaded(_)) => {
+                let (problem, retry) = overloaded();
+                Ok(VerifySignupResponse::Overloaded(problem, retry))
+            }
             Err(other) => Err(other.into()),
         }
     }

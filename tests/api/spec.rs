@@ -112,3 +112,161 @@ fn every_operation_has_an_operation_id_a_tag_and_a_summary() {
         }
     }
 }
+
+/// Every operation of the spec as (`METHOD /path`, operation object).
+fn operations(spec: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let paths = spec["paths"].as_object().expect("paths");
+    paths
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .expect("path item")
+                .iter()
+                .map(move |(method, operation)| {
+                    (
+                        format!("{} {path}", method.to_uppercase()),
+                        operation.clone(),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn spec() -> serde_json::Value {
+    serde_json::from_str(&codeward::api::spec_json()).expect("the spec is JSON")
+}
+
+/// The operations anyone may call; every other one needs an access token.
+const PUBLIC: [&str; 11] = [
+    "signup",
+    "resend_signup_code",
+    "verify_signup",
+    "login",
+    "refresh_token",
+    "forgot_password",
+    "check_reset_code",
+    "reset_password",
+    "healthz",
+    "readyz",
+    "metrics",
+];
+
+#[test]
+fn authenticated_operations_declare_the_bearer_scheme_and_a_401_challenge() {
+    let spec = spec();
+
+    for (at, operation) in operations(&spec) {
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        let security = operation["security"].as_array();
+        if PUBLIC.contains(&id) {
+            assert!(security.is_none(), "{at}: public, yet declares security");
+            continue;
+        }
+        assert!(
+            security.is_some_and(|s| s.iter().any(|r| r.get("BearerAuth").is_some())),
+            "{at}: no BearerAuth security"
+        );
+        let unauthorized = &operation["responses"]["401"];
+        assert!(unauthorized.is_object(), "{at}: no 401");
+        assert!(
+            unauthorized["headers"]["WWW-AUTHENTICATE"]["required"] == true,
+            "{at}: 401 without its WWW-Authenticate challenge"
+        );
+    }
+}
+
+#[test]
+fn every_error_response_is_a_problem_and_limits_say_when_to_retry() {
+    let spec = spec();
+
+    for (at, operation) in operations(&spec) {
+        let responses = operation["responses"].as_object().expect("responses");
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        if !["healthz", "readyz"].contains(&id) {
+            assert!(
+                responses.keys().any(|status| status.starts_with('4')),
+                "{at}: declares no client error"
+            );
+        }
+        for (status, response) in responses {
+            assert!(response["description"].is_string(), "{at} {status}");
+            if status.as_str() >= "400" {
+                assert_eq!(
+                    response["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{at} {status}: not a problem+json Problem"
+                );
+            }
+            if status == "429" || (status == "503" && id != "readyz") {
+                assert!(
+                    response["headers"]["RETRY-AFTER"]["required"] == true,
+                    "{at} {status}: no Retry-After"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn operations_with_a_json_body_declare_what_the_framework_refuses_and_show_an_example() {
+    let spec = spec();
+
+    for (at, operation) in operations(&spec) {
+        let Some(body) = operation.get("requestBody") else {
+            continue;
+        };
+        for status in ["400", "413", "415", "500"] {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{at}: takes a body but does not declare {status}"
+            );
+        }
+        let schema = &body["content"]["application/json; charset=utf-8"]["schema"]["$ref"];
+        let name = schema
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .unwrap_or_else(|| panic!("{at}: the body schema is not a named schema"));
+        assert!(
+            spec["components"]["schemas"][name]["example"].is_object(),
+            "{at}: {name} has no example"
+        );
+    }
+}
+
+#[test]
+fn every_schema_is_named_described_and_objects_have_examples() {
+    let spec = spec();
+
+    // Bodies are named schemas (or arrays of them), never inline objects that generators
+    // would call `InlineResponse200`.
+    for (at, operation) in operations(&spec) {
+        let bodies = operation["responses"]
+            .as_object()
+            .expect("responses")
+            .values()
+            .chain(operation.get("requestBody"))
+            .filter_map(|r| r["content"].as_object())
+            .flat_map(|content| content.values())
+            .map(|media| &media["schema"]);
+        for schema in bodies {
+            let named = schema["$ref"].is_string()
+                || schema["items"]["$ref"].is_string()
+                || schema["type"] == "string";
+            assert!(named, "{at}: an inline schema {schema}");
+        }
+    }
+    let schemas = spec["components"]["schemas"].as_object().expect("schemas");
+    for (name, schema) in schemas {
+        assert!(schema["description"].is_string(), "{name}: no description");
+        if schema["type"] == "object" {
+            assert!(schema["example"].is_object(), "{name}: no example");
+            for (field, property) in schema["properties"].as_object().expect("properties") {
+                assert!(
+                    property["description"].is_string(),
+                    "{name}.{field}: no description"
+                );
+            }
+        }
+    }
+}
