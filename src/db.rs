@@ -8,7 +8,7 @@ use sea_orm::EntityTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, TransactionTrait,
+    DatabaseTransaction, DbErr, IsolationLevel, TransactionTrait,
 };
 
 use crate::config::Config;
@@ -141,17 +141,31 @@ pub async fn readiness(db: &DatabaseConnection) -> Result<(), String> {
     }
 }
 
-/// Begins a transaction that is going to write. On SQLite it takes the write lock at once with
-/// a no-op UPDATE: a transaction that reads first and writes later fails with SQLITE_BUSY,
-/// without waiting, when another writer committed in between; one that starts by writing
-/// waits its turn (busy timeout) instead.
+/// Begins a transaction that is going to write.
+///
+/// On SQLite it takes the write lock at once with a no-op UPDATE: a transaction that reads
+/// first and writes later fails with SQLITE_BUSY, without waiting, when another writer
+/// committed in between; one that starts by writing waits its turn (busy timeout) instead.
+///
+/// On MySQL/MariaDB it runs at READ COMMITTED. At InnoDB's default, REPEATABLE READ, an
+/// UPDATE that matches nothing (revoking the codes of a new user) locks the index gap where
+/// the row would be, and two sign-ups whose inserts land in the same gap deadlock; READ
+/// COMMITTED takes no such gap locks. Every check-then-act is one conditional statement, which
+/// needs no stronger isolation. (PostgreSQL's default already is READ COMMITTED.)
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    let txn = db.begin().await?;
-    if txn.get_database_backend() == DatabaseBackend::Sqlite {
-        txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")
-            .await?;
+    match db.get_database_backend() {
+        DatabaseBackend::Sqlite => {
+            let txn = db.begin().await?;
+            txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")
+                .await?;
+            Ok(txn)
+        }
+        DatabaseBackend::MySql => {
+            db.begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+                .await
+        }
+        DatabaseBackend::Postgres => db.begin().await,
     }
-    Ok(txn)
 }
 
 /// Whether `error` is a deadlock or serialization failure (SQLSTATE 40001, or MySQL's 1213),

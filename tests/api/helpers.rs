@@ -91,19 +91,22 @@ pub fn test_config(database_url: &str, mailbox: &TempDir, extra: &[&str]) -> Con
         "--database-max-connections=5".to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    // A test's own `--flag=value` replaces the default above (clap refuses a repeated flag).
-    let flag = |arg: &String| arg.split('=').next().unwrap_or_default().to_owned();
-    let last_of_each: Vec<String> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, arg)| !args[i + 1..].iter().any(|later| flag(later) == flag(arg)))
-        .map(|(_, arg)| arg.clone())
-        .collect();
-    let mut config = Cli::try_parse_from(last_of_each)
+    let mut config = Cli::try_parse_from(last_of_each_flag(&args))
         .expect("test flags")
         .config;
     config.validate().expect("valid test config");
     config
+}
+
+/// `args` with only the last `--flag=value` of each flag: a test's own flag replaces a
+/// default given before it (clap refuses a repeated flag).
+pub fn last_of_each_flag(args: &[String]) -> Vec<String> {
+    let flag = |arg: &String| arg.split('=').next().unwrap_or_default().to_owned();
+    args.iter()
+        .enumerate()
+        .filter(|(i, arg)| !args[i + 1..].iter().any(|later| flag(later) == flag(arg)))
+        .map(|(_, arg)| arg.clone())
+        .collect()
 }
 
 /// One running codeward server (a test may run several on one database).

@@ -13,6 +13,7 @@ mod metrics;
 mod migrations;
 mod ops;
 mod password;
+mod processes;
 mod sessions;
 mod signup;
 mod smtp;

@@ -1,22 +1,52 @@
 //! `/metrics` in the Prometheus text format, on the main listener or a listener of its own.
 
+use prometheus_parse::{LineInfo, Scrape, Value};
 use serde_json::json;
 
 use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The value of the sample whose line starts with `series` (name and labels).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
+/// Parses a scrape with a Prometheus text-format parser, after checking that the parser
+/// understood every line (it skips what it cannot read, which must be nothing here).
+fn parse(text: &str) -> Scrape {
+    for line in text.lines() {
+        let understood = match LineInfo::parse(line) {
+            LineInfo::Ignored => ["# EOF", "# UNIT "].iter().any(|c| line.starts_with(c)),
+            _ => true,
+        };
+        assert!(understood, "not in the text format: {line}");
+    }
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("a scrape")
+}
+
+/// The value of the sample named `metric` with exactly `labels`, if there is one.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == metric
+                && labels.len() == s.labels.len()
+                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+        .and_then(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+async fn scrape(app: &crate::helpers::TestApp) -> Scrape {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status().as_u16(), 200);
+    parse(&response.text().await.unwrap())
 }
 
 #[tokio::test]
-async fn metrics_count_requests_codes_emails_sessions_and_hashing() {
+async fn metrics_parse_and_move_as_requests_codes_emails_sessions_and_hashing_happen() {
     let app = spawn_app().await;
+    let before = scrape(&app).await;
+
     app.signed_up("ada@example.com", PASSWORD).await;
     let wrong = app
         .post(
@@ -27,45 +57,64 @@ async fn metrics_count_requests_codes_emails_sessions_and_hashing() {
     assert_eq!(wrong.status().as_u16(), 401);
     app.smtp.wait_for_nth_message_to("ada@example.com", 1).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let after = scrape(&app).await;
 
-    let response = app.get("/metrics").await;
-
-    assert_eq!(response.status().as_u16(), 200);
-    let text = response.text().await.unwrap();
-    let expect = |series: &str, value: f64| {
-        assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
-    };
-    expect(
-        r#"codeward_http_requests_total{operation="signup",status="202"}"#,
-        1.0,
-    );
-    expect(
-        r#"codeward_http_requests_total{operation="verify_signup",status="200"}"#,
-        1.0,
-    );
-    expect(
-        r#"codeward_http_requests_total{operation="login",status="401"}"#,
-        1.0,
-    );
-    expect(
-        r#"codeward_codes_total{purpose="verify_email",outcome="issued"}"#,
-        1.0,
-    );
-    expect(
-        r#"codeward_codes_total{purpose="verify_email",outcome="verified"}"#,
-        1.0,
-    );
-    expect(r#"codeward_emails_total{outcome="sent"}"#, 1.0);
-    expect("codeward_outbox_depth", 0.0);
-    expect("codeward_active_sessions", 1.0);
-    expect(
-        r#"codeward_http_request_duration_seconds_count{operation="login"}"#,
-        1.0,
-    );
-    assert!(
-        sample(&text, "codeward_password_hash_wait_seconds_count").is_some_and(|n| n >= 2.0),
-        "{text}"
-    );
+    // (metric, labels, value before, value after); a series not yet seen counts as 0.
+    let moved: [(&str, &[(&str, &str)], f64, f64); 9] = [
+        (
+            "codeward_http_requests_total",
+            &[("operation", "signup"), ("status", "202")],
+            0.0,
+            1.0,
+        ),
+        (
+            "codeward_http_requests_total",
+            &[("operation", "verify_signup"), ("status", "200")],
+            0.0,
+            1.0,
+        ),
+        (
+            "codeward_http_requests_total",
+            &[("operation", "login"), ("status", "401")],
+            0.0,
+            1.0,
+        ),
+        (
+            "codeward_codes_total",
+            &[("purpose", "verify_email"), ("outcome", "issued")],
+            0.0,
+            1.0,
+        ),
+        (
+            "codeward_codes_total",
+            &[("purpose", "verify_email"), ("outcome", "verified")],
+            0.0,
+            1.0,
+        ),
+        ("codeward_emails_total", &[("outcome", "sent")], 0.0, 1.0),
+        ("codeward_outbox_depth", &[], 0.0, 0.0),
+        ("codeward_active_sessions", &[], 0.0, 1.0),
+        (
+            "codeward_http_request_duration_seconds_count",
+            &[("operation", "login")],
+            0.0,
+            1.0,
+        ),
+    ];
+    for (metric, labels, was, is) in moved {
+        assert_eq!(
+            value(&before, metric, labels).unwrap_or(0.0),
+            was,
+            "{metric}{labels:?} before"
+        );
+        assert_eq!(
+            value(&after, metric, labels),
+            Some(is),
+            "{metric}{labels:?} after"
+        );
+    }
+    let hashed = value(&after, "codeward_password_hash_wait_seconds_count", &[]);
+    assert!(hashed.is_some_and(|n| n >= 2.0), "{hashed:?}");
 }
 
 #[tokio::test]
@@ -80,10 +129,6 @@ async fn a_metrics_listener_of_its_own_takes_metrics_off_the_main_one() {
 
     assert_problem(main, 404, "not_found").await;
     assert_eq!(own.status().as_u16(), 200);
-    assert!(
-        own.text()
-            .await
-            .unwrap()
-            .contains("codeward_active_sessions")
-    );
+    let own = parse(&own.text().await.unwrap());
+    assert_eq!(value(&own, "codeward_active_sessions", &[]), Some(0.0));
 }

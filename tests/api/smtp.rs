@@ -2,6 +2,7 @@
 //! whose address contains `reject` are refused with a permanent 550.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,12 +53,16 @@ impl Received {
 #[derive(Clone)]
 struct Sink {
     store: Arc<Mutex<Vec<Received>>>,
+    started: Arc<AtomicUsize>,
+    /// How long the end of each message's data waits before it is accepted.
+    delay: Duration,
     to: Vec<String>,
     data: Vec<u8>,
 }
 
 impl Handler for Sink {
     fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> Response {
+        self.started.fetch_add(1, Ordering::SeqCst);
         self.to.clear();
         self.data.clear();
         OK
@@ -77,6 +82,7 @@ impl Handler for Sink {
     }
 
     fn data_end(&mut self) -> Response {
+        std::thread::sleep(self.delay);
         let received = Received {
             to: std::mem::take(&mut self.to),
             data: std::mem::take(&mut self.data),
@@ -89,6 +95,7 @@ impl Handler for Sink {
 pub struct SmtpSink {
     pub port: u16,
     store: Arc<Mutex<Vec<Received>>>,
+    started: Arc<AtomicUsize>,
 }
 
 impl SmtpSink {
@@ -99,11 +106,24 @@ impl SmtpSink {
 
     /// Starts on `port` (0: any free one). The server runs until the test process exits.
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, Duration::ZERO)
+    }
+
+    /// Starts on a free port; each message is accepted only `delay` after its data ended, so a
+    /// test can act while a message is being sent.
+    pub fn start_slow(delay: Duration) -> Self {
+        Self::start_with(0, delay)
+    }
+
+    fn start_with(port: u16, delay: Duration) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("SMTP port");
         let port = listener.local_addr().unwrap().port();
         let store = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(AtomicUsize::new(0));
         let handler = Sink {
             store: store.clone(),
+            started: started.clone(),
+            delay,
             to: Vec::new(),
             data: Vec::new(),
         };
@@ -119,7 +139,16 @@ impl SmtpSink {
             // Runs until the process exits; an error here shows up as missing messages.
             let _ = server.serve();
         });
-        Self { port, store }
+        Self {
+            port,
+            store,
+            started,
+        }
+    }
+
+    /// How many messages a client has begun to send (MAIL FROM seen), finished or not.
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,598 @@
+//! Real `codeward` processes on one database: two of them behaving as one server, one killed
+//! with SIGKILL in the middle of a load and started again, one stopped with SIGTERM while it is
+//! answering a request and sending an email. On PostgreSQL (`.ci/run`'s second suite) this is
+//! the scale-out an operator runs; on SQLite and MariaDB the same guarantees hold.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use entity::{email_outbox, otp_codes, users};
+use futures::StreamExt;
+use futures::future::join_all;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, Statement,
+};
+use serde_json::{Value, json};
+
+use crate::helpers::{FAST, fresh_database, http_client, last_of_each_flag};
+use crate::smtp::SmtpSink;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A `codeward serve` child process logging JSON to a buffer the test can read.
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts the binary with the test defaults (`FAST`, then `extra`) and waits until it
+    /// listens.
+    fn start(database_url: &str, smtp_url: &str, extra: &[&str]) -> Server {
+        let mut args: Vec<String> = vec![
+            "--listen=127.0.0.1:0".into(),
+            format!("--database-url={database_url}"),
+            format!("--smtp-url={smtp_url}"),
+            "--log-format=json".into(),
+            "--database-max-connections=8".into(),
+        ];
+        args.extend(FAST.iter().chain(extra).map(|s| (*s).to_owned()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_codeward"))
+            .env_clear()
+            .args(last_of_each_flag(&args))
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("codeward starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (listening_tx, listening_rx) = std::sync::mpsc::channel::<String>();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("codeward listening")
+                    && let Ok(entry) = serde_json::from_str::<Value>(&line)
+                    && let Some(addr) = entry["addr"].as_str()
+                {
+                    let _ = listening_tx.send(addr.to_owned());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = listening_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!("no start-up line; log:\n{}", log.lock().unwrap().join("\n"))
+            });
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The log lines so far that contain `text`.
+    fn log_lines(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(text))
+            .cloned()
+            .collect()
+    }
+
+    fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    fn send_sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit on its own (panics after `timeout`).
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Starts `n` servers at the same moment (each in a thread of its own).
+fn start_at_once(n: usize, database_url: &str, smtp_url: &str, extra: &[&str]) -> Vec<Server> {
+    std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..n)
+            .map(|_| scope.spawn(|| Server::start(database_url, smtp_url, extra)))
+            .collect();
+        starting
+            .into_iter()
+            .map(|handle| handle.join().expect("server started"))
+            .collect()
+    })
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
+    client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+async fn signup_code(
+    client: &reqwest::Client,
+    server: &Server,
+    sink: &SmtpSink,
+    email: &str,
+) -> String {
+    let before = sink.messages_to(email).len();
+    let response = post(
+        client,
+        server.url("/v1/signup"),
+        json!({"email": email, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 202);
+    sink.wait_for_nth_message_to(email, before + 1).await.code()
+}
+
+/// A six-digit code that is not `code`.
+fn wrong(code: &str) -> String {
+    let n: u32 = code.parse().expect("digits");
+    format!("{:06}", (n + 1) % 1_000_000)
+}
+
+async fn code_row(db: &DatabaseConnection, email: &str) -> otp_codes::Model {
+    otp_codes::Entity::find()
+        .filter(otp_codes::Column::Email.eq(email))
+        .one(db)
+        .await
+        .unwrap()
+        .expect("a code row")
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .expect("one row");
+    row.try_get_by_index::<i64>(0).expect("a count")
+}
+
+/// What must hold in any database codeward has written, whatever was killed when: the
+/// engine's own consistency check on SQLite, and codeward's invariants on every backend.
+async fn assert_integrity(db: &DatabaseConnection) {
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        let row = db
+            .query_one(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA integrity_check",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "ok");
+        let dangling = db
+            .query_all(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA foreign_key_check",
+            ))
+            .await
+            .unwrap();
+        assert!(dangling.is_empty(), "rows whose foreign key points nowhere");
+    }
+    let over_limit = count(
+        db,
+        "SELECT COUNT(*) FROM otp_codes WHERE attempts > max_attempts",
+    )
+    .await;
+    assert_eq!(over_limit, 0, "a code took more attempts than its limit");
+    let twice_live = count(
+        db,
+        "SELECT COUNT(*) FROM (SELECT user_id, purpose FROM otp_codes \
+         WHERE consumed_at IS NULL AND revoked_at IS NULL \
+         GROUP BY user_id, purpose HAVING COUNT(*) > 1) t",
+    )
+    .await;
+    assert_eq!(twice_live, 0, "a user with two live codes of one purpose");
+    let orphans = count(
+        db,
+        "SELECT COUNT(*) FROM otp_codes c LEFT JOIN users u ON u.id = c.user_id \
+         WHERE u.id IS NULL AND c.email LIKE '%@load.test'",
+    )
+    .await;
+    assert_eq!(orphans, 0, "a code for a user that does not exist");
+    let without_code = count(
+        db,
+        "SELECT COUNT(*) FROM users u WHERE u.email LIKE '%@load.test' AND NOT EXISTS \
+         (SELECT 1 FROM otp_codes c WHERE c.user_id = u.id)",
+    )
+    .await;
+    assert_eq!(without_code, 0, "a signed-up user without a code");
+}
+
+#[tokio::test]
+async fn wrong_guesses_spread_over_two_processes_stop_at_the_attempt_limit() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let servers = start_at_once(2, &database.url, &sink.url(), &[]);
+    let client = http_client();
+    let code = signup_code(&client, &servers[0], &sink, "ada@example.com").await;
+
+    let guesses = (0..200).map(|i| {
+        post(
+            &client,
+            servers[i % 2].url("/v1/signup/verify"),
+            json!({"email": "ada@example.com", "code": wrong(&code), "password": PASSWORD}),
+        )
+    });
+    let answers = join_all(guesses).await;
+
+    for answer in answers {
+        assert_eq!(answer.status().as_u16(), 400);
+    }
+    let db = Database::connect(&database.url).await.unwrap();
+    let row = code_row(&db, "ada@example.com").await;
+    assert_eq!(
+        row.attempts, row.max_attempts,
+        "exactly the limit was counted"
+    );
+    assert_eq!(row.max_attempts, 5);
+    let right = post(
+        &client,
+        servers[1].url("/v1/signup/verify"),
+        json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        right.status().as_u16(),
+        400,
+        "a locked code is dead for good"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_rotated_on_one_process_and_replayed_on_the_other_ends_the_session() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let servers = start_at_once(2, &database.url, &sink.url(), &[]);
+    let client = http_client();
+    let code = signup_code(&client, &servers[0], &sink, "ada@example.com").await;
+    let session: Value = post(
+        &client,
+        servers[0].url("/v1/signup/verify"),
+        json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let first = session["refresh_token"].as_str().unwrap().to_owned();
+    let rotated = post(
+        &client,
+        servers[0].url("/v1/token/refresh"),
+        json!({"refresh_token": first}),
+    )
+    .await;
+    assert_eq!(rotated.status().as_u16(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+
+    let replay = post(
+        &client,
+        servers[1].url("/v1/token/refresh"),
+        json!({"refresh_token": first}),
+    )
+    .await;
+
+    crate::helpers::assert_problem(replay, 401, "invalid_token").await;
+    for server in &servers {
+        let newest = post(
+            &client,
+            server.url("/v1/token/refresh"),
+            json!({"refresh_token": rotated["refresh_token"]}),
+        )
+        .await;
+        crate::helpers::assert_problem(newest, 401, "invalid_token").await;
+        let me = client
+            .get(server.url("/v1/me"))
+            .bearer_auth(rotated["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status().as_u16(), 401, "the access token died with it");
+    }
+}
+
+#[tokio::test]
+async fn two_processes_deliver_200_queued_emails_each_exactly_once() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let servers = start_at_once(2, &database.url, &sink.url(), &[]);
+    let client = http_client();
+
+    let signups = (0..200).map(|i| {
+        post(
+            &client,
+            servers[i % 2].url("/v1/signup"),
+            json!({"email": format!("user{i}@example.com"), "password": PASSWORD}),
+        )
+    });
+    for answer in join_all(signups).await {
+        assert_eq!(
+            answer.status().as_u16(),
+            202,
+            "{:?}",
+            servers[0].log_lines("ERROR")
+        );
+    }
+    sink.wait_for(200, Duration::from_secs(60)).await;
+    // Anything sent twice would arrive within a few polls more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let received = sink.received();
+    assert_eq!(received.len(), 200);
+    for i in 0..200 {
+        assert_eq!(sink.messages_to(&format!("user{i}@example.com")).len(), 1);
+    }
+    let sent_by: Vec<usize> = servers
+        .iter()
+        .map(|server| server.log_lines("\"email sent\"").len())
+        .collect();
+    assert_eq!(sent_by.iter().sum::<usize>(), 200, "{sent_by:?}");
+    assert!(
+        sent_by.iter().all(|&n| n > 0),
+        "both workers sent: {sent_by:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_processes_starting_at_once_on_an_empty_database_migrate_it_once() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+
+    let servers = start_at_once(2, &database.url, &sink.url(), &[]);
+
+    let client = http_client();
+    for server in &servers {
+        let ready = client.get(server.url("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status().as_u16(), 200);
+    }
+    let applied: usize = servers
+        .iter()
+        .map(|server| server.log_lines("Applying migration").len())
+        .sum();
+    use migration::MigratorTrait;
+    let migrations = migration::Migrator::migrations().len();
+    assert_eq!(applied, migrations, "each migration applied by one process");
+    let db = Database::connect(&database.url).await.unwrap();
+    let recorded = count(&db, "SELECT COUNT(*) FROM seaql_migrations").await;
+    assert_eq!(recorded, i64::try_from(migrations).unwrap());
+}
+
+/// SIGKILL in the middle of a sign-up load and of a guessing run, then a restart: every
+/// sign-up that was answered 202 gets its code email, the code under attack never takes more
+/// than its limit, and the database is consistent.
+#[tokio::test]
+async fn a_process_killed_mid_load_loses_no_answered_signup_and_no_attempt_limit() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    // A worker killed mid-claim leaves its lease; the shortest lease lets the restart retry soon.
+    let flags = ["--email-lease-secs=5", "--smtp-timeout-secs=4"];
+    let mut server = Server::start(&database.url, &sink.url(), &flags);
+    let client = http_client();
+    let target = "target@example.com";
+    let code = signup_code(&client, &server, &sink, target).await;
+
+    let base = server.base.clone();
+    let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+    let load = (0..8).map(|worker| {
+        let client = client.clone();
+        let base = base.clone();
+        let answered = answered.clone();
+        let code = code.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let email = format!("w{worker}-{i}@load.test");
+                let signup = client
+                    .post(format!("{base}/v1/signup"))
+                    .json(&json!({"email": email, "password": PASSWORD}))
+                    .send()
+                    .await;
+                match signup {
+                    Ok(response) if response.status().as_u16() == 202 => {
+                        answered.lock().unwrap().push(email);
+                    }
+                    Ok(response) => panic!("signup answered {}", response.status()),
+                    Err(_) => return, // the server is gone
+                }
+                if i < 2 {
+                    let guess = client
+                        .post(format!("{base}/v1/signup/verify"))
+                        .json(&json!({"email": target, "code": wrong(&code), "password": PASSWORD}))
+                        .send()
+                        .await;
+                    if guess.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+    });
+    let load: Vec<_> = load.collect();
+    while answered.lock().unwrap().len() < 60 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill_9();
+    for worker in load {
+        worker.await.expect("load worker");
+    }
+    let answered = answered.lock().unwrap().clone();
+
+    let server = Server::start(&database.url, &sink.url(), &flags);
+    for email in &answered {
+        sink.wait_for_message_to(email, Duration::from_secs(30))
+            .await;
+    }
+    for _ in 0..5 {
+        let guess = post(
+            &client,
+            server.url("/v1/signup/verify"),
+            json!({"email": target, "code": wrong(&code), "password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(guess.status().as_u16(), 400);
+    }
+    let right = post(
+        &client,
+        server.url("/v1/signup/verify"),
+        json!({"email": target, "code": code, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        right.status().as_u16(),
+        400,
+        "the code is locked after its limit"
+    );
+
+    let db = Database::connect(&database.url).await.unwrap();
+    let row = code_row(&db, target).await;
+    assert_eq!(row.attempts, row.max_attempts);
+    for email in &answered {
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .count(&db)
+            .await
+            .unwrap();
+        assert_eq!(user, 1, "{email} was answered 202 but has no account");
+    }
+    // Sign-ups that committed but whose answer the kill cut off are sent too, once their
+    // claim's lease has run out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let undelivered = email_outbox::Entity::find()
+            .filter(email_outbox::Column::Status.ne(email_outbox::Status::Sent))
+            .count(&db)
+            .await
+            .unwrap();
+        if undelivered == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{undelivered} queued emails never sent after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Delivery is at least once: what the killed worker had handed to SMTP but not yet marked
+    // sent goes out again, at most its one claimed batch (`--email-batch-size`, 8).
+    let queued = email_outbox::Entity::find().all(&db).await.unwrap();
+    for row in &queued {
+        assert!(
+            !sink.messages_to(&row.recipient).is_empty(),
+            "{}",
+            row.recipient
+        );
+    }
+    let resent = sink.received().len() - queued.len();
+    assert!(resent <= 8, "{resent} emails sent twice");
+    assert_integrity(&db).await;
+}
+
+/// SIGTERM while a request is still arriving and an email is being handed to SMTP: the request
+/// is answered, the email is finished (and not sent again after a restart), and the process
+/// exits cleanly.
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_and_the_email_being_sent_finish() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start_slow(Duration::from_millis(1500));
+    let mut server = Server::start(&database.url, &sink.url(), &[]);
+    let client = http_client();
+    let first = post(
+        &client,
+        server.url("/v1/signup"),
+        json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(first.status().as_u16(), 202);
+    while sink.started() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A second sign-up whose body arrives in two halves, the second after the SIGTERM.
+    let body = json!({"email": "bob@example.com", "password": PASSWORD}).to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let (head, tail) = (head.to_owned(), tail.to_owned());
+    let chunks = futures::stream::iter([head, tail]).then(|chunk| async move {
+        if chunk.ends_with('}') {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let in_flight = tokio::spawn(
+        client
+            .post(server.url("/v1/signup"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    server.send_sigterm();
+
+    let answer = in_flight.await.unwrap().expect("answered, not cut off");
+    assert_eq!(answer.status().as_u16(), 202);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit(Duration::from_secs(20));
+        (status, server)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {}", status.0);
+    assert_eq!(
+        sink.messages_to("ada@example.com").len(),
+        1,
+        "the email in flight was finished"
+    );
+
+    let _restarted = Server::start(&database.url, &sink.url(), &[]);
+    sink.wait_for_message_to("bob@example.com", Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sink.messages_to("ada@example.com").len(),
+        1,
+        "not sent twice"
+    );
+    assert_eq!(sink.messages_to("bob@example.com").len(), 1);
+}
