@@ -1,5 +1,6 @@
 //! Middleware around every request: request ids and access logs, the body size limit.
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use poem::http::{HeaderValue, StatusCode, header};
@@ -47,6 +48,7 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             path = %request.uri().path(),
         );
         let started = Instant::now();
+        let path = request.uri().path().to_owned();
         let result = self.next.call(request).instrument(span.clone()).await;
         let mut response = match result {
             Ok(output) => output.into_response(),
@@ -67,8 +69,53 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         if !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
+        // RFC 9110: a 405 says which methods the path does accept.
+        if status == StatusCode::METHOD_NOT_ALLOWED
+            && !headers.contains_key(header::ALLOW)
+            && let Some(allowed) = allowed_methods(&path)
+            && let Ok(value) = HeaderValue::from_str(&allowed)
+        {
+            headers.insert(header::ALLOW, value);
+        }
         Ok(response)
     }
+}
+
+/// The methods the spec declares for each path template, split into segments.
+static ALLOWED: LazyLock<Vec<(Vec<String>, Vec<String>)>> = LazyLock::new(|| {
+    let spec: serde_json::Value =
+        serde_json::from_str(&crate::api::spec_json()).unwrap_or_default();
+    let mut paths = Vec::new();
+    for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
+        let segments = path.split('/').map(str::to_owned).collect();
+        let mut methods: Vec<String> = operations
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(method, _)| method.to_ascii_uppercase())
+            .collect();
+        // poem answers HEAD wherever it answers GET.
+        if methods.iter().any(|m| m == "GET") {
+            methods.push("HEAD".to_owned());
+        }
+        paths.push((segments, methods));
+    }
+    paths
+});
+
+/// `GET, HEAD` for a path of the API, `None` for a path it does not have.
+fn allowed_methods(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    ALLOWED
+        .iter()
+        .find(|(pattern, _)| {
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p.starts_with('{') || p == s)
+        })
+        .map(|(_, methods)| methods.join(", "))
 }
 
 /// Refuses bodies over `max_bytes` with 413 before any handler work: a declared

@@ -13,7 +13,7 @@ use crate::api::signup::{
     CodePurpose, CodeSentResponse, EXAMPLE_CODE, EXAMPLE_EMAIL, EXAMPLE_PASSWORD, code_sent,
     invalid_code, overloaded, validation,
 };
-use crate::api::types::{SecretText, Text};
+use crate::api::types::{CodeText, EmailText, NewSecretText, SecretText};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt};
 use crate::limits::Group;
@@ -27,13 +27,13 @@ pub struct PasswordApi;
 #[oai(example)]
 pub struct ForgotPasswordRequest {
     /// The account's address.
-    pub email: Text,
+    pub email: EmailText,
 }
 
 impl Example for ForgotPasswordRequest {
     fn example() -> Self {
         Self {
-            email: Text(EXAMPLE_EMAIL.to_owned()),
+            email: EmailText(EXAMPLE_EMAIL.to_owned()),
         }
     }
 }
@@ -43,16 +43,16 @@ impl Example for ForgotPasswordRequest {
 #[oai(example)]
 pub struct CheckResetCodeRequest {
     /// The account's address.
-    pub email: Text,
+    pub email: EmailText,
     /// The six-digit code from the email.
-    pub code: Text,
+    pub code: CodeText,
 }
 
 impl Example for CheckResetCodeRequest {
     fn example() -> Self {
         Self {
-            email: Text(EXAMPLE_EMAIL.to_owned()),
-            code: Text(EXAMPLE_CODE.to_owned()),
+            email: EmailText(EXAMPLE_EMAIL.to_owned()),
+            code: CodeText(EXAMPLE_CODE.to_owned()),
         }
     }
 }
@@ -62,19 +62,19 @@ impl Example for CheckResetCodeRequest {
 #[oai(example)]
 pub struct ResetPasswordRequest {
     /// The account's address.
-    pub email: Text,
+    pub email: EmailText,
     /// The six-digit code from the email.
-    pub code: Text,
+    pub code: CodeText,
     /// The new password (8 to 1024 characters, not easily guessed).
-    pub new_password: SecretText,
+    pub new_password: NewSecretText,
 }
 
 impl Example for ResetPasswordRequest {
     fn example() -> Self {
         Self {
-            email: Text(EXAMPLE_EMAIL.to_owned()),
-            code: Text(EXAMPLE_CODE.to_owned()),
-            new_password: SecretText("tidal-Lantern-orchard-3904".to_owned()),
+            email: EmailText(EXAMPLE_EMAIL.to_owned()),
+            code: CodeText(EXAMPLE_CODE.to_owned()),
+            new_password: NewSecretText("tidal-Lantern-orchard-3904".to_owned()),
         }
     }
 }
@@ -86,14 +86,14 @@ pub struct ChangePasswordRequest {
     /// The password in use now.
     pub current_password: SecretText,
     /// The new password (8 to 1024 characters, not easily guessed).
-    pub new_password: SecretText,
+    pub new_password: NewSecretText,
 }
 
 impl Example for ChangePasswordRequest {
     fn example() -> Self {
         Self {
             current_password: SecretText(EXAMPLE_PASSWORD.to_owned()),
-            new_password: SecretText("tidal-Lantern-orchard-3904".to_owned()),
+            new_password: NewSecretText("tidal-Lantern-orchard-3904".to_owned()),
         }
     }
 }

@@ -126,7 +126,8 @@ pub struct Problem {
     /// What went wrong with this request.
     #[oai(skip_serializing_if_is_none)]
     pub detail: Option<String>,
-    /// Machine-readable error code.
+    // No doc comment: a described field becomes `allOf: [$ref]`, which generators turn into
+    // a copy of the type (or refuse, for enums). `ProblemCode`'s description says it.
     pub code: ProblemCode,
     /// Fields that failed validation (422 only).
     #[oai(skip_serializing_if_is_none)]

@@ -14,7 +14,7 @@ use crate::api::problem::{
     InternalError, JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited,
 };
 use crate::api::signup::{EXAMPLE_EMAIL, EXAMPLE_PASSWORD, overloaded, validation};
-use crate::api::types::{SecretText, Text};
+use crate::api::types::{EmailText, OptionalText, SecretText, Text};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
 use crate::limits::Group;
@@ -39,7 +39,8 @@ pub struct SessionBody {
     pub refresh_expires_in: i64,
     /// This session's id, as listed by `list_sessions`.
     pub session_id: uuid::Uuid,
-    /// The signed-in user.
+    // No doc comment: a described field becomes `allOf: [$ref]`, which generators turn into
+    // a copy of the type. `User`'s description says it.
     pub user: User,
 }
 
@@ -114,19 +115,19 @@ impl Example for SessionInfo {
 #[oai(example)]
 pub struct LoginRequest {
     /// The account's address.
-    pub email: Text,
+    pub email: EmailText,
     /// The account's password (at most 1024 characters).
     pub password: SecretText,
     /// A name for this device in the session list (at most 128 characters).
-    pub device_name: Option<Text>,
+    pub device_name: Option<OptionalText>,
 }
 
 impl Example for LoginRequest {
     fn example() -> Self {
         Self {
-            email: Text(EXAMPLE_EMAIL.to_owned()),
+            email: EmailText(EXAMPLE_EMAIL.to_owned()),
             password: SecretText(EXAMPLE_PASSWORD.to_owned()),
-            device_name: Some(Text("Ada's iPhone".to_owned())),
+            device_name: Some(OptionalText("Ada's iPhone".to_owned())),
         }
     }
 }

@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use crate::accounts;
 use crate::api::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
 use crate::api::session::SessionBody;
-use crate::api::types::{SecretText, Text};
+use crate::api::types::{CodeText, EmailText, NewSecretText, OptionalText};
 use crate::api::{ApiTags, AppState, client};
 use crate::domain::{self, EmailAddress, NewPassword, OtpCode};
 use crate::limits::Group;
@@ -34,7 +34,8 @@ pub enum CodePurpose {
 pub struct CodeSent {
     /// The normalized (trimmed, lowercased) address.
     pub email: String,
-    /// What the code is for.
+    // No doc comment: a described field becomes `allOf: [$ref]`, which generators turn into
+    // a copy of the type (or refuse, for enums). The schema's own description says it.
     pub purpose: CodePurpose,
     /// Digits in the code.
     pub code_length: u8,
@@ -80,20 +81,20 @@ pub(crate) const EXAMPLE_CODE: &str = "042917";
 #[oai(example)]
 pub struct SignupRequest {
     /// The address to create the account for (at most 254 characters).
-    pub email: Text,
+    pub email: EmailText,
     /// The password the user intends to use (8 to 1024 characters, not easily guessed):
     /// checked against the policy here, bound only when the code is verified.
-    pub password: SecretText,
+    pub password: NewSecretText,
     /// BCP 47 language tag for emails, e.g. `es-MX`; defaults to `en`.
-    pub locale: Option<Text>,
+    pub locale: Option<OptionalText>,
 }
 
 impl Example for SignupRequest {
     fn example() -> Self {
         Self {
-            email: Text(EXAMPLE_EMAIL.to_owned()),
-            password: SecretText(EXAMPLE_PASSWORD.to_owned()),
-            locale: Some(Text("en".to_owned())),
+            email: EmailText(EXAMPLE_EMAIL.to_owned()),
+            password: NewSecretText(EXAMPLE_PASSWORD.to_owned()),
+            locale: Some(OptionalText("en".to_owned())),
         }
     }
 }
@@ -103,13 +104,13 @@ impl Example for SignupRequest {
 #[oai(example)]
 pub struct ResendRequest {
     /// The address the sign-up was started with.
-    pub email: Text,
+    pub email: EmailText,
 }
 
 impl Example for ResendRequest {
     fn example() -> Self {
         Self {
-            email: Text(EXAMPLE_EMAIL.to_owned()),
+            email: EmailText(EXAMPLE_EMAIL.to_owned()),
         }
     }
 }
@@ -119,23 +120,23 @@ impl Example for ResendRequest {
 #[oai(example)]
 pub struct VerifySignupRequest {
     /// The address the sign-up was started with.
-    pub email: Text,
+    pub email: EmailText,
     /// The six-digit code from the email.
-    pub code: Text,
+    pub code: CodeText,
     /// The account's password (checked against the policy again, then bound).
-    pub password: SecretText,
+    pub password: NewSecretText,
     /// A name for this device in the session list, e.g. `Ada's iPhone` (at most 128
     /// characters).
-    pub device_name: Option<Text>,
+    pub device_name: Option<OptionalText>,
 }
 
 impl Example for VerifySignupRequest {
     fn example() -> Self {
         Self {
-            email: Text(EXAMPLE_EMAIL.to_owned()),
-            code: Text(EXAMPLE_CODE.to_owned()),
-            password: SecretText(EXAMPLE_PASSWORD.to_owned()),
-            device_name: Some(Text("Ada's iPhone".to_owned())),
+            email: EmailText(EXAMPLE_EMAIL.to_owned()),
+            code: CodeText(EXAMPLE_CODE.to_owned()),
+            password: NewSecretText(EXAMPLE_PASSWORD.to_owned()),
+            device_name: Some(OptionalText("Ada's iPhone".to_owned())),
         }
     }
 }

@@ -1,6 +1,11 @@
 //! Strict JSON strings for request bodies. poem-openapi's `String` also accepts numbers and
 //! booleans (`123456` becomes `"123456"`, losing any leading zero); codeward's contract says a
 //! mistyped field is a 400, so request strings accept JSON strings only.
+//!
+//! The length and pattern limits these types declare are documentation for clients and
+//! generators: the handlers enforce them while parsing into domain types, answering 422
+//! `validation_failed` (or 400 `invalid_code` for a code) as the contract says, never the
+//! framework's bare 400.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -10,7 +15,7 @@ use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::Value;
 
 macro_rules! strict_string {
-    ($name:ident, $format:expr) => {
+    ($name:ident, $format:expr, $describe:expr) => {
         #[derive(Clone, PartialEq, Eq)]
         pub struct $name(pub String);
 
@@ -37,6 +42,8 @@ macro_rules! strict_string {
             fn schema_ref() -> MetaSchemaRef {
                 let mut schema = MetaSchema::new("string");
                 schema.format = $format;
+                let describe: fn(&mut MetaSchema) = $describe;
+                describe(&mut schema);
                 MetaSchemaRef::Inline(Box::new(schema))
             }
 
@@ -72,8 +79,28 @@ macro_rules! strict_string {
     };
 }
 
-strict_string!(Text, None::<&'static str>);
-strict_string!(SecretText, Some("password"));
+strict_string!(Text, None::<&'static str>, |_| {});
+// An optional field: `null` means the same as leaving it out.
+strict_string!(OptionalText, None::<&'static str>, |schema| {
+    schema.nullable = true;
+});
+// An address: EmailAddress::parse refuses more than 254 characters.
+strict_string!(EmailText, None::<&'static str>, |schema| {
+    schema.max_length = Some(254);
+});
+// A password being tried (login, current password): at most 1024 characters.
+strict_string!(SecretText, Some("password"), |schema| {
+    schema.max_length = Some(1024);
+});
+// A password being chosen: 8 to 1024 characters (and not easily guessed, which no schema says).
+strict_string!(NewSecretText, Some("password"), |schema| {
+    schema.min_length = Some(8);
+    schema.max_length = Some(1024);
+});
+// A code: six digits. Anything else is answered like a wrong code.
+strict_string!(CodeText, None::<&'static str>, |schema| {
+    schema.pattern = Some("^[0-9]{6}$".to_owned());
+});
 
 impl fmt::Debug for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -81,7 +108,32 @@ impl fmt::Debug for Text {
     }
 }
 
+impl fmt::Debug for OptionalText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for EmailText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
 impl fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl fmt::Debug for NewSecretText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+// Codes are secrets too: never in a log line.
+impl fmt::Debug for CodeText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<secret>")
     }
