@@ -1,0 +1,344 @@
+//! The ceilings: what the database (and argon2) can do at all, with no HTTP, no routing, no
+//! JSON and no query building. Each scenario's database statements, written out as SQL in the
+//! form codeward's queries take, run through the same driver (sqlx under sea-orm), the same
+//! pool settings (`codeward::db::connect` with the server's configuration) and the same
+//! concurrency as the scenario.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait, Value,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// A statement written with `?` placeholders, numbered for PostgreSQL.
+fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = if backend == DatabaseBackend::Postgres {
+        let mut numbered = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                numbered.push_str(&format!("${n}"));
+            } else {
+                numbered.push(c);
+            }
+        }
+        numbered
+    } else {
+        sql.to_owned()
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+fn none_string() -> Value {
+    Value::String(None)
+}
+
+fn none_time() -> Value {
+    Value::ChronoDateTimeUtc(None)
+}
+
+/// S1's statements for a wrong guess on a known, unverified account with a live code: find
+/// the account, find its live code, reserve a unit of the failure budget, count the attempt,
+/// record the failure in the audit trail.
+pub async fn wrong_guess<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    email: &str,
+    budget: i32,
+) -> Result<(), DbErr> {
+    let b = db.get_database_backend();
+    let user = db
+        .query_one(statement(
+            b,
+            "SELECT * FROM users WHERE email = ? LIMIT 1",
+            vec![email.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(email.into()))?;
+    let user_id: Uuid = user.try_get("", "id")?;
+    let code = db
+        .query_one(statement(
+            b,
+            "SELECT * FROM otp_codes WHERE user_id = ? AND purpose = ? AND consumed_at IS NULL \
+             AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1",
+            vec![user_id.into(), "verify_email".into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("live code".into()))?;
+    let code_id: Uuid = code.try_get("", "id")?;
+    let day_ago = now - chrono::Duration::hours(24);
+    db.execute(statement(
+        b,
+        "UPDATE otp_budgets SET failures = CASE WHEN window_start <= ? THEN 1 ELSE failures + 1 END, \
+         window_start = CASE WHEN window_start <= ? THEN ? ELSE window_start END \
+         WHERE user_id = ? AND purpose = ? AND (window_start <= ? OR failures < ?)",
+        vec![
+            day_ago.into(),
+            day_ago.into(),
+            now.into(),
+            user_id.into(),
+            "verify_email".into(),
+            day_ago.into(),
+            budget.into(),
+        ],
+    ))
+    .await?;
+    db.execute(statement(
+        b,
+        "UPDATE otp_codes SET attempts = attempts + 1 WHERE id = ? AND consumed_at IS NULL \
+         AND revoked_at IS NULL AND expires_at > ? AND attempts < max_attempts",
+        vec![code_id.into(), now.into()],
+    ))
+    .await?;
+    audit(db, now, Some(user_id), "verification", "failure").await
+}
+
+async fn audit<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    user_id: Option<Uuid>,
+    event: &str,
+    outcome: &str,
+) -> Result<(), DbErr> {
+    db.query_one(statement(
+        db.get_database_backend(),
+        "INSERT INTO audit_events (id, user_id, event, outcome, ip, user_agent, session_id, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        vec![
+            Uuid::new_v4().into(),
+            user_id.into(),
+            event.into(),
+            outcome.into(),
+            "127.0.0.1".into(),
+            none_string(),
+            Value::Uuid(None),
+            now.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// One fixed-window counter take (codeward's `limits::take`): make sure the row exists, then
+/// one conditional UPDATE.
+async fn take<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    key: &str,
+    window: chrono::Duration,
+    limit: i32,
+) -> Result<(), DbErr> {
+    let b = db.get_database_backend();
+    db.execute(statement(
+        b,
+        "INSERT INTO rate_counters (key, window_start, count, blocked_until) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (key) DO NOTHING",
+        vec![
+            key.into(),
+            DateTime::<Utc>::UNIX_EPOCH.into(),
+            0i32.into(),
+            none_time(),
+        ],
+    ))
+    .await?;
+    let over = now - window;
+    db.execute(statement(
+        b,
+        "UPDATE rate_counters SET count = CASE WHEN window_start <= ? THEN 1 ELSE count + 1 END, \
+         window_start = CASE WHEN window_start <= ? THEN ? ELSE window_start END \
+         WHERE key = ? AND (window_start <= ? OR count < ?)",
+        vec![
+            over.into(),
+            over.into(),
+            now.into(),
+            key.into(),
+            over.into(),
+            limit.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// S2's statements for a reset code to an existing account: one write transaction with the
+/// address's two send counters, the account lookup, and (in a savepoint) the revoke of older
+/// codes, the new code, its budget row and its outbox row. The outbox row is inserted as
+/// already sent, so the idle server's email worker leaves it alone.
+pub async fn issue_code(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    email: &str,
+    key_id: &str,
+) -> Result<(), DbErr> {
+    let b = db.get_database_backend();
+    let txn = db.begin().await?;
+    if b == DatabaseBackend::Sqlite {
+        txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")
+            .await?;
+    }
+    let key = |scope: &str| hex::encode(Sha256::digest(format!("{scope}\0{email}")));
+    take(
+        &txn,
+        now,
+        &key("cooldown:reset_password"),
+        chrono::Duration::seconds(1),
+        1,
+    )
+    .await?;
+    take(
+        &txn,
+        now,
+        &key("codes-per-hour"),
+        chrono::Duration::hours(1),
+        i32::MAX,
+    )
+    .await?;
+    let user = txn
+        .query_one(statement(
+            b,
+            "SELECT * FROM users WHERE email = ? LIMIT 1",
+            vec![email.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(email.into()))?;
+    let user_id: Uuid = user.try_get("", "id")?;
+    let savepoint = txn.begin().await?;
+    savepoint
+        .execute(statement(
+            b,
+            "UPDATE otp_codes SET revoked_at = ? WHERE user_id = ? AND purpose = ? \
+             AND consumed_at IS NULL AND revoked_at IS NULL",
+            vec![now.into(), user_id.into(), "reset_password".into()],
+        ))
+        .await?;
+    let hash: [u8; 32] = rand::random();
+    let expires_at = now + chrono::Duration::minutes(10);
+    savepoint
+        .query_one(statement(
+            b,
+            "INSERT INTO otp_codes (id, user_id, purpose, code_hash, key_id, email, attempts, \
+             max_attempts, created_at, expires_at, consumed_at, revoked_at, ip, user_agent) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            vec![
+                Uuid::new_v4().into(),
+                user_id.into(),
+                "reset_password".into(),
+                hex::encode(hash).into(),
+                key_id.into(),
+                email.into(),
+                0i32.into(),
+                5i32.into(),
+                now.into(),
+                expires_at.into(),
+                none_time(),
+                none_time(),
+                "127.0.0.1".into(),
+                none_string(),
+            ],
+        ))
+        .await?;
+    savepoint
+        .execute(statement(
+            b,
+            "INSERT INTO otp_budgets (user_id, purpose, window_start, failures) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (user_id, purpose) DO NOTHING",
+            vec![
+                user_id.into(),
+                "reset_password".into(),
+                now.into(),
+                0i32.into(),
+            ],
+        ))
+        .await?;
+    savepoint
+        .query_one(statement(
+            b,
+            "INSERT INTO email_outbox (id, recipient, template, locale, context, code, status, \
+             attempts, next_attempt_at, claim_token, last_error, created_at, sent_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            vec![
+                Uuid::new_v4().into(),
+                email.into(),
+                "reset_password".into(),
+                "en".into(),
+                r#"{"expires_in_minutes":10}"#.into(),
+                none_string(),
+                "sent".into(),
+                0i32.into(),
+                now.into(),
+                Value::Uuid(None),
+                none_string(),
+                now.into(),
+                Some(now).into(),
+                expires_at.into(),
+            ],
+        ))
+        .await?;
+    savepoint.commit().await?;
+    txn.commit().await
+}
+
+/// S4's statements for a valid access token: its live session, then its user.
+pub async fn token_check(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    access_hash: &str,
+) -> Result<(), DbErr> {
+    let b = db.get_database_backend();
+    let session = db
+        .query_one(statement(
+            b,
+            "SELECT * FROM sessions WHERE access_hash = ? AND revoked_at IS NULL \
+             AND access_expires_at > ? LIMIT 1",
+            vec![access_hash.into(), now.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("session".into()))?;
+    let user_id: Uuid = session.try_get("", "user_id")?;
+    db.query_one(statement(
+        b,
+        "SELECT * FROM users WHERE id = ? LIMIT 1",
+        vec![user_id.into()],
+    ))
+    .await?
+    .ok_or_else(|| DbErr::RecordNotFound("user".into()))?;
+    Ok(())
+}
+
+/// argon2id verifications per second on `threads` threads for `secs`, with the server's
+/// parameters: what S3 could reach if codeward did nothing but verify.
+pub fn argon2_rate(memory_kib: u32, iterations: u32, threads: usize, secs: f64) -> f64 {
+    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let Ok(params) = Params::new(memory_kib, iterations, 1, None) else {
+        return f64::NAN;
+    };
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    let Ok(hash) = argon2.hash_password(crate::prepare::PASSWORD.as_bytes(), &salt) else {
+        return f64::NAN;
+    };
+    let hash = hash.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let Ok(parsed) = PasswordHash::new(&hash) else {
+                    return;
+                };
+                while std::time::Instant::now() < deadline {
+                    let ok = argon2
+                        .verify_password(crate::prepare::PASSWORD.as_bytes(), &parsed)
+                        .is_ok();
+                    if ok {
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    done.into_inner() as f64 / secs
+}

@@ -1,0 +1,785 @@
+//! Load benchmark: codeward (the release binary, a separate process) against its own physical
+//! limits, measured side by side in one run. See benches/README.md.
+//!
+//! ```text
+//! cargo bench --bench load                              # SQLite, then PostgreSQL if reachable
+//! cargo bench --bench load -- --db sqlite --secs 10 --concurrency 64
+//! ```
+
+mod ceiling;
+mod drive;
+mod prepare;
+mod server;
+mod sink;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use reqwest::Client;
+use serde_json::json;
+
+use drive::{Stats, Window, closed_loop, open_loop};
+use prepare::{PASSWORD, Prepared};
+use server::{CpuUse, Server};
+use sink::SmtpSink;
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Databases to run against, in order: sqlite, postgres.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    db: Vec<String>,
+    /// A PostgreSQL server the benchmark may create (and drop) a database on.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    /// Requests in flight at once (closed-loop workers) in every scenario and ceiling.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds measured per scenario and per ceiling.
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Seconds of load before each measurement starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_secs: f64,
+    /// Accounts prepared per kind (unverified with a live code; verified with a session).
+    #[arg(long, default_value_t = 10_000)]
+    accounts: usize,
+    /// Scenarios to run: s1, s2, s3, s4, s5, isolation.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "s1,s2,s3,s4,s5,isolation"
+    )]
+    scenarios: Vec<String>,
+    /// The server's log filter (its log goes to a file in the run's temporary folder).
+    #[arg(long, default_value = "info")]
+    server_log: String,
+    /// Extra server flag, e.g. `--server-arg=--database-max-connections=20` (repeatable).
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+    /// The codeward binary to run; default: the one cargo built with this benchmark.
+    #[arg(long)]
+    binary: Option<String>,
+    /// Accepted for `cargo bench` compatibility.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+impl Args {
+    fn window(&self) -> Window {
+        Window {
+            warmup: Duration::from_secs_f64(self.warmup_secs),
+            measure: Duration::from_secs_f64(self.secs),
+        }
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.scenarios
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scenario))
+    }
+}
+
+/// One line of the results table.
+struct Row {
+    name: String,
+    stats: Stats,
+    peak_rss_kib: Option<u64>,
+    ceiling: Option<f64>,
+    target: Option<f64>,
+}
+
+struct Isolation {
+    quiet_s4: Stats,
+    quiet_health: Stats,
+    flood_s4: Stats,
+    flood_health: Stats,
+    flood: Stats,
+    flood_rate: f64,
+    peak_rss_kib: u64,
+}
+
+struct Report {
+    database: String,
+    cold_start: Duration,
+    warm_start: Duration,
+    idle_rss_kib: u64,
+    idle_rss_after_kib: u64,
+    rows: Vec<Row>,
+    isolation: Option<Isolation>,
+    rss_limit_kib: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let binary = args
+        .binary
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_codeward").to_owned());
+    let sink = SmtpSink::start(FLOW_PREFIX)?;
+    let started = chrono::Utc::now();
+    let mut reports = Vec::new();
+    for database in &args.db {
+        match run(database, &args, &binary, &sink).await {
+            Ok(report) => reports.push(report),
+            Err(error) => eprintln!("{database}: skipped: {error:#}"),
+        }
+    }
+    println!();
+    println!(
+        "codeward load benchmark, {} UTC; {}",
+        started.format("%Y-%m-%d %H:%M"),
+        server::machine_description()
+    );
+    println!(
+        "concurrency {}, {} s measured after {} s warm-up per line; {} accounts per kind",
+        args.concurrency, args.secs, args.warmup_secs, args.accounts
+    );
+    for report in &reports {
+        print_report(report, &args);
+    }
+    println!();
+    println!("emails delivered to the SMTP sink: {}", sink.received());
+    Ok(())
+}
+
+const FLOW_PREFIX: &str = "flow-";
+const CEILING_BUDGET: i32 = 1000;
+
+async fn run(database: &str, args: &Args, binary: &str, sink: &SmtpSink) -> anyhow::Result<Report> {
+    let dir = tempfile::tempdir()?;
+    let (database_url, drop_afterwards) = match database {
+        "sqlite" => (
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("bench.db").display()
+            ),
+            None,
+        ),
+        "postgres" => {
+            let name = format!(
+                "codeward_bench_{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
+            let admin = sea_orm::Database::connect(&args.postgres_url).await?;
+            use sea_orm::ConnectionTrait as _;
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await?;
+            admin.close().await?;
+            let mut url = url::Url::parse(&args.postgres_url)?;
+            url.set_path(&format!("/{name}"));
+            (url.to_string(), Some(name))
+        }
+        other => anyhow::bail!("unknown database {other:?} (sqlite or postgres)"),
+    };
+    let result = run_on(database, &database_url, args, binary, sink, dir.path()).await;
+    if let Some(name) = drop_afterwards {
+        use sea_orm::ConnectionTrait as _;
+        let admin = sea_orm::Database::connect(&args.postgres_url).await?;
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await?;
+        admin.close().await?;
+    }
+    result
+}
+
+/// The server's flags: production defaults, except that no limit refuses the benchmark's
+/// traffic (the statements that enforce them still run).
+fn server_flags(args: &Args, database_url: &str, smtp_url: &str) -> Vec<String> {
+    let pepper: [u8; 32] = rand::random();
+    use base64::Engine as _;
+    let pepper = base64::engine::general_purpose::STANDARD.encode(pepper);
+    let mut flags = vec![
+        format!("--database-url={database_url}"),
+        format!("--pepper=bench:{pepper}"),
+        format!("--smtp-url={smtp_url}"),
+        format!("--log={}", args.server_log),
+        // One second instead of 60: each address is asked again only after thousands of
+        // others, so the cooldown's statements run and never refuse.
+        "--code-resend-cooldown-secs=1".into(),
+        "--codes-per-address-per-hour=1000".into(),
+        "--code-daily-failure-budget=1000".into(),
+        "--login-failures-before-delay=1000".into(),
+        "--ip-rate-send-code=1000000/s".into(),
+        "--ip-rate-verify-code=1000000/s".into(),
+        "--ip-rate-login=1000000/s".into(),
+        "--ip-rate-refresh=1000000/s".into(),
+    ];
+    flags.extend(args.server_args.iter().cloned());
+    // A later `--flag=value` replaces an earlier one (clap refuses a repeated flag).
+    let name = |flag: &String| flag.split('=').next().unwrap_or_default().to_owned();
+    let mut kept: Vec<String> = Vec::new();
+    for flag in flags.into_iter().rev() {
+        if !kept.iter().any(|k| name(k) == name(&flag)) {
+            kept.push(flag);
+        }
+    }
+    kept.reverse();
+    kept
+}
+
+async fn run_on(
+    database: &str,
+    database_url: &str,
+    args: &Args,
+    binary: &str,
+    sink: &SmtpSink,
+    dir: &std::path::Path,
+) -> anyhow::Result<Report> {
+    let flags = server_flags(args, database_url, &sink.url());
+    let mut cli_args = vec!["codeward".to_owned()];
+    cli_args.extend(flags.iter().cloned());
+    let mut config = codeward::cli::Cli::try_parse_from(cli_args)?.config;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("server flags: {e}"))?;
+    let key_id = config
+        .current_pepper()
+        .map(|p| p.key_id.clone())
+        .unwrap_or_default();
+    let log = dir.join("codeward.log");
+    eprintln!("[{database}] server log: {}", log.display());
+
+    // A first start on the empty database applies the migrations.
+    let cold = Server::start(binary, &flags, &log).await?;
+    let cold_start = cold.start_to_ready;
+    cold.stop()?;
+
+    eprintln!(
+        "[{database}] preparing {} accounts of each kind…",
+        args.accounts
+    );
+    let db = codeward::db::connect(&config).await?;
+    let passwords = codeward::passwords::Passwords::from_config(
+        &config,
+        codeward::metrics::Metrics::default(),
+    )?;
+    let password_hash = passwords.hash(PASSWORD).await?;
+    let prepared = Arc::new(prepare::prepare(&db, args.accounts, &key_id, &password_hash).await?);
+
+    let server = Server::start(binary, &flags, &log).await?;
+    let warm_start = server.start_to_ready;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss_kib = server.rss_kib();
+    let pid = Some(server.pid());
+    let client = Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let http = Http {
+        client,
+        base: server.base.clone(),
+        prepared: prepared.clone(),
+    };
+    let window = args.window();
+    let c = args.concurrency;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut rows = Vec::new();
+    let mut s3_rate = None;
+    let mut s4_rate = None;
+
+    if args.wants("s4") {
+        eprintln!("[{database}] S4 token check…");
+        server.reset_peak();
+        let stats = closed_loop(c, window, pid, http.get_me()).await;
+        let peak = server.peak_rss_kib();
+        let ceiling = run_ceiling(
+            c,
+            window,
+            pid,
+            &db,
+            prepared.clone(),
+            Ceiling::TokenCheck,
+            &key_id,
+        )
+        .await;
+        s4_rate = Some(stats.throughput());
+        rows.push(Row::scenario(
+            "S4 token check (get_me)",
+            stats,
+            peak,
+            &ceiling,
+            0.5,
+        ));
+        rows.push(Row::ceiling("S4 ceiling: its 2 SELECTs", ceiling));
+    }
+    if args.wants("s1") {
+        eprintln!("[{database}] S1 code guessing…");
+        server.reset_peak();
+        let stats = closed_loop(c, window, pid, http.wrong_guess()).await;
+        let peak = server.peak_rss_kib();
+        let ceiling = run_ceiling(
+            c,
+            window,
+            pid,
+            &db,
+            prepared.clone(),
+            Ceiling::WrongGuess,
+            &key_id,
+        )
+        .await;
+        rows.push(Row::scenario(
+            "S1 code guessing (verify_signup)",
+            stats,
+            peak,
+            &ceiling,
+            0.5,
+        ));
+        rows.push(Row::ceiling("S1 ceiling: its 5 statements", ceiling));
+    }
+    if args.wants("s2") {
+        eprintln!("[{database}] S2 code issuance…");
+        server.reset_peak();
+        let stats = closed_loop(c, window, pid, http.forgot()).await;
+        let peak = server.peak_rss_kib();
+        let ceiling = run_ceiling(
+            c,
+            window,
+            pid,
+            &db,
+            prepared.clone(),
+            Ceiling::IssueCode,
+            &key_id,
+        )
+        .await;
+        rows.push(Row::scenario(
+            "S2 code issuance (forgot_password)",
+            stats,
+            peak,
+            &ceiling,
+            0.4,
+        ));
+        rows.push(Row::ceiling("S2 ceiling: its transaction", ceiling));
+    }
+    if args.wants("s3") || args.wants("isolation") {
+        eprintln!("[{database}] S3 login, argon2 ceiling…");
+        // The ceiling first, on an idle machine: the server waits with its pool open.
+        let raw = tokio::task::spawn_blocking({
+            let (m, t, secs) = (
+                config.argon2_memory_kib,
+                config.argon2_iterations,
+                args.secs,
+            );
+            move || ceiling::argon2_rate(m, t, cores, secs)
+        })
+        .await?;
+        server.reset_peak();
+        let stats = closed_loop(c, window, pid, http.login()).await;
+        let peak = server.peak_rss_kib();
+        s3_rate = Some(stats.throughput());
+        let mut argon2 = Stats::default();
+        argon2.secs = 1.0;
+        let ceiling = Some((raw, argon2));
+        rows.push(Row::scenario(
+            "S3 login (argon2id default)",
+            stats,
+            peak,
+            &ceiling,
+            0.9,
+        ));
+        rows.push(Row::ceiling_rate(
+            &format!("S3 ceiling: argon2id verify on {cores} threads"),
+            raw,
+        ));
+        if args.wants("s5") {
+            eprintln!("[{database}] S5 mixed flows…");
+            server.reset_peak();
+            let stats = closed_loop(c, window, pid, http.flows(sink.clone())).await;
+            let peak = server.peak_rss_kib();
+            // Each flow hashes two passwords (verify_signup and reset_password).
+            let ceiling = Some((raw / 2.0, Stats::default()));
+            rows.push(Row::scenario(
+                "S5 sign-up + reset flows (flows/s)",
+                stats,
+                peak,
+                &ceiling,
+                0.0,
+            ));
+        }
+    }
+    let isolation = if args.wants("isolation") {
+        eprintln!("[{database}] isolation: login flood during S4…");
+        let s4 = s4_rate.unwrap_or(1000.0);
+        let s3 = s3_rate.unwrap_or(100.0);
+        Some(isolation(&http, &server, window, s4, s3).await)
+    } else {
+        None
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss_after_kib = server.rss_kib();
+    server.stop()?;
+    db.close().await?;
+    let argon2_kib = u64::from(config.argon2_memory_kib);
+    Ok(Report {
+        database: database.to_owned(),
+        cold_start,
+        warm_start,
+        idle_rss_kib,
+        idle_rss_after_kib,
+        rows,
+        isolation,
+        rss_limit_kib: 2 * argon2_kib * cores as u64 + 40 * 1024,
+    })
+}
+
+impl Row {
+    fn scenario(
+        name: &str,
+        stats: Stats,
+        peak_rss_kib: u64,
+        ceiling: &Option<(f64, Stats)>,
+        target: f64,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            stats,
+            peak_rss_kib: Some(peak_rss_kib),
+            ceiling: ceiling.as_ref().map(|(rate, _)| *rate),
+            target: (target > 0.0).then_some(target),
+        }
+    }
+
+    fn ceiling(name: &str, ceiling: Option<(f64, Stats)>) -> Self {
+        Self {
+            name: name.to_owned(),
+            stats: ceiling.map(|(_, stats)| stats).unwrap_or_default(),
+            peak_rss_kib: None,
+            ceiling: None,
+            target: None,
+        }
+    }
+
+    fn ceiling_rate(name: &str, rate: f64) -> Self {
+        let mut stats = Stats::default();
+        stats.secs = 1.0;
+        stats.ok = rate as u64;
+        Self::ceiling(name, Some((rate, stats)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Ceiling {
+    WrongGuess,
+    IssueCode,
+    TokenCheck,
+}
+
+async fn run_ceiling(
+    concurrency: usize,
+    window: Window,
+    pid: Option<u32>,
+    db: &sea_orm::DatabaseConnection,
+    prepared: Arc<Prepared>,
+    which: Ceiling,
+    key_id: &str,
+) -> Option<(f64, Stats)> {
+    let reported = Arc::new(AtomicBool::new(false));
+    let (db, key_id) = (db.clone(), Arc::<str>::from(key_id));
+    let stats = closed_loop(concurrency, window, pid, move |i| {
+        let (db, prepared, key_id, reported) = (
+            db.clone(),
+            prepared.clone(),
+            key_id.clone(),
+            reported.clone(),
+        );
+        async move {
+            let now = chrono::Utc::now();
+            let result = match which {
+                Ceiling::WrongGuess => {
+                    let account = &prepared.pending[i as usize % prepared.pending.len()];
+                    ceiling::wrong_guess(&db, now, &account.email, CEILING_BUDGET).await
+                }
+                Ceiling::IssueCode => {
+                    let account = &prepared.members[i as usize % prepared.members.len()];
+                    ceiling::issue_code(&db, now, &account.email, &key_id).await
+                }
+                Ceiling::TokenCheck => {
+                    let hash = &prepared.access_hashes[i as usize % prepared.access_hashes.len()];
+                    ceiling::token_check(&db, now, hash).await
+                }
+            };
+            if let Err(error) = &result
+                && !reported.swap(true, Ordering::Relaxed)
+            {
+                eprintln!("ceiling statement failed: {error}");
+            }
+            result.is_ok()
+        }
+    })
+    .await;
+    Some((stats.throughput(), stats))
+}
+
+/// The HTTP side of every scenario.
+#[derive(Clone)]
+struct Http {
+    client: Client,
+    base: String,
+    prepared: Arc<Prepared>,
+}
+
+async fn answered(request: reqwest::RequestBuilder, expected: u16) -> bool {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            response.bytes().await.is_ok() && status == expected
+        }
+        Err(_) => false,
+    }
+}
+
+impl Http {
+    /// S1: a wrong six-digit guess for an unverified account with a live code (400).
+    fn wrong_guess(&self) -> impl Fn(u64) -> BoxedBool + Send + Sync + 'static {
+        let this = self.clone();
+        let url = format!("{}/v1/signup/verify", self.base);
+        move |i| {
+            let account = &this.prepared.pending[i as usize % this.prepared.pending.len()];
+            let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+            let body = json!({"email": account.email, "code": code, "password": PASSWORD});
+            Box::pin(answered(this.client.post(&url).json(&body), 400))
+        }
+    }
+
+    /// S2: a reset code for an existing account (202).
+    fn forgot(&self) -> impl Fn(u64) -> BoxedBool + Send + Sync + 'static {
+        let this = self.clone();
+        let url = format!("{}/v1/password/forgot", self.base);
+        move |i| {
+            let account = &this.prepared.members[i as usize % this.prepared.members.len()];
+            let body = json!({"email": account.email});
+            Box::pin(answered(this.client.post(&url).json(&body), 202))
+        }
+    }
+
+    /// S3: a successful password login (200).
+    fn login(&self) -> impl Fn(u64) -> BoxedBool + Send + Sync + 'static {
+        self.login_expecting(200)
+    }
+
+    fn login_expecting(&self, status: u16) -> impl Fn(u64) -> BoxedBool + Send + Sync + 'static {
+        let this = self.clone();
+        let url = format!("{}/v1/login", self.base);
+        move |i| {
+            let account = &this.prepared.members[i as usize % this.prepared.members.len()];
+            let body = json!({"email": account.email, "password": PASSWORD});
+            Box::pin(answered(this.client.post(&url).json(&body), status))
+        }
+    }
+
+    /// S4: the signed-in user, with a valid access token (200).
+    fn get_me(&self) -> impl Fn(u64) -> BoxedBool + Send + Sync + 'static {
+        let this = self.clone();
+        let url = format!("{}/v1/me", self.base);
+        move |i| {
+            let auth =
+                &this.prepared.authorizations[i as usize % this.prepared.authorizations.len()];
+            Box::pin(answered(
+                this.client.get(&url).header("authorization", auth),
+                200,
+            ))
+        }
+    }
+
+    fn healthz(&self) -> impl Fn(u64) -> BoxedBool + Send + Sync + 'static {
+        let this = self.clone();
+        let url = format!("{}/healthz", self.base);
+        move |_| Box::pin(answered(this.client.get(&url), 200))
+    }
+
+    /// S5: a whole sign-up (signup, code from the mailbox, verify_signup) and a whole reset
+    /// (forgot_password, code, reset_password) for a new address; true if every step worked.
+    fn flows(&self, sink: SmtpSink) -> impl Fn(u64) -> BoxedBool + Send + Sync + 'static {
+        let this = self.clone();
+        let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        move |i| {
+            let (this, sink) = (this.clone(), sink.clone());
+            let email = format!("{FLOW_PREFIX}{run}-{i}@bench.test");
+            Box::pin(async move {
+                let post = |path: &str, body: serde_json::Value| {
+                    this.client.post(format!("{}{path}", this.base)).json(&body)
+                };
+                let wait = Duration::from_secs(10);
+                let seen = sink.count_for(&email);
+                if !answered(
+                    post("/v1/signup", json!({"email": email, "password": PASSWORD})),
+                    202,
+                )
+                .await
+                {
+                    return false;
+                }
+                let Some(code) = sink.code_after(&email, seen, wait).await else {
+                    return false;
+                };
+                let body = json!({"email": email, "code": code, "password": PASSWORD});
+                if !answered(post("/v1/signup/verify", body), 200).await {
+                    return false;
+                }
+                let seen = sink.count_for(&email);
+                if !answered(post("/v1/password/forgot", json!({"email": email})), 202).await {
+                    return false;
+                }
+                let Some(code) = sink.code_after(&email, seen, wait).await else {
+                    return false;
+                };
+                let new_password = "quartz meadow violin harbor 82";
+                let body = json!({"email": email, "code": code, "new_password": new_password});
+                answered(post("/v1/password/reset", body), 204).await
+            })
+        }
+    }
+}
+
+type BoxedBool = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// S4 at a quarter of its capacity and `/healthz` at 100/s, open loop, first alone, then
+/// during a flood of logins at four times S3's capacity.
+async fn isolation(http: &Http, server: &Server, window: Window, s4: f64, s3: f64) -> Isolation {
+    let pid = Some(server.pid());
+    let s4_rate = (s4 / 4.0).max(10.0);
+    let quiet = tokio::join!(
+        open_loop(s4_rate, 4096, window, pid, http.get_me()),
+        open_loop(100.0, 1024, window, None, http.healthz()),
+    );
+    let flood_rate = 4.0 * s3;
+    server.reset_peak();
+    let flood = tokio::join!(
+        open_loop(s4_rate, 4096, window, pid, http.get_me()),
+        open_loop(100.0, 1024, window, None, http.healthz()),
+        open_loop(flood_rate, 4096, window, None, http.login()),
+    );
+    Isolation {
+        quiet_s4: quiet.0,
+        quiet_health: quiet.1,
+        flood_s4: flood.0,
+        flood_health: flood.1,
+        flood: flood.2,
+        flood_rate,
+        peak_rss_kib: server.peak_rss_kib(),
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// What limited a run, from who used the CPU while it was measured.
+fn bound(cpu: &CpuUse, cores: f64) -> String {
+    let busy = cpu.server + cpu.loadgen + cpu.database + cpu.other;
+    if busy < 0.85 * cores {
+        return format!("waiting, not CPU ({busy:.1} of {cores:.0} cores busy)");
+    }
+    let parties = [
+        ("codeward", cpu.server),
+        ("load generator", cpu.loadgen),
+        ("PostgreSQL", cpu.database),
+        ("other users", cpu.other),
+    ];
+    let (name, share) =
+        parties.iter().copied().fold(
+            ("", f64::MIN),
+            |best, p| if p.1 > best.1 { p } else { best },
+        );
+    format!("CPU, mostly {name} ({:.0}%)", 100.0 * share / busy)
+}
+
+fn print_report(report: &Report, args: &Args) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    println!();
+    println!("### {}", report.database);
+    println!();
+    println!(
+        "start to ready: {:.0} ms on an empty database (migrations), {:.0} ms on the prepared one; \
+         idle RSS {:.1} MiB before the load, {:.1} MiB after it",
+        report.cold_start.as_secs_f64() * 1000.0,
+        report.warm_start.as_secs_f64() * 1000.0,
+        mib(report.idle_rss_kib),
+        mib(report.idle_rss_after_kib),
+    );
+    println!();
+    println!(
+        "| line | req/s | p50 ms | p99 ms | unexpected | peak RSS MiB | ratio to ceiling (target) | CPU cores: codeward / load gen / PostgreSQL / others | bound |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---|---|");
+    for row in &report.rows {
+        let s = &row.stats;
+        let latency = |q| {
+            let v = s.quantile_ms(q);
+            if v.is_nan() {
+                "–".to_owned()
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        let ratio = match (row.ceiling, row.target) {
+            (Some(c), Some(t)) => format!("{:.2} (≥ {t:.2})", s.throughput() / c),
+            (Some(c), None) => format!("{:.2}", s.throughput() / c),
+            _ => String::new(),
+        };
+        let measured = s.cpu.server + s.cpu.loadgen + s.cpu.database + s.cpu.other > 0.0;
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            s.throughput(),
+            latency(0.5),
+            latency(0.99),
+            s.unexpected,
+            row.peak_rss_kib
+                .map(|k| format!("{:.1}", mib(k)))
+                .unwrap_or_default(),
+            ratio,
+            if measured {
+                format!(
+                    "{:.2} / {:.2} / {:.2} / {:.2}",
+                    s.cpu.server, s.cpu.loadgen, s.cpu.database, s.cpu.other
+                )
+            } else {
+                String::new()
+            },
+            if measured {
+                bound(&s.cpu, cores)
+            } else {
+                String::new()
+            },
+        );
+    }
+    if let Some(iso) = &report.isolation {
+        println!();
+        println!(
+            "isolation: get_me at {:.0}/s and /healthz at 100/s (open loop), alone and during {:.0} logins/s (4 × S3)",
+            iso.quiet_s4.throughput(),
+            iso.flood_rate
+        );
+        println!();
+        println!(
+            "| phase | get_me p50 / p99 ms | /healthz p50 / p99 ms | get_me unexpected | logins 200/s | logins refused or failed | peak RSS MiB (limit) |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        let line = |name: &str, s4: &Stats, health: &Stats| {
+            format!(
+                "| {name} | {:.2} / {:.2} | {:.2} / {:.2} | {} |",
+                s4.quantile_ms(0.5),
+                s4.quantile_ms(0.99),
+                health.quantile_ms(0.5),
+                health.quantile_ms(0.99),
+                s4.unexpected + s4.dropped,
+            )
+        };
+        println!("{} | | |", line("alone", &iso.quiet_s4, &iso.quiet_health));
+        println!(
+            "{} {:.0} | {} | {:.1} ({:.1}) |",
+            line("login flood", &iso.flood_s4, &iso.flood_health),
+            iso.flood.ok as f64 / iso.flood.secs,
+            iso.flood.unexpected + iso.flood.dropped,
+            mib(iso.peak_rss_kib),
+            mib(report.rss_limit_kib),
+        );
+    }
+    let _ = args;
+}

@@ -1,0 +1,151 @@
+//! Test data by direct inserts, in the shapes codeward itself writes: unverified accounts with
+//! a live sign-up code (S1), and verified accounts with a password and a signed-in session
+//! (S2, S3, S4). Access tokens are made and hashed by codeward's own domain type.
+
+use chrono::{DateTime, Utc};
+use entity::{otp_budgets, otp_codes, sessions, users};
+use sea_orm::{DatabaseConnection, EntityTrait, Set, TransactionTrait};
+use uuid::Uuid;
+
+use codeward::domain::AccessToken;
+
+/// The password of every prepared account (never printed).
+pub const PASSWORD: &str = "plum orbit cactus lantern 47";
+/// Pre-inserted codes survive this many wrong guesses, so every guess of a run takes the path
+/// of a counted wrong attempt (the default of 5 would turn most into dead-code refusals).
+pub const CODE_MAX_ATTEMPTS: i32 = 1000;
+
+pub struct Account {
+    pub id: Uuid,
+    pub email: String,
+}
+
+pub struct Prepared {
+    /// Unverified, each with a live `verify_email` code and an empty failure budget.
+    pub pending: Vec<Account>,
+    /// Verified, with `PASSWORD` and one live session each.
+    pub members: Vec<Account>,
+    /// `Bearer <access token>` of each member's session.
+    pub authorizations: Vec<String>,
+    /// The stored hash of each member's access token.
+    pub access_hashes: Vec<String>,
+}
+
+const CHUNK: usize = 500;
+
+pub async fn prepare(
+    db: &DatabaseConnection,
+    accounts: usize,
+    key_id: &str,
+    password_hash: &str,
+) -> anyhow::Result<Prepared> {
+    let now = Utc::now();
+    let pending: Vec<Account> = (0..accounts)
+        .map(|i| Account {
+            id: Uuid::new_v4(),
+            email: format!("p{i}@bench.test"),
+        })
+        .collect();
+    let members: Vec<Account> = (0..accounts)
+        .map(|i| Account {
+            id: Uuid::new_v4(),
+            email: format!("m{i}@bench.test"),
+        })
+        .collect();
+    let tokens: Vec<AccessToken> = (0..accounts).map(|_| AccessToken::generate()).collect();
+
+    let txn = db.begin().await?;
+    for chunk in pending.chunks(CHUNK) {
+        users::Entity::insert_many(chunk.iter().map(|a| user(a, now, None)))
+            .exec(&txn)
+            .await?;
+        otp_codes::Entity::insert_many(chunk.iter().map(|a| live_code(a, now, key_id)))
+            .exec(&txn)
+            .await?;
+        otp_budgets::Entity::insert_many(chunk.iter().map(|a| otp_budgets::ActiveModel {
+            user_id: Set(a.id),
+            purpose: Set("verify_email".into()),
+            window_start: Set(now),
+            failures: Set(0),
+        }))
+        .exec(&txn)
+        .await?;
+    }
+    for (chunk, tokens) in members.chunks(CHUNK).zip(tokens.chunks(CHUNK)) {
+        users::Entity::insert_many(chunk.iter().map(|a| user(a, now, Some(password_hash))))
+            .exec(&txn)
+            .await?;
+        sessions::Entity::insert_many(
+            chunk
+                .iter()
+                .zip(tokens)
+                .map(|(a, token)| session(a, now, token)),
+        )
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(Prepared {
+        pending,
+        members,
+        authorizations: tokens
+            .iter()
+            .map(|t| format!("Bearer {}", t.expose()))
+            .collect(),
+        access_hashes: tokens.iter().map(|t| t.hash().0).collect(),
+    })
+}
+
+fn user(account: &Account, now: DateTime<Utc>, password_hash: Option<&str>) -> users::ActiveModel {
+    users::ActiveModel {
+        id: Set(account.id),
+        email: Set(account.email.clone()),
+        password_hash: Set(password_hash.map(str::to_owned)),
+        email_verified_at: Set(password_hash.map(|_| now)),
+        password_changed_at: Set(None),
+        locale: Set("en".into()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
+/// A live code whose stored HMAC is 32 random bytes: no six digits match it, so every guess
+/// is wrong, and checking a guess costs what it costs for any code.
+fn live_code(account: &Account, now: DateTime<Utc>, key_id: &str) -> otp_codes::ActiveModel {
+    let hash: [u8; 32] = rand::random();
+    otp_codes::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(account.id),
+        purpose: Set("verify_email".into()),
+        code_hash: Set(hex::encode(hash)),
+        key_id: Set(key_id.to_owned()),
+        email: Set(account.email.clone()),
+        attempts: Set(0),
+        max_attempts: Set(CODE_MAX_ATTEMPTS),
+        created_at: Set(now),
+        // Live for the whole run, however long it is configured to be.
+        expires_at: Set(now + chrono::Duration::hours(6)),
+        consumed_at: Set(None),
+        revoked_at: Set(None),
+        ip: Set(Some("127.0.0.1".into())),
+        user_agent: Set(None),
+    }
+}
+
+fn session(account: &Account, now: DateTime<Utc>, token: &AccessToken) -> sessions::ActiveModel {
+    sessions::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(account.id),
+        device_name: Set(Some("bench".into())),
+        ip: Set(Some("127.0.0.1".into())),
+        user_agent: Set(None),
+        access_hash: Set(token.hash().0),
+        access_expires_at: Set(now + chrono::Duration::hours(6)),
+        refresh_expires_at: Set(now + chrono::Duration::days(30)),
+        expires_at: Set(now + chrono::Duration::days(90)),
+        created_at: Set(now),
+        last_used_at: Set(now),
+        revoked_at: Set(None),
+        revoked_reason: Set(None),
+    }
+}
