@@ -1,0 +1,243 @@
+"""The whole life of an account through the Python client generated from openapi.yaml by
+openapi-python-client, against a live server, with codes read from the SMTP sink's mailbox.
+Each step also makes the mistake a real client could make and checks the documented error.
+
+Needs CODEWARD_BASE_URL, CODEWARD_MAIL_DIR and the generated package `codeward_client` on
+PYTHONPATH (see README.md). Prints no secret: no password, code or token.
+"""
+
+import os
+import sys
+import uuid
+from http import HTTPStatus
+
+from codeward_client import AuthenticatedClient, Client
+from codeward_client.api.account import get_me
+from codeward_client.api.password import (
+    change_password,
+    check_reset_code,
+    forgot_password,
+    reset_password,
+)
+from codeward_client.api.session import (
+    list_sessions,
+    login,
+    logout,
+    refresh_token,
+    revoke_session,
+)
+from codeward_client.api.signup import signup, verify_signup
+from codeward_client.models import (
+    ChangePasswordRequest,
+    CheckResetCodeRequest,
+    CodePurpose,
+    CodeSent,
+    ForgotPasswordRequest,
+    LoginRequest,
+    Problem,
+    ProblemCode,
+    RefreshRequest,
+    ResetPasswordRequest,
+    Session,
+    SignupRequest,
+    User,
+    VerifySignupRequest,
+)
+
+import inbox
+
+BASE_URL = os.environ["CODEWARD_BASE_URL"]
+MAIL_DIR = os.environ["CODEWARD_MAIL_DIR"]
+EMAIL = f"py-{uuid.uuid4().hex[:12]}@example.com"
+FIRST_PASSWORD = "correct-Horse-battery-7781"
+RESET_PASSWORD = "tidal-Lantern-orchard-3904"
+FINAL_PASSWORD = "velvet-Compass-meadow-6150"
+
+steps: list[str] = []
+
+
+def expect(response, status: HTTPStatus, model=None):
+    """The parsed body, after checking the status and the generated model it was parsed into."""
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.content!r}"
+    if model is not None:
+        assert isinstance(response.parsed, model), f"expected {model.__name__}, got {type(response.parsed)}"
+    return response.parsed
+
+
+def expect_problem(response, status: HTTPStatus, code: ProblemCode) -> Problem:
+    problem = expect(response, status, Problem)
+    assert problem.code == code, f"expected {code}, got {problem.code}"
+    assert problem.status == status.value
+    return problem
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def step(name: str) -> None:
+    steps.append(name)
+    print(f"  ok  {name}")
+
+
+def main() -> None:
+    public = Client(base_url=BASE_URL, raise_on_unexpected_status=True)
+
+    # signup: a guessable password is refused with reasons; a good one sends a code.
+    problem = expect_problem(
+        signup.sync_detailed(client=public, body=SignupRequest(email=EMAIL, password="password123")),
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        ProblemCode.VALIDATION_FAILED,
+    )
+    assert problem.errors and problem.errors[0].field == "password"
+    sent = expect(
+        signup.sync_detailed(client=public, body=SignupRequest(email=EMAIL.upper(), password=FIRST_PASSWORD)),
+        HTTPStatus.ACCEPTED,
+        CodeSent,
+    )
+    assert sent.email == EMAIL and sent.purpose == CodePurpose.VERIFY_EMAIL
+    step("signup (422 for a guessable password)")
+
+    # verify: a wrong code is refused; the emailed one signs the user in.
+    code = inbox.wait_for_code(MAIL_DIR, EMAIL, seen=0)
+    expect_problem(
+        verify_signup.sync_detailed(
+            client=public, body=VerifySignupRequest(email=EMAIL, code=wrong(code), password=FIRST_PASSWORD)
+        ),
+        HTTPStatus.BAD_REQUEST,
+        ProblemCode.INVALID_CODE,
+    )
+    session = expect(
+        verify_signup.sync_detailed(
+            client=public,
+            body=VerifySignupRequest(email=EMAIL, code=code, password=FIRST_PASSWORD, device_name="python client"),
+        ),
+        HTTPStatus.OK,
+        Session,
+    )
+    step("verify_signup (400 invalid_code for a wrong code)")
+
+    # me: without a token 401; with it, the user.
+    expect_problem(get_me.sync_detailed(client=public), HTTPStatus.UNAUTHORIZED, ProblemCode.UNAUTHORIZED)
+    authed = AuthenticatedClient(base_url=BASE_URL, token=session.access_token, raise_on_unexpected_status=True)
+    user = expect(get_me.sync_detailed(client=authed), HTTPStatus.OK, User)
+    assert user.email == EMAIL and user.email_verified
+    step("get_me (401 without a token)")
+
+    # refresh: a made-up refresh token is refused; the real one rotates the pair.
+    expect_problem(
+        refresh_token.sync_detailed(client=public, body=RefreshRequest(refresh_token="cwr_not-a-real-token")),
+        HTTPStatus.UNAUTHORIZED,
+        ProblemCode.INVALID_TOKEN,
+    )
+    rotated = expect(
+        refresh_token.sync_detailed(client=public, body=RefreshRequest(refresh_token=session.refresh_token)),
+        HTTPStatus.OK,
+        Session,
+    )
+    assert rotated.session_id == session.session_id and rotated.refresh_token != session.refresh_token
+    authed = AuthenticatedClient(base_url=BASE_URL, token=rotated.access_token, raise_on_unexpected_status=True)
+    step("refresh_token (401 invalid_token for an unknown token)")
+
+    # sessions: the current one is listed; revoking one the user does not have is a 404.
+    listed = expect(list_sessions.sync_detailed(client=authed), HTTPStatus.OK, list)
+    assert [s.id for s in listed if s.current] == [session.session_id]
+    expect_problem(
+        revoke_session.sync_detailed(id=uuid.uuid4(), client=authed), HTTPStatus.NOT_FOUND, ProblemCode.NOT_FOUND
+    )
+    step("list_sessions, revoke_session (404 for a session that is not the user's)")
+
+    # forgot: a malformed address is refused; the real one gets a reset code.
+    seen = len(inbox.messages_to(MAIL_DIR, EMAIL))
+    expect_problem(
+        forgot_password.sync_detailed(client=public, body=ForgotPasswordRequest(email="not an address")),
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        ProblemCode.VALIDATION_FAILED,
+    )
+    sent = expect(
+        forgot_password.sync_detailed(client=public, body=ForgotPasswordRequest(email=EMAIL)),
+        HTTPStatus.ACCEPTED,
+        CodeSent,
+    )
+    assert sent.purpose == CodePurpose.RESET_PASSWORD
+    step("forgot_password (422 for a malformed address)")
+
+    # check: a wrong code is refused; the emailed one is usable and stays usable.
+    code = inbox.wait_for_code(MAIL_DIR, EMAIL, seen=seen)
+    expect_problem(
+        check_reset_code.sync_detailed(client=public, body=CheckResetCodeRequest(email=EMAIL, code=wrong(code))),
+        HTTPStatus.BAD_REQUEST,
+        ProblemCode.INVALID_CODE,
+    )
+    expect(
+        check_reset_code.sync_detailed(client=public, body=CheckResetCodeRequest(email=EMAIL, code=code)),
+        HTTPStatus.NO_CONTENT,
+    )
+    step("check_reset_code (400 invalid_code for a wrong code)")
+
+    # reset: a weak new password is refused without using up the code; then the reset works
+    # and ends every session.
+    expect_problem(
+        reset_password.sync_detailed(
+            client=public, body=ResetPasswordRequest(email=EMAIL, code=code, new_password="12345678")
+        ),
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        ProblemCode.VALIDATION_FAILED,
+    )
+    expect(
+        reset_password.sync_detailed(
+            client=public, body=ResetPasswordRequest(email=EMAIL, code=code, new_password=RESET_PASSWORD)
+        ),
+        HTTPStatus.NO_CONTENT,
+    )
+    expect_problem(get_me.sync_detailed(client=authed), HTTPStatus.UNAUTHORIZED, ProblemCode.UNAUTHORIZED)
+    step("reset_password (422 for a weak password; the code survives it)")
+
+    # login: the old password no longer works; the new one does.
+    expect_problem(
+        login.sync_detailed(client=public, body=LoginRequest(email=EMAIL, password=FIRST_PASSWORD)),
+        HTTPStatus.UNAUTHORIZED,
+        ProblemCode.INVALID_CREDENTIALS,
+    )
+    session = expect(
+        login.sync_detailed(
+            client=public, body=LoginRequest(email=EMAIL, password=RESET_PASSWORD, device_name="python client")
+        ),
+        HTTPStatus.OK,
+        Session,
+    )
+    authed = AuthenticatedClient(base_url=BASE_URL, token=session.access_token, raise_on_unexpected_status=True)
+    step("login (401 invalid_credentials for the old password)")
+
+    # change password: a wrong current password is refused; the right one changes it.
+    expect_problem(
+        change_password.sync_detailed(
+            client=authed,
+            body=ChangePasswordRequest(current_password=FIRST_PASSWORD, new_password=FINAL_PASSWORD),
+        ),
+        HTTPStatus.FORBIDDEN,
+        ProblemCode.WRONG_PASSWORD,
+    )
+    expect(
+        change_password.sync_detailed(
+            client=authed,
+            body=ChangePasswordRequest(current_password=RESET_PASSWORD, new_password=FINAL_PASSWORD),
+        ),
+        HTTPStatus.NO_CONTENT,
+    )
+    step("change_password (403 wrong_password for a wrong current password)")
+
+    # logout: the session ends, and its token is refused from then on.
+    expect(logout.sync_detailed(client=authed), HTTPStatus.NO_CONTENT)
+    expect_problem(logout.sync_detailed(client=authed), HTTPStatus.UNAUTHORIZED, ProblemCode.UNAUTHORIZED)
+    step("logout (401 for the ended session's token)")
+
+    print(f"python client (openapi-python-client): {len(steps)} steps passed, each with its expected error")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as error:
+        print(f"python client flow FAILED after {len(steps)} steps: {error}", file=sys.stderr)
+        sys.exit(1)

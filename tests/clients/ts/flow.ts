@@ -1,0 +1,254 @@
+// The whole life of an account through openapi-fetch, typed by openapi-typescript from
+// openapi.yaml (generated/codeward.d.ts), against a live server, with codes read from the SMTP
+// sink's mailbox. Each step also makes a mistake a real client could make and checks the
+// documented error. Type-checked with `tsc --noEmit` before it runs. Prints no secret.
+import { randomUUID } from "node:crypto";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+import createClient from "openapi-fetch";
+
+import type { components, paths } from "../generated/codeward.js";
+
+type Problem = components["schemas"]["Problem"];
+type ProblemCode = components["schemas"]["ProblemCode"];
+
+const baseUrl = env("CODEWARD_BASE_URL");
+const mailDir = env("CODEWARD_MAIL_DIR");
+const email = `ts-${randomUUID().slice(0, 12)}@example.com`;
+const firstPassword = "correct-Horse-battery-7781";
+const resetPassword = "tidal-Lantern-orchard-3904";
+const finalPassword = "velvet-Compass-meadow-6150";
+
+const client = createClient<paths>({ baseUrl });
+const steps: string[] = [];
+
+function env(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+}
+
+function check(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(message);
+}
+
+function bearer(token: string) {
+  return { Authorization: `Bearer ${token}` };
+}
+
+/** The problem of an error answer, checked against the status and code the contract gives. */
+function expectProblem(
+  result: { error?: Problem; response: Response },
+  status: number,
+  code: ProblemCode,
+): Problem {
+  const { error, response } = result;
+  check(response.status === status, `expected ${status}, got ${response.status}`);
+  check(error !== undefined, "no problem body");
+  check(
+    (response.headers.get("content-type") ?? "").startsWith("application/problem+json"),
+    "not application/problem+json",
+  );
+  check(error.code === code && error.status === status, `expected ${code}, got ${error.code}`);
+  return error;
+}
+
+function expectStatus(response: Response, status: number): void {
+  check(response.status === status, `expected ${status}, got ${response.status}`);
+}
+
+type Mail = { to: string[]; subject: string; text: string };
+
+function mailsTo(address: string): Mail[] {
+  return readdirSync(mailDir)
+    .filter((name) => name.endsWith(".json"))
+    .sort()
+    .map((name) => JSON.parse(readFileSync(join(mailDir, name), "utf8")) as Mail)
+    .filter((mail) => mail.to.includes(address));
+}
+
+async function waitForCode(address: string, seen: number): Promise<string> {
+  for (let i = 0; i < 400; i++) {
+    for (const mail of mailsTo(address).slice(seen)) {
+      const match = /\b(\d{6})\b/.exec(mail.subject) ?? /\b(\d{6})\b/.exec(mail.text);
+      if (match?.[1]) return match[1];
+    }
+    await sleep(50);
+  }
+  throw new Error(`no code emailed to ${address}`);
+}
+
+function wrong(code: string): string {
+  return String((Number(code) + 1) % 1_000_000).padStart(6, "0");
+}
+
+function step(name: string): void {
+  steps.push(name);
+  console.log(`  ok  ${name}`);
+}
+
+async function main(): Promise<void> {
+  // signup: a guessable password is refused with reasons; a good one sends a code.
+  const weak = expectProblem(
+    await client.POST("/v1/signup", { body: { email, password: "password123" } }),
+    422,
+    "validation_failed",
+  );
+  check(weak.errors?.[0]?.field === "password", "the 422 names the password");
+  const signedUp = await client.POST("/v1/signup", {
+    body: { email: email.toUpperCase(), password: firstPassword, locale: "en" },
+  });
+  expectStatus(signedUp.response, 202);
+  check(signedUp.data?.email === email, "the address comes back normalized");
+  check(signedUp.data?.purpose === "verify_email", "a verify_email code");
+  step("signup (422 for a guessable password)");
+
+  // verify: a wrong code is refused; the emailed one signs the user in.
+  let code = await waitForCode(email, 0);
+  expectProblem(
+    await client.POST("/v1/signup/verify", {
+      body: { email, code: wrong(code), password: firstPassword },
+    }),
+    400,
+    "invalid_code",
+  );
+  const verified = await client.POST("/v1/signup/verify", {
+    body: { email, code, password: firstPassword, device_name: "typescript client" },
+  });
+  expectStatus(verified.response, 200);
+  check(verified.data !== undefined, "a session");
+  let session = verified.data;
+  step("verify_signup (400 invalid_code for a wrong code)");
+
+  // me: without a token 401; with it, the user.
+  expectProblem(await client.GET("/v1/me"), 401, "unauthorized");
+  const me = await client.GET("/v1/me", { headers: bearer(session.access_token) });
+  expectStatus(me.response, 200);
+  check(me.data?.email === email && me.data.email_verified, "the verified user");
+  step("get_me (401 without a token)");
+
+  // refresh: a made-up refresh token is refused; the real one rotates the pair.
+  expectProblem(
+    await client.POST("/v1/token/refresh", { body: { refresh_token: "cwr_not-a-real-token" } }),
+    401,
+    "invalid_token",
+  );
+  const rotated = await client.POST("/v1/token/refresh", {
+    body: { refresh_token: session.refresh_token },
+  });
+  expectStatus(rotated.response, 200);
+  check(rotated.data?.session_id === session.session_id, "the same session, rotated");
+  session = rotated.data;
+  step("refresh_token (401 invalid_token for an unknown token)");
+
+  // sessions: the current one is listed; revoking one the user does not have is a 404.
+  const listed = await client.GET("/v1/sessions", { headers: bearer(session.access_token) });
+  expectStatus(listed.response, 200);
+  check(
+    listed.data?.filter((s) => s.current).map((s) => s.id).join() === session.session_id,
+    "the current session is listed",
+  );
+  expectProblem(
+    await client.DELETE("/v1/sessions/{id}", {
+      params: { path: { id: randomUUID() } },
+      headers: bearer(session.access_token),
+    }),
+    404,
+    "not_found",
+  );
+  step("list_sessions, revoke_session (404 for a session that is not the user's)");
+
+  // forgot: a malformed address is refused; the real one gets a reset code.
+  const seen = mailsTo(email).length;
+  expectProblem(
+    await client.POST("/v1/password/forgot", { body: { email: "not an address" } }),
+    422,
+    "validation_failed",
+  );
+  const forgot = await client.POST("/v1/password/forgot", { body: { email } });
+  expectStatus(forgot.response, 202);
+  check(forgot.data?.purpose === "reset_password", "a reset_password code");
+  step("forgot_password (422 for a malformed address)");
+
+  // check: a wrong code is refused; the emailed one is usable and stays usable.
+  code = await waitForCode(email, seen);
+  expectProblem(
+    await client.POST("/v1/password/reset/check", { body: { email, code: wrong(code) } }),
+    400,
+    "invalid_code",
+  );
+  const checked = await client.POST("/v1/password/reset/check", { body: { email, code } });
+  expectStatus(checked.response, 204);
+  step("check_reset_code (400 invalid_code for a wrong code)");
+
+  // reset: a weak new password is refused without using up the code; then it works and ends
+  // every session.
+  expectProblem(
+    await client.POST("/v1/password/reset", {
+      body: { email, code, new_password: "12345678" },
+    }),
+    422,
+    "validation_failed",
+  );
+  const reset = await client.POST("/v1/password/reset", {
+    body: { email, code, new_password: resetPassword },
+  });
+  expectStatus(reset.response, 204);
+  expectProblem(
+    await client.GET("/v1/me", { headers: bearer(session.access_token) }),
+    401,
+    "unauthorized",
+  );
+  step("reset_password (422 for a weak password; the code survives it)");
+
+  // login: the old password no longer works; the new one does.
+  expectProblem(
+    await client.POST("/v1/login", { body: { email, password: firstPassword } }),
+    401,
+    "invalid_credentials",
+  );
+  const loggedIn = await client.POST("/v1/login", {
+    body: { email, password: resetPassword, device_name: "typescript client" },
+  });
+  expectStatus(loggedIn.response, 200);
+  check(loggedIn.data !== undefined, "a session");
+  session = loggedIn.data;
+  step("login (401 invalid_credentials for the old password)");
+
+  // change password: a wrong current password is refused; the right one changes it.
+  expectProblem(
+    await client.POST("/v1/password/change", {
+      body: { current_password: firstPassword, new_password: finalPassword },
+      headers: bearer(session.access_token),
+    }),
+    403,
+    "wrong_password",
+  );
+  const changed = await client.POST("/v1/password/change", {
+    body: { current_password: resetPassword, new_password: finalPassword },
+    headers: bearer(session.access_token),
+  });
+  expectStatus(changed.response, 204);
+  step("change_password (403 wrong_password for a wrong current password)");
+
+  // logout: the session ends, and its token is refused from then on.
+  const out = await client.POST("/v1/logout", { headers: bearer(session.access_token) });
+  expectStatus(out.response, 204);
+  expectProblem(
+    await client.POST("/v1/logout", { headers: bearer(session.access_token) }),
+    401,
+    "unauthorized",
+  );
+  step("logout (401 for the ended session's token)");
+
+  console.log(
+    `typescript client (openapi-typescript + openapi-fetch): ${steps.length} steps passed, each with its expected error`,
+  );
+}
+
+main().catch((error: unknown) => {
+  console.error(`typescript client flow FAILED after ${steps.length} steps: ${String(error)}`);
+  process.exit(1);
+});
