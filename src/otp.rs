@@ -71,6 +71,13 @@ pub struct Matched {
     purpose: Purpose,
 }
 
+impl Matched {
+    /// Whose code it is (never a decoy: a decoy never matches).
+    pub fn user_id(&self) -> Uuid {
+        self.user_id
+    }
+}
+
 impl CodeEngine {
     pub fn from_config(config: &Config) -> Self {
         Self {

@@ -24,6 +24,7 @@ mod m20261122_000005_add_password_changed_at;
 mod m20261122_000006_create_rate_counters;
 mod m20261122_000007_insert_decoy;
 mod m20261122_000008_create_audit_events;
+mod m20261122_000009_index_users_email_id;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_create_rate_counters::Migration),
             Box::new(m20261122_000007_insert_decoy::Migration),
             Box::new(m20261122_000008_create_audit_events::Migration),
+            Box::new(m20261122_000009_index_users_email_id::Migration),
         ]
     }
 }

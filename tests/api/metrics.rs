@@ -20,8 +20,10 @@ fn parse(text: &str) -> Scrape {
     Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("a scrape")
 }
 
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
 /// The value of the sample named `metric` with exactly `labels`, if there is one.
-fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+fn value(scrape: &Scrape, metric: &str, labels: Labels) -> Option<f64> {
     scrape
         .samples
         .iter()
@@ -60,7 +62,7 @@ async fn metrics_parse_and_move_as_requests_codes_emails_sessions_and_hashing_ha
     let after = scrape(&app).await;
 
     // (metric, labels, value before, value after); a series not yet seen counts as 0.
-    let moved: [(&str, &[(&str, &str)], f64, f64); 9] = [
+    let moved: [(&str, Labels, f64, f64); 9] = [
         (
             "codeward_http_requests_total",
             &[("operation", "signup"), ("status", "202")],
