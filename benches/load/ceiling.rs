@@ -308,37 +308,51 @@ pub async fn token_check(
 }
 
 /// argon2id verifications per second on `threads` threads for `secs`, with the server's
-/// parameters: what S3 could reach if codeward did nothing but verify.
-pub fn argon2_rate(memory_kib: u32, iterations: u32, threads: usize, secs: f64) -> f64 {
-    use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-    use argon2::{Algorithm, Argon2, Params, Version};
+/// parameters, each thread computing into a buffer of its own that it keeps: what S3 could
+/// reach if codeward did nothing but verify.
+pub fn argon2_rate(
+    memory_kib: u32,
+    iterations: u32,
+    threads: usize,
+    window: crate::drive::Window,
+    server_pid: Option<u32>,
+) -> crate::drive::Stats {
+    use crate::server::CpuSnapshot;
+    let mut stats = crate::drive::Stats::default();
+    use argon2::{Algorithm, Argon2, Block, Params, Version};
     let Ok(params) = Params::new(memory_kib, iterations, 1, None) else {
-        return f64::NAN;
+        return stats;
     };
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    let Ok(hash) = argon2.hash_password(crate::prepare::PASSWORD.as_bytes(), &salt) else {
-        return f64::NAN;
-    };
-    let hash = hash.to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let salt: [u8; 16] = rand::random();
+    let started = std::time::Instant::now() + window.warmup;
+    let deadline = started + window.measure;
     let done = std::sync::atomic::AtomicU64::new(0);
+    let mut cpu_from = None;
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                let Ok(parsed) = PasswordHash::new(&hash) else {
-                    return;
-                };
+                let mut memory = vec![Block::new(); params.block_count()];
+                let mut out = [0u8; 32];
                 while std::time::Instant::now() < deadline {
-                    let ok = argon2
-                        .verify_password(crate::prepare::PASSWORD.as_bytes(), &parsed)
-                        .is_ok();
-                    if ok {
+                    let verified = argon2.hash_password_into_with_memory(
+                        crate::prepare::PASSWORD.as_bytes(),
+                        &salt,
+                        &mut out,
+                        &mut memory,
+                    );
+                    if verified.is_ok() && std::time::Instant::now() >= started {
                         done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             });
         }
+        std::thread::sleep(started.saturating_duration_since(std::time::Instant::now()));
+        cpu_from = Some(CpuSnapshot::take(server_pid));
     });
-    done.into_inner() as f64 / secs
+    let cpu_to = CpuSnapshot::take(server_pid);
+    stats.secs = started.elapsed().as_secs_f64();
+    stats.ok = done.into_inner();
+    stats.cpu = cpu_from.map(|from| from.until(&cpu_to)).unwrap_or_default();
+    stats
 }

@@ -29,6 +29,25 @@ impl Stats {
         (self.ok + self.unexpected) as f64 / self.secs
     }
 
+    /// Adds another measured window of the same load to this one.
+    pub fn merge(&mut self, other: Stats) {
+        let secs = self.secs + other.secs;
+        if secs > 0.0 {
+            let mix = |a: f64, b: f64| (a * self.secs + b * other.secs) / secs;
+            self.cpu = CpuUse {
+                server: mix(self.cpu.server, other.cpu.server),
+                loadgen: mix(self.cpu.loadgen, other.cpu.loadgen),
+                database: mix(self.cpu.database, other.cpu.database),
+                other: mix(self.cpu.other, other.cpu.other),
+            };
+        }
+        self.ok += other.ok;
+        self.unexpected += other.unexpected;
+        self.dropped += other.dropped;
+        self.latencies_us.extend(other.latencies_us);
+        self.secs = secs;
+    }
+
     /// The `q` quantile of latency (0.5, 0.99), in milliseconds.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -111,6 +130,38 @@ impl Recorder {
             cpu,
         }
     }
+}
+
+/// Runs `a` and `b` in turns, `rounds` times each, splitting the window's measured time
+/// between the rounds: on a shared machine the load of others drifts, and alternating short
+/// slices exposes both sides to the same drift, so their ratio holds where their absolute
+/// figures do not. The first slice of each side gets the whole warm-up, later ones 200 ms.
+pub async fn interleaved<A, FA, B, FB>(
+    rounds: usize,
+    window: Window,
+    mut a: A,
+    mut b: B,
+) -> (Stats, Stats)
+where
+    A: FnMut(Window) -> FA,
+    FA: Future<Output = Stats>,
+    B: FnMut(Window) -> FB,
+    FB: Future<Output = Stats>,
+{
+    let rounds = rounds.max(1);
+    let measure = window.measure / u32::try_from(rounds).unwrap_or(1);
+    let (mut sa, mut sb) = (Stats::default(), Stats::default());
+    for round in 0..rounds {
+        let warmup = if round == 0 {
+            window.warmup
+        } else {
+            window.warmup.min(Duration::from_millis(200))
+        };
+        let slice = Window { warmup, measure };
+        sa.merge(a(slice).await);
+        sb.merge(b(slice).await);
+    }
+    (sa, sb)
 }
 
 /// `concurrency` workers each run `op(i)` back to back (i counts up across workers) through

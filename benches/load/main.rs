@@ -20,7 +20,7 @@ use clap::Parser;
 use reqwest::Client;
 use serde_json::json;
 
-use drive::{Stats, Window, closed_loop, open_loop};
+use drive::{Stats, Window, closed_loop, interleaved, open_loop};
 use prepare::{PASSWORD, Prepared};
 use server::{CpuUse, Server};
 use sink::SmtpSink;
@@ -39,6 +39,9 @@ struct Args {
     /// Seconds measured per scenario and per ceiling.
     #[arg(long, default_value_t = 5.0)]
     secs: f64,
+    /// Turns the time is split into: scenario and ceiling alternate this many times.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Seconds of load before each measurement starts.
     #[arg(long, default_value_t = 1.0)]
     warmup_secs: f64,
@@ -283,98 +286,70 @@ async fn run_on(
     let mut s3_rate = None;
     let mut s4_rate = None;
 
-    if args.wants("s4") {
-        eprintln!("[{database}] S4 token check…");
-        server.reset_peak();
-        let stats = closed_loop(c, window, pid, http.get_me()).await;
-        let peak = server.peak_rss_kib();
-        let ceiling = run_ceiling(
-            c,
-            window,
-            pid,
-            &db,
-            prepared.clone(),
-            Ceiling::TokenCheck,
-            &key_id,
-        )
-        .await;
-        s4_rate = Some(stats.throughput());
-        rows.push(Row::scenario(
+    let rounds = args.rounds;
+    let database_lines = [
+        (
+            "s4",
             "S4 token check (get_me)",
-            stats,
-            peak,
-            &ceiling,
+            "S4 ceiling: its 2 SELECTs",
+            Ceiling::TokenCheck,
             0.5,
-        ));
-        rows.push(Row::ceiling("S4 ceiling: its 2 SELECTs", ceiling));
-    }
-    if args.wants("s1") {
-        eprintln!("[{database}] S1 code guessing…");
-        server.reset_peak();
-        let stats = closed_loop(c, window, pid, http.wrong_guess()).await;
-        let peak = server.peak_rss_kib();
-        let ceiling = run_ceiling(
-            c,
-            window,
-            pid,
-            &db,
-            prepared.clone(),
-            Ceiling::WrongGuess,
-            &key_id,
-        )
-        .await;
-        rows.push(Row::scenario(
+        ),
+        (
+            "s1",
             "S1 code guessing (verify_signup)",
-            stats,
-            peak,
-            &ceiling,
+            "S1 ceiling: its 5 statements",
+            Ceiling::WrongGuess,
             0.5,
-        ));
-        rows.push(Row::ceiling("S1 ceiling: its 5 statements", ceiling));
-    }
-    if args.wants("s2") {
-        eprintln!("[{database}] S2 code issuance…");
-        server.reset_peak();
-        let stats = closed_loop(c, window, pid, http.forgot()).await;
-        let peak = server.peak_rss_kib();
-        let ceiling = run_ceiling(
-            c,
-            window,
-            pid,
-            &db,
-            prepared.clone(),
+        ),
+        (
+            "s2",
+            "S2 code issuance (forgot_password)",
+            "S2 ceiling: its transaction",
             Ceiling::IssueCode,
-            &key_id,
+            0.4,
+        ),
+    ];
+    for (key, name, ceiling_name, which, target) in database_lines {
+        if !args.wants(key) {
+            continue;
+        }
+        eprintln!("[{database}] {name}, side by side with its ceiling…");
+        server.reset_peak();
+        let (stats, ceiling) = interleaved(
+            rounds,
+            window,
+            |w| closed_loop(c, w, pid, http.op(which)),
+            |w| run_ceiling(c, w, pid, &db, prepared.clone(), which, &key_id),
         )
         .await;
-        rows.push(Row::scenario(
-            "S2 code issuance (forgot_password)",
-            stats,
-            peak,
-            &ceiling,
-            0.4,
-        ));
-        rows.push(Row::ceiling("S2 ceiling: its transaction", ceiling));
+        let peak = server.peak_rss_kib();
+        if which == Ceiling::TokenCheck {
+            s4_rate = Some(stats.throughput());
+        }
+        let ceiling = Some((ceiling.throughput(), ceiling));
+        rows.push(Row::scenario(name, stats, peak, &ceiling, target));
+        rows.push(Row::ceiling(ceiling_name, ceiling));
     }
     if args.wants("s3") || args.wants("isolation") {
-        eprintln!("[{database}] S3 login, argon2 ceiling…");
-        // The ceiling first, on an idle machine: the server waits with its pool open.
-        let raw = tokio::task::spawn_blocking({
-            let (m, t, secs) = (
-                config.argon2_memory_kib,
-                config.argon2_iterations,
-                args.secs,
-            );
-            move || ceiling::argon2_rate(m, t, cores, secs)
-        })
-        .await?;
+        eprintln!("[{database}] S3 login, side by side with raw argon2…");
         server.reset_peak();
-        let stats = closed_loop(c, window, pid, http.login()).await;
+        let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
+        let (stats, raw) = interleaved(
+            rounds,
+            window,
+            |w| closed_loop(c, w, pid, http.login()),
+            |w| async move {
+                tokio::task::spawn_blocking(move || ceiling::argon2_rate(m, t, cores, w, pid))
+                    .await
+                    .unwrap_or_default()
+            },
+        )
+        .await;
         let peak = server.peak_rss_kib();
         s3_rate = Some(stats.throughput());
-        let mut argon2 = Stats::default();
-        argon2.secs = 1.0;
-        let ceiling = Some((raw, argon2));
+        let raw_rate = raw.throughput();
+        let ceiling = Some((raw_rate, raw));
         rows.push(Row::scenario(
             "S3 login (argon2id default)",
             stats,
@@ -382,9 +357,9 @@ async fn run_on(
             &ceiling,
             0.9,
         ));
-        rows.push(Row::ceiling_rate(
-            &format!("S3 ceiling: argon2id verify on {cores} threads"),
-            raw,
+        rows.push(Row::ceiling(
+            &format!("S3 ceiling: argon2id on {cores} threads"),
+            ceiling,
         ));
         if args.wants("s5") {
             eprintln!("[{database}] S5 mixed flows…");
@@ -392,7 +367,7 @@ async fn run_on(
             let stats = closed_loop(c, window, pid, http.flows(sink.clone())).await;
             let peak = server.peak_rss_kib();
             // Each flow hashes two passwords (verify_signup and reset_password).
-            let ceiling = Some((raw / 2.0, Stats::default()));
+            let ceiling = Some((raw_rate / 2.0, Stats::default()));
             rows.push(Row::scenario(
                 "S5 sign-up + reset flows (flows/s)",
                 stats,
@@ -453,16 +428,9 @@ impl Row {
             target: None,
         }
     }
-
-    fn ceiling_rate(name: &str, rate: f64) -> Self {
-        let mut stats = Stats::default();
-        stats.secs = 1.0;
-        stats.ok = rate as u64;
-        Self::ceiling(name, Some((rate, stats)))
-    }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Ceiling {
     WrongGuess,
     IssueCode,
@@ -477,10 +445,10 @@ async fn run_ceiling(
     prepared: Arc<Prepared>,
     which: Ceiling,
     key_id: &str,
-) -> Option<(f64, Stats)> {
+) -> Stats {
     let reported = Arc::new(AtomicBool::new(false));
     let (db, key_id) = (db.clone(), Arc::<str>::from(key_id));
-    let stats = closed_loop(concurrency, window, pid, move |i| {
+    closed_loop(concurrency, window, pid, move |i| {
         let (db, prepared, key_id, reported) = (
             db.clone(),
             prepared.clone(),
@@ -511,8 +479,7 @@ async fn run_ceiling(
             result.is_ok()
         }
     })
-    .await;
-    Some((stats.throughput(), stats))
+    .await
 }
 
 /// The HTTP side of every scenario.
@@ -534,6 +501,14 @@ async fn answered(request: reqwest::RequestBuilder, expected: u16) -> bool {
 }
 
 impl Http {
+    fn op(&self, which: Ceiling) -> Box<dyn Fn(u64) -> BoxedBool + Send + Sync + 'static> {
+        match which {
+            Ceiling::WrongGuess => Box::new(self.wrong_guess()),
+            Ceiling::IssueCode => Box::new(self.forgot()),
+            Ceiling::TokenCheck => Box::new(self.get_me()),
+        }
+    }
+
     /// S1: a wrong six-digit guess for an unverified account with a live code (400).
     fn wrong_guess(&self) -> impl Fn(u64) -> BoxedBool + Send + Sync + 'static {
         let this = self.clone();
@@ -669,15 +644,23 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// What limited a run, from who used the CPU while it was measured.
-fn bound(cpu: &CpuUse, cores: f64) -> String {
+/// What limited a run, from who used the CPU while it was measured. In a ceiling run the
+/// benchmark process is the database client, and on SQLite the database itself.
+fn bound(cpu: &CpuUse, cores: f64, ceiling: bool) -> String {
     let busy = cpu.server + cpu.loadgen + cpu.database + cpu.other;
     if busy < 0.85 * cores {
         return format!("waiting, not CPU ({busy:.1} of {cores:.0} cores busy)");
     }
     let parties = [
         ("codeward", cpu.server),
-        ("load generator", cpu.loadgen),
+        (
+            if ceiling {
+                "driver (+ SQLite) in the benchmark process"
+            } else {
+                "load generator"
+            },
+            cpu.loadgen,
+        ),
         ("PostgreSQL", cpu.database),
         ("other users", cpu.other),
     ];
@@ -743,7 +726,7 @@ fn print_report(report: &Report, args: &Args) {
                 String::new()
             },
             if measured {
-                bound(&s.cpu, cores)
+                bound(&s.cpu, cores, row.peak_rss_kib.is_none())
             } else {
                 String::new()
             },
