@@ -362,6 +362,9 @@ async fn run_on(
             ceiling,
         ));
         if args.wants("s5") {
+            // S2's emails may still be on their way; a flow's code must not queue behind them.
+            sink.wait_until_quiet(Duration::from_secs(1), Duration::from_secs(120))
+                .await;
             eprintln!("[{database}] S5 mixed flows…");
             server.reset_peak();
             let stats = closed_loop(c, window, pid, http.flows(sink.clone())).await;

@@ -99,6 +99,20 @@ impl SmtpSink {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Waits until no message arrived for `quiet` (at most `limit`).
+    pub async fn wait_until_quiet(&self, quiet: Duration, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut last = self.received();
+        while Instant::now() < deadline {
+            tokio::time::sleep(quiet).await;
+            let now = self.received();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
     /// Messages kept for `to` so far.
     pub fn count_for(&self, to: &str) -> usize {
         self.kept
