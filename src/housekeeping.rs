@@ -2,7 +2,11 @@
 //! locks for long. Runs inside `serve` on a timer and as `codeward purge` (for cron).
 
 use chrono::{DateTime, Utc};
-use entity::{audit_events, email_outbox, otp_codes, rate_counters, refresh_tokens, sessions};
+use entity::{
+    audit_events, email_outbox, otp_budgets, otp_codes, rate_counters, refresh_tokens, sessions,
+    users,
+};
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
@@ -39,6 +43,7 @@ impl Retention {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Purged {
     pub otp_codes: u64,
+    pub otp_budgets: u64,
     pub sessions: u64,
     pub refresh_tokens: u64,
     pub email_outbox: u64,
@@ -49,6 +54,7 @@ pub struct Purged {
 impl Purged {
     pub fn total(&self) -> u64 {
         self.otp_codes
+            + self.otp_budgets
             + self.sessions
             + self.refresh_tokens
             + self.email_outbox
@@ -65,11 +71,13 @@ pub async fn purge<C: ConnectionTrait>(
     let before = now - retention.finished;
     let batch = retention.batch_size;
 
-    // Codes: expired, used or replaced, and past retention. The decoy's rows stay.
+    // Codes: expired, used or replaced, and past retention; void ones (written for an address
+    // no account has, without the address) at once. The decoy's rows stay.
     let codes = Condition::all()
         .add(otp_codes::Column::UserId.is_not_in(decoy_user_ids()))
         .add(
             Condition::any()
+                .add(otp_codes::Column::Email.eq(""))
                 .add(otp_codes::Column::ExpiresAt.lt(before))
                 .add(otp_codes::Column::ConsumedAt.lt(before))
                 .add(otp_codes::Column::RevokedAt.lt(before)),
@@ -107,18 +115,45 @@ pub async fn purge<C: ConnectionTrait>(
     )
     .await?;
 
-    // Delivered or dead emails (their code was scrubbed when they got there).
-    let done = Condition::all()
+    // Delivered or dead emails (their code was scrubbed when they got there), and void rows
+    // (never meant to be sent; nothing in them is worth keeping).
+    let done = Condition::any()
         .add(
-            email_outbox::Column::Status
-                .is_in([email_outbox::Status::Sent, email_outbox::Status::Dead]),
+            Condition::all()
+                .add(
+                    email_outbox::Column::Status
+                        .is_in([email_outbox::Status::Sent, email_outbox::Status::Dead]),
+                )
+                .add(email_outbox::Column::CreatedAt.lt(before)),
         )
-        .add(email_outbox::Column::CreatedAt.lt(before));
+        .add(email_outbox::Column::Status.eq(email_outbox::Status::Void));
     let email_outbox = delete_in_batches::<_, email_outbox::Entity, uuid::Uuid>(
         db,
         batch,
         email_outbox::Column::Id,
         done,
+    )
+    .await?;
+
+    // Failure budgets of ids no account has (written by a sign-up for a verified address so
+    // that it costs what a new account's does), once their window is over. Accounts' budgets
+    // and the decoys' stay.
+    let no_account = Condition::all()
+        .add(otp_budgets::Column::UserId.is_not_in(decoy_user_ids()))
+        .add(
+            Expr::col(otp_budgets::Column::UserId).not_in_subquery(
+                Query::select()
+                    .column(users::Column::Id)
+                    .from(users::Entity)
+                    .to_owned(),
+            ),
+        )
+        .add(otp_budgets::Column::WindowStart.lt(now - chrono::Duration::days(1)));
+    let otp_budgets = delete_in_batches::<_, otp_budgets::Entity, uuid::Uuid>(
+        db,
+        batch,
+        otp_budgets::Column::UserId,
+        no_account,
     )
     .await?;
 
@@ -149,6 +184,7 @@ pub async fn purge<C: ConnectionTrait>(
 
     Ok(Purged {
         otp_codes,
+        otp_budgets,
         audit_events,
         sessions,
         refresh_tokens,

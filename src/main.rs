@@ -134,6 +134,7 @@ async fn purge(config: &Config) -> anyhow::Result<()> {
     let retention = codeward::housekeeping::Retention::from_config(config);
     let purged = codeward::housekeeping::purge(&db, chrono::Utc::now(), &retention).await?;
     println!("otp_codes\t{}", purged.otp_codes);
+    println!("otp_budgets\t{}", purged.otp_budgets);
     println!("sessions\t{}", purged.sessions);
     println!("refresh_tokens\t{}", purged.refresh_tokens);
     println!("email_outbox\t{}", purged.email_outbox);

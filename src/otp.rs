@@ -13,8 +13,8 @@ use entity::{otp_budgets, otp_codes};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -42,7 +42,7 @@ pub struct CodeEngine {
 }
 
 /// The recipient side of a code: whose it is and where it goes. `user_id` is `None` when no
-/// account has the address: the engine then does the same work for nobody and undoes it.
+/// account has the address: the engine then does the same work for nobody, writing void rows.
 pub struct CodeRecipient<'a> {
     pub user_id: Option<Uuid>,
     pub email: &'a EmailAddress,
@@ -61,6 +61,14 @@ fn random_decoy() -> Uuid {
     use rand::Rng;
     let i = rand::rng().random_range(0..migration::decoy::COUNT);
     Uuid::from_u128(migration::decoy::FIRST_USER_ID + i)
+}
+
+/// Where a code for nobody upserts its failure budget, to cost what the path it stands in for
+/// costs: a decoy's existing row (the upsert changes nothing), or a fresh row of its own.
+#[derive(Clone, Copy)]
+enum Budget {
+    Decoy,
+    Fresh,
 }
 
 /// A live code whose digits matched; `consume` turns it into a one-time success.
@@ -108,9 +116,13 @@ impl CodeEngine {
 
     /// Issues a new code inside the caller's transaction: older live codes of this user and
     /// purpose die, the new code's HMAC is stored, and its email is enqueued, all committed
-    /// together. The caller wakes the outbox after committing. Without a user, the same
-    /// statements run for a random id inside a savepoint that is then rolled back: no row and
-    /// no email remain, and the request took the same time.
+    /// together. The caller wakes the outbox after committing.
+    ///
+    /// Without a user (no account has the address) the very same statements run, and what they
+    /// write is void from birth: the code row is revoked as it is inserted, under a fresh id
+    /// no user has and without the address; the outbox row is `void`, without the address, and
+    /// never sent. Housekeeping removes both. The request takes the same time either way: no
+    /// savepoint, no rollback, no statement that only one path runs.
     pub async fn issue(
         &self,
         txn: &DatabaseTransaction,
@@ -119,25 +131,22 @@ impl CodeEngine {
         to: CodeRecipient<'_>,
         requester: &Requester,
     ) -> Result<(), DbErr> {
-        let savepoint = txn.begin().await?;
-        // A fresh id for nobody: the rolled-back rows land where a new user's would, instead
-        // of piling up dead versions under one id.
-        let user_id = to.user_id.unwrap_or_else(Uuid::new_v4);
+        // Nobody stands in for an existing account here, whose budget row exists already.
         let email = self
-            .issue_rows(&savepoint, now, purpose, user_id, &to, requester)
+            .issue_rows(txn, now, purpose, &to, requester, Budget::Decoy)
             .await?;
-        outbox::enqueue(&savepoint, email, now).await?;
         if to.user_id.is_some() {
+            outbox::enqueue(txn, email, now).await?;
             self.metrics.code(purpose.name(), "issued");
-            savepoint.commit().await
         } else {
-            savepoint.rollback().await
+            outbox::enqueue_void(txn, email, now).await?;
         }
+        Ok(())
     }
 
     /// For an account that must get a notice instead of a code (a verified account at
-    /// sign-up): runs the code statements for nobody, undoes them, and enqueues `notice` in
-    /// place of the code email, so this path costs what issuing a code costs.
+    /// sign-up): writes a void code as `issue` does for nobody, and enqueues `notice` in place
+    /// of the code email, so this path costs what issuing a code costs.
     pub async fn notice_instead(
         &self,
         txn: &DatabaseTransaction,
@@ -147,47 +156,50 @@ impl CodeEngine {
         requester: &Requester,
         notice: Email,
     ) -> Result<(), DbErr> {
-        let savepoint = txn.begin().await?;
-        self.issue_rows(&savepoint, now, purpose, Uuid::new_v4(), &to, requester)
+        // The other side of this path is a new account, whose budget row is inserted: so is
+        // this one, under the fresh id (housekeeping removes budgets nobody has).
+        let nobody = CodeRecipient {
+            user_id: None,
+            ..to
+        };
+        self.issue_rows(txn, now, purpose, &nobody, requester, Budget::Fresh)
             .await?;
-        savepoint.rollback().await?;
         outbox::enqueue(txn, notice, now).await?;
         Ok(())
     }
 
+    /// The code statements: revoke the older live codes, insert the new code, make sure the
+    /// failure budget exists. For nobody they run on a fresh id (the revoke matches nothing,
+    /// the code is born revoked) and the budget upsert goes where `budget` says.
     async fn issue_rows<C: ConnectionTrait>(
         &self,
         txn: &C,
         now: DateTime<Utc>,
         purpose: Purpose,
-        user_id: Uuid,
         to: &CodeRecipient<'_>,
         requester: &Requester,
+        budget: Budget,
     ) -> Result<Email, DbErr> {
         let pepper = self
             .peppers
             .first()
             .ok_or_else(|| DbErr::Custom("no pepper configured".into()))?;
+        let nobody = to.user_id.is_none();
+        let user_id = to.user_id.unwrap_or_else(Uuid::new_v4);
         let code = OtpCode::generate();
         let hash = hex::encode(
             Self::mac(pepper, purpose, user_id, &code)
                 .finalize()
                 .into_bytes(),
         );
-        // For nobody, the revoke can match nothing. On PostgreSQL it is left out: there,
-        // rolling the savepoint back costs about one round trip more than releasing it, and the
-        // timing tool (benches/timing.rs) shows the two paths level only without it.
-        let nobody = to.user_id != Some(user_id);
-        if !(nobody && txn.get_database_backend() == DatabaseBackend::Postgres) {
-            otp_codes::Entity::update_many()
-                .col_expr(otp_codes::Column::RevokedAt, Expr::value(now))
-                .filter(otp_codes::Column::UserId.eq(user_id))
-                .filter(otp_codes::Column::Purpose.eq(purpose.name()))
-                .filter(otp_codes::Column::ConsumedAt.is_null())
-                .filter(otp_codes::Column::RevokedAt.is_null())
-                .exec(txn)
-                .await?;
-        }
+        otp_codes::Entity::update_many()
+            .col_expr(otp_codes::Column::RevokedAt, Expr::value(now))
+            .filter(otp_codes::Column::UserId.eq(user_id))
+            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
         let expires_at = now + self.ttl;
         otp_codes::ActiveModel {
             id: Set(Uuid::new_v4()),
@@ -195,20 +207,25 @@ impl CodeEngine {
             purpose: Set(purpose.name().to_owned()),
             code_hash: Set(hash),
             key_id: Set(pepper.key_id.clone()),
-            email: Set(to.email.as_str().to_owned()),
+            // An address no account has is not kept.
+            email: Set(if nobody { "" } else { to.email.as_str() }.to_owned()),
             attempts: Set(0),
             max_attempts: Set(self.max_attempts),
             created_at: Set(now),
             expires_at: Set(expires_at),
             consumed_at: Set(None),
-            revoked_at: Set(None),
+            revoked_at: Set(nobody.then_some(now)),
             ip: Set(requester.ip.clone()),
             user_agent: Set(requester.user_agent.clone()),
         }
         .insert(txn)
         .await?;
+        let budget_owner = match budget {
+            Budget::Decoy if nobody => random_decoy(),
+            _ => user_id,
+        };
         otp_budgets::Entity::insert(otp_budgets::ActiveModel {
-            user_id: Set(user_id),
+            user_id: Set(budget_owner),
             purpose: Set(purpose.name().to_owned()),
             window_start: Set(now),
             failures: Set(0),

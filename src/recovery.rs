@@ -3,12 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use entity::users;
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseBackend, EntityTrait, IntoActiveModel, Set,
-    Statement,
-};
-use uuid::Uuid;
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 
+use crate::accounts::find_account;
 use crate::audit::{self, Event};
 use crate::db;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
@@ -18,31 +15,8 @@ use crate::otp::Requester;
 use crate::services::{Error, Services};
 use crate::sessions::{self, AuthUser, RevokeReason};
 
-/// The id of the account with this address, read from the covering index `(email, id)`
-/// alone, so a hit costs what a miss costs: the code checks below must not take longer for an
-/// existing account. SQLite's planner prefers the unique `email` index (which then reads the
-/// table row on a hit), hence its `INDEXED BY`; InnoDB's email index already holds the id.
-async fn find_user_id(
-    services: &Services,
-    email: &EmailAddress,
-) -> Result<Option<Uuid>, sea_orm::DbErr> {
-    let backend = services.db.get_database_backend();
-    let sql = match backend {
-        DatabaseBackend::Sqlite => {
-            r#"SELECT "id" FROM "users" INDEXED BY "users_email_id_idx" WHERE "email" = ?"#
-        }
-        DatabaseBackend::Postgres => r#"SELECT "id" FROM "users" WHERE "email" = $1"#,
-        DatabaseBackend::MySql => "SELECT `id` FROM `users` WHERE `email` = ?",
-    };
-    let statement = Statement::from_sql_and_values(backend, sql, [email.as_str().into()]);
-    match services.db.query_one(statement).await? {
-        Some(row) => Ok(Some(row.try_get("", "id")?)),
-        None => Ok(None),
-    }
-}
-
 /// Emails a reset code to an existing account (verified or not; older reset codes die).
-/// An unknown address gets no row and no email, with the same answer.
+/// An unknown address gets no email and no usable code (only void rows), with the same answer.
 pub async fn forgot_password(
     services: &Services,
     email: &EmailAddress,
@@ -74,7 +48,7 @@ pub async fn check_reset_code(
         tracing::info!(outcome = "malformed_code", "check_reset_code");
         return Ok(false);
     };
-    let user_id = find_user_id(services, email).await?;
+    let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
     let usable = services
         .codes
         .attempt(&services.db, now, user_id, Purpose::ResetPassword, &code)
@@ -105,7 +79,7 @@ pub async fn reset_password(
         tracing::info!(outcome = "malformed_code", "reset_password");
         return Ok(false);
     };
-    let user_id = find_user_id(services, email).await?;
+    let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
     let matched = services
         .codes
         .attempt(&services.db, now, user_id, Purpose::ResetPassword, &code)

@@ -4,6 +4,8 @@ use sea_orm::entity::prelude::*;
 
 /// Where a message is in its life: `pending` → `sending` (claimed under a lease) → `sent`, or
 /// back to `pending` for a retry, or `dead` (permanent failure, too many attempts, expired).
+/// A `void` row is never sent: it stands in for the email of a request about an address no
+/// account has, so that request costs what a real one costs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 pub enum Status {
@@ -15,6 +17,8 @@ pub enum Status {
     Sent,
     #[sea_orm(string_value = "dead")]
     Dead,
+    #[sea_orm(string_value = "void")]
+    Void,
 }
 
 #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]

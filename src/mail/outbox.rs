@@ -52,6 +52,31 @@ pub async fn enqueue<C: ConnectionTrait>(
     email: Email,
     now: DateTime<Utc>,
 ) -> Result<Uuid, DbErr> {
+    insert(conn, email, now, Status::Pending).await
+}
+
+/// Adds a `void` row in place of `email`: the same insert, without the address or the code,
+/// never sent. A request about an address no account has writes it, so that request costs
+/// what a real one costs; housekeeping removes it.
+pub async fn enqueue_void<C: ConnectionTrait>(
+    conn: &C,
+    email: Email,
+    now: DateTime<Utc>,
+) -> Result<Uuid, DbErr> {
+    let void = Email {
+        to: String::new(),
+        code: None,
+        ..email
+    };
+    insert(conn, void, now, Status::Void).await
+}
+
+async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    email: Email,
+    now: DateTime<Utc>,
+    status: Status,
+) -> Result<Uuid, DbErr> {
     let id = Uuid::new_v4();
     email_outbox::ActiveModel {
         id: Set(id),
@@ -60,7 +85,7 @@ pub async fn enqueue<C: ConnectionTrait>(
         locale: Set(email.locale),
         context: Set(email.context.to_string()),
         code: Set(email.code.map(|c| c.expose_secret().to_owned())),
-        status: Set(Status::Pending),
+        status: Set(status),
         attempts: Set(0),
         next_attempt_at: Set(now),
         claim_token: Set(None),

@@ -315,6 +315,23 @@ async fn an_unknown_address_gets_the_same_answer_and_no_code_or_email() {
         outbox.is_empty(),
         "no email was queued for the unknown address"
     );
+    // What the request wrote instead, so that it cost what the known one did: a void outbox
+    // row and a code born revoked, neither holding the address or a code.
+    let void = entity::email_outbox::Entity::find()
+        .filter(entity::email_outbox::Column::Status.eq(entity::email_outbox::Status::Void))
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(void.len(), 1);
+    assert_eq!((void[0].recipient.as_str(), &void[0].code), ("", &None));
+    let void_codes = otp_codes::Entity::find()
+        .filter(otp_codes::Column::Email.eq(""))
+        .filter(otp_codes::Column::UserId.is_not_in(codeward::otp::decoy_user_ids()))
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(void_codes.len(), 1);
+    assert!(void_codes[0].revoked_at.is_some(), "born revoked");
 }
 
 #[tokio::test]
