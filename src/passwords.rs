@@ -273,3 +273,57 @@ fn hash_with(argon2: &impl PasswordHasher, password: &str) -> anyhow::Result<Str
         .map(|hash| hash.to_string())
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stock(m_kib: u32, t: u32) -> Argon2<'static> {
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(m_kib, t, 1, None).unwrap(),
+        )
+    }
+
+    fn in_place(m_kib: u32, t: u32) -> InPlace {
+        InPlace::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(m_kib, t, 1, None).unwrap(),
+        )
+    }
+
+    /// The kept-buffer hasher is argon2id itself: its hashes verify with the argon2 crate and
+    /// the crate's verify with it, whatever size the thread's buffer had from before.
+    #[test]
+    fn in_place_hashes_are_standard_argon2id_both_ways() {
+        for (m_kib, t) in [(4096, 2), (1024, 1), (2048, 3)] {
+            let mine = hash_with(&in_place(m_kib, t), "correct horse").unwrap();
+            let theirs = hash_with(&stock(m_kib, t), "correct horse").unwrap();
+
+            let parsed = PasswordHash::new(&mine).unwrap();
+            assert!(
+                stock(8, 1)
+                    .verify_password(b"correct horse", &parsed)
+                    .is_ok()
+            );
+            assert!(
+                stock(8, 1)
+                    .verify_password(b"wrong horse", &parsed)
+                    .is_err()
+            );
+            let parsed = PasswordHash::new(&theirs).unwrap();
+            assert!(
+                in_place(8, 1)
+                    .verify_password(b"correct horse", &parsed)
+                    .is_ok()
+            );
+            assert!(
+                in_place(8, 1)
+                    .verify_password(b"wrong horse", &parsed)
+                    .is_err()
+            );
+        }
+    }
+}
