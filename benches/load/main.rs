@@ -648,7 +648,8 @@ fn mib(kib: u64) -> f64 {
 }
 
 /// What limited a run, from who used the CPU while it was measured. In a ceiling run the
-/// benchmark process is the database client, and on SQLite the database itself.
+/// benchmark process does the ceiling's work: the database driver, on SQLite the database
+/// itself, or argon2.
 fn bound(cpu: &CpuUse, cores: f64, ceiling: bool) -> String {
     let busy = cpu.server + cpu.loadgen + cpu.database + cpu.other;
     if busy < 0.85 * cores {
@@ -658,7 +659,7 @@ fn bound(cpu: &CpuUse, cores: f64, ceiling: bool) -> String {
         ("codeward", cpu.server),
         (
             if ceiling {
-                "driver (+ SQLite) in the benchmark process"
+                "the ceiling's own work (driver, SQLite or argon2)"
             } else {
                 "load generator"
             },
