@@ -135,9 +135,9 @@ pub async fn purge<C: ConnectionTrait>(
     )
     .await?;
 
-    // Failure budgets of ids no account has (written by a sign-up for a verified address so
-    // that it costs what a new account's does), once their window is over. Accounts' budgets
-    // and the decoys' stay.
+    // Failure budgets of ids no account has (a sign-up for an existing address writes a set,
+    // so that it costs what a new account's does), once their window is over. Accounts'
+    // budgets and the decoys' stay.
     let no_account = Condition::all()
         .add(otp_budgets::Column::UserId.is_not_in(decoy_user_ids()))
         .add(

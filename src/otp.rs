@@ -63,14 +63,6 @@ fn random_decoy() -> Uuid {
     Uuid::from_u128(migration::decoy::FIRST_USER_ID + i)
 }
 
-/// Where a code for nobody upserts its failure budget, to cost what the path it stands in for
-/// costs: a decoy's existing row (the upsert changes nothing), or a fresh row of its own.
-#[derive(Clone, Copy)]
-enum Budget {
-    Decoy,
-    Fresh,
-}
-
 /// A live code whose digits matched; `consume` turns it into a one-time success.
 #[derive(Debug)]
 pub struct Matched {
@@ -131,10 +123,7 @@ impl CodeEngine {
         to: CodeRecipient<'_>,
         requester: &Requester,
     ) -> Result<(), DbErr> {
-        // Nobody stands in for an existing account here, whose budget row exists already.
-        let email = self
-            .issue_rows(txn, now, purpose, &to, requester, Budget::Decoy)
-            .await?;
+        let email = self.issue_rows(txn, now, purpose, &to, requester).await?;
         if to.user_id.is_some() {
             outbox::enqueue(txn, email, now).await?;
             self.metrics.code(purpose.name(), "issued");
@@ -156,21 +145,42 @@ impl CodeEngine {
         requester: &Requester,
         notice: Email,
     ) -> Result<(), DbErr> {
-        // The other side of this path is a new account, whose budget row is inserted: so is
-        // this one, under the fresh id (housekeeping removes budgets nobody has).
         let nobody = CodeRecipient {
             user_id: None,
             ..to
         };
-        self.issue_rows(txn, now, purpose, &nobody, requester, Budget::Fresh)
+        self.issue_rows(txn, now, purpose, &nobody, requester)
             .await?;
         outbox::enqueue(txn, notice, now).await?;
         Ok(())
     }
 
+    /// Inserts a fresh failure budget for every purpose under `user_id`, inside the caller's
+    /// transaction. Sign-up calls it once on every path: for a new account with its id, so
+    /// its budgets exist before any code is issued (issuing then never inserts one, for known
+    /// and unknown addresses alike); for an existing or verified address with a fresh id, so
+    /// that path costs the same (housekeeping removes budgets no account has).
+    pub async fn create_budgets<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        now: DateTime<Utc>,
+        user_id: Uuid,
+    ) -> Result<(), DbErr> {
+        otp_budgets::Entity::insert_many(Purpose::ALL.map(|purpose| otp_budgets::ActiveModel {
+            user_id: Set(user_id),
+            purpose: Set(purpose.name().to_owned()),
+            window_start: Set(now),
+            failures: Set(0),
+        }))
+        .exec(txn)
+        .await?;
+        Ok(())
+    }
+
     /// The code statements: revoke the older live codes, insert the new code, make sure the
-    /// failure budget exists. For nobody they run on a fresh id (the revoke matches nothing,
-    /// the code is born revoked) and the budget upsert goes where `budget` says.
+    /// failure budget exists (for accounts made before `create_budgets`; the upsert changes
+    /// nothing otherwise). For nobody they run on a fresh id (the revoke matches nothing, the
+    /// code is born revoked) and the upsert on a decoy's budget.
     async fn issue_rows<C: ConnectionTrait>(
         &self,
         txn: &C,
@@ -178,7 +188,6 @@ impl CodeEngine {
         purpose: Purpose,
         to: &CodeRecipient<'_>,
         requester: &Requester,
-        budget: Budget,
     ) -> Result<Email, DbErr> {
         let pepper = self
             .peppers
@@ -220,10 +229,7 @@ impl CodeEngine {
         }
         .insert(txn)
         .await?;
-        let budget_owner = match budget {
-            Budget::Decoy if nobody => random_decoy(),
-            _ => user_id,
-        };
+        let budget_owner = if nobody { random_decoy() } else { user_id };
         otp_budgets::Entity::insert(otp_budgets::ActiveModel {
             user_id: Set(budget_owner),
             purpose: Set(purpose.name().to_owned()),

@@ -10,6 +10,8 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    pub const ALL: [Purpose; 2] = [Self::VerifyEmail, Self::ResetPassword];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",

@@ -158,6 +158,7 @@ async fn a_resend_kills_the_older_code_and_keeps_the_failure_budget() {
     let ada = user_id(&db, "ada@example.com").await;
     let budget = otp_budgets::Entity::find()
         .filter(otp_budgets::Column::UserId.eq(ada))
+        .filter(otp_budgets::Column::Purpose.eq("verify_email"))
         .one(&db)
         .await
         .unwrap()

@@ -38,7 +38,7 @@ async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
         &json!({"email": "nobody@example.com"}),
     )
     .await;
-    // A sign-up for the verified address: a notice, and a budget row no account has.
+    // A sign-up for the verified address: a notice, and a set of budgets no account has.
     app.post(
         "/v1/signup",
         &json!({"email": "old@example.com", "password": PASSWORD}),
@@ -61,7 +61,7 @@ async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
     let purged = purge(&db, later, &retention).await.unwrap();
 
     assert!(purged.otp_codes >= 1, "{purged:?}");
-    assert_eq!(purged.otp_budgets, 1, "the budget nobody has: {purged:?}");
+    assert_eq!(purged.otp_budgets, 2, "the budgets nobody has: {purged:?}");
     assert!(purged.sessions >= 1, "{purged:?}");
     assert!(purged.email_outbox >= 1, "{purged:?}");
     assert!(purged.rate_counters >= 1, "{purged:?}");
@@ -99,8 +99,8 @@ async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
     let kept_budgets = otp_budgets::Entity::find().count(&db).await.unwrap();
     assert_eq!(
         kept_budgets,
-        2 * 64 + 1,
-        "the decoys' budgets and the account's stay"
+        2 * 64 + 2,
+        "the decoys' budgets and the account's two stay"
     );
     let pending_or_sending = email_outbox::Entity::find()
         .filter(
