@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::audit::{self, Event};
 use crate::db;
-use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
+use crate::domain::{
+    EmailAddress, OtpCode, PasswordAttempt, PasswordProblem, PendingPassword, Purpose,
+};
 use crate::limits::Limited;
 use crate::mail::{Email, Message};
 use crate::otp::{CodeRecipient, Requester};
@@ -80,10 +82,8 @@ pub async fn signup(
     let verified = existing
         .as_ref()
         .is_some_and(|user| user.email_verified_at.is_some());
-    // Every path writes the user row once, inserts one set of budgets and runs the code
-    // statements once, so the answer takes the same time whether the address is new,
-    // unverified or verified.
-    let new_account = existing.is_none();
+    // Every path writes the user row once and runs the code statements once, so the answer
+    // takes the same time whether the address is new, unverified or verified.
     let user = match existing {
         Some(user) => {
             let mut active = user.into_active_model();
@@ -111,8 +111,6 @@ pub async fn signup(
             .await?
         }
     };
-    let budgets_of = if new_account { user.id } else { Uuid::new_v4() };
-    services.codes.create_budgets(&txn, now, budgets_of).await?;
     let recipient = CodeRecipient {
         user_id: Some(user.id),
         email,
@@ -234,15 +232,17 @@ pub(crate) async fn send_code(
 
 /// Verifies the sign-up code, binds the password and signs the user in. `None` for every
 /// failure: unknown address, verified account, malformed, wrong, expired, used or dead code.
+/// The password's strength is judged only for a right code; a refused password (`Err`)
+/// leaves the code unused.
 #[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
 pub async fn verify_signup(
     services: &Services,
     email: &EmailAddress,
     code: Option<OtpCode>,
-    password: &NewPassword,
+    password: &PendingPassword,
     device_name: Option<String>,
     requester: &Requester,
-) -> Result<Option<IssuedSession>, Error> {
+) -> Result<Result<Option<IssuedSession>, PasswordProblem>, Error> {
     let now = services.clock.now();
     // A verified account is treated as unknown: its guesses go to a decoy.
     let user_id = find_account(&services.db, email)
@@ -250,7 +250,7 @@ pub async fn verify_signup(
         .and_then(|(id, verified)| (!verified).then_some(id));
     let Some(code) = code else {
         tracing::info!(outcome = "malformed_code", "verify_signup");
-        return Ok(None);
+        return Ok(Ok(None));
     };
     let matched = services
         .codes
@@ -273,7 +273,16 @@ pub async fn verify_signup(
             outcome = "invalid_code",
             "verify_signup"
         );
-        return Ok(None);
+        return Ok(Ok(None));
+    };
+    let password = match password.judge(Some(email), "password") {
+        Ok(password) => password,
+        Err(problem) => {
+            // The attempt gave its units back, so the code stays usable with a better one.
+            let user_id = matched.user_id();
+            tracing::info!(%user_id, outcome = "password_refused", "verify_signup");
+            return Ok(Err(problem));
+        }
     };
     // Only a right code pays for argon2: every failure above costs the same (no hash at
     // all), so the time still tells nothing about what went wrong, while a flood of guesses
@@ -287,11 +296,11 @@ pub async fn verify_signup(
         .one(&txn)
         .await?
     else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
     if !services.codes.consume(&txn, now, &matched).await? {
         tracing::info!(user_id = %user.id, outcome = "invalid_code", "verify_signup");
-        return Ok(None);
+        return Ok(Ok(None));
     }
     let mut active = user.into_active_model();
     active.password_hash = Set(Some(password_hash));
@@ -312,7 +321,7 @@ pub async fn verify_signup(
     .await?;
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "verified", "verify_signup");
-    Ok(Some(session))
+    Ok(Ok(Some(session)))
 }
 
 /// Signs in with email and password. `None` for an unknown address, a never-verified account

@@ -11,7 +11,7 @@ use crate::api::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate
 use crate::api::session::SessionBody;
 use crate::api::types::{CodeText, EmailText, NewSecretText, OptionalText};
 use crate::api::{ApiTags, AppState, client};
-use crate::domain::{self, EmailAddress, NewPassword, OtpCode};
+use crate::domain::{self, EmailAddress, NewPassword, OtpCode, PendingPassword};
 use crate::limits::Group;
 use crate::services::Error;
 
@@ -356,7 +356,8 @@ impl SignupApi {
         let email = EmailAddress::parse(&body.email)
             .map_err(|p| problems.push(p))
             .ok();
-        let password = NewPassword::parse(&body.password, email.as_ref(), "password")
+        // Only the length here: the strength is judged once the code proved right.
+        let password = PendingPassword::parse(&body.password, "password")
             .map_err(|p| problems.push(p))
             .ok();
         let device = domain::parse_device_name(body.device_name.as_deref())
@@ -369,8 +370,11 @@ impl SignupApi {
         };
         let code = OtpCode::parse(&body.code);
         match accounts::verify_signup(&state, &email, code, &password, device, &requester).await {
-            Ok(Some(session)) => Ok(VerifySignupResponse::SignedIn(Json(session.into()))),
-            Ok(None) => Ok(VerifySignupResponse::InvalidCode(invalid_code())),
+            Ok(Ok(Some(session))) => Ok(VerifySignupResponse::SignedIn(Json(session.into()))),
+            Ok(Ok(None)) => Ok(VerifySignupResponse::InvalidCode(invalid_code())),
+            Ok(Err(problem)) => Ok(VerifySignupResponse::ValidationFailed(validation(vec![
+                problem,
+            ]))),
             Err(Error::Overloaded(_)) => {
                 let (problem, retry) = overloaded();
                 Ok(VerifySignupResponse::Overloaded(problem, retry))

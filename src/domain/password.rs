@@ -31,14 +31,7 @@ impl NewPassword {
             code,
             message,
         };
-        check_length(raw, field)?;
-        let chars = raw.chars().count();
-        if chars < MIN_CHARS {
-            return Err(problem(
-                "too_short",
-                format!("The password needs at least {MIN_CHARS} characters."),
-            ));
-        }
+        check_shape(raw, field)?;
         let mut user_inputs: Vec<&str> = vec!["codeward"];
         if let Some(email) = email {
             user_inputs.push(email.as_str());
@@ -67,6 +60,40 @@ impl NewPassword {
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }
+}
+
+/// A new password whose length was checked at the edge but whose strength is judged later
+/// (`judge`): `verify_signup` judges it only once the code proved right, so a wrong guess
+/// does not pay for the strength estimate (a third of its CPU when it came first).
+pub struct PendingPassword(SecretString);
+
+impl PendingPassword {
+    pub fn parse(raw: &str, field: &'static str) -> Result<Self, PasswordProblem> {
+        check_shape(raw, field)?;
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    /// The policy's verdict, exactly as `NewPassword::parse` gives it.
+    pub fn judge(
+        &self,
+        email: Option<&EmailAddress>,
+        field: &'static str,
+    ) -> Result<NewPassword, PasswordProblem> {
+        NewPassword::parse(self.0.expose_secret(), email, field)
+    }
+}
+
+/// The length limits of a new password, checked before anything else.
+fn check_shape(raw: &str, field: &'static str) -> Result<(), PasswordProblem> {
+    check_length(raw, field)?;
+    if raw.chars().count() < MIN_CHARS {
+        return Err(FieldProblem {
+            field,
+            code: "too_short",
+            message: format!("The password needs at least {MIN_CHARS} characters."),
+        });
+    }
+    Ok(())
 }
 
 /// A password offered to sign in: only the length limit applies (before any hashing).

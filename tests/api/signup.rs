@@ -331,6 +331,22 @@ async fn verify_signup_answers_invalid_code_for_every_failure() {
 }
 
 #[tokio::test]
+async fn a_weak_password_with_a_wrong_code_is_an_invalid_code_not_a_judged_password() {
+    let app = spawn_app().await;
+    let code = app.signup_code("ada@example.com", PASSWORD).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+
+    let response = app
+        .post(
+            "/v1/signup/verify",
+            &json!({"email": "ada@example.com", "code": wrong, "password": "password1"}),
+        )
+        .await;
+
+    assert_problem(response, 400, "invalid_code").await;
+}
+
+#[tokio::test]
 async fn a_password_refused_at_verify_does_not_use_up_the_code() {
     let app = spawn_app().await;
     let code = app.signup_code("ada@example.com", PASSWORD).await;
