@@ -82,8 +82,10 @@ pub async fn signup(
     let verified = existing
         .as_ref()
         .is_some_and(|user| user.email_verified_at.is_some());
-    // Every path writes the user row once and runs the code statements once, so the answer
-    // takes the same time whether the address is new, unverified or verified.
+    // Every path writes the user row once, inserts one set of budgets and runs the code
+    // statements once, so the answer takes the same time whether the address is new,
+    // unverified or verified.
+    let new_account = existing.is_none();
     let user = match existing {
         Some(user) => {
             let mut active = user.into_active_model();
@@ -111,6 +113,8 @@ pub async fn signup(
             .await?
         }
     };
+    let budgets_of = if new_account { user.id } else { Uuid::new_v4() };
+    services.codes.create_budgets(&txn, now, budgets_of).await?;
     let recipient = CodeRecipient {
         user_id: Some(user.id),
         email,
