@@ -251,9 +251,10 @@ async fn a_claim_whose_worker_died_is_retried_when_its_lease_runs_out() {
     let id = outbox::enqueue(&db, notice("orphan@example.com"), Utc::now())
         .await
         .unwrap();
-    // A worker claims the row for one second and dies without a word.
+    // A worker claims the row for four seconds and dies without a word. (Long enough that a
+    // busy machine still starts the rescuer well inside the lease.)
     let now = Utc::now();
-    let claimed = outbox::claim(&db, now, now + chrono::Duration::seconds(1), 10)
+    let claimed = outbox::claim(&db, now, now + chrono::Duration::seconds(4), 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -261,6 +262,10 @@ async fn a_claim_whose_worker_died_is_retried_when_its_lease_runs_out() {
     let _rescuer = start_instance(&database.url, &sink.url(), &[]).await;
 
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        Utc::now() < now + chrono::Duration::seconds(3),
+        "the machine took over 2.5 s to start a server; the check below would mean nothing"
+    );
     assert!(
         sink.received().is_empty(),
         "not taken while the lease holds"
