@@ -89,8 +89,13 @@ pub async fn signup(
     let user = match existing {
         Some(user) => {
             let mut active = user.into_active_model();
+            // One statement for both: the address is written back as it is, so its index
+            // entries are rewritten as a new account's are inserted, and this UPDATE costs
+            // about what the INSERT below does.
+            active.email = Set(email.as_str().to_owned());
             if verified {
-                // Same statement, same values: a verified account's locale stays its own.
+                // Same values: a verified account's locale stays its own.
+                active.locale = Set(active.locale.as_ref().clone());
                 active.updated_at = Set(*active.updated_at.as_ref());
             } else {
                 active.locale = Set(locale.to_owned());
