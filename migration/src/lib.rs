@@ -25,6 +25,7 @@ mod m20261122_000006_create_rate_counters;
 mod m20261122_000007_insert_decoy;
 mod m20261122_000008_create_audit_events;
 mod m20261122_000009_index_users_email_id;
+mod m20261122_000010_index_live_codes;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_insert_decoy::Migration),
             Box::new(m20261122_000008_create_audit_events::Migration),
             Box::new(m20261122_000009_index_users_email_id::Migration),
+            Box::new(m20261122_000010_index_live_codes::Migration),
         ]
     }
 }
