@@ -9,6 +9,7 @@
 //! cargo bench --bench timing                        # SQLite in a temporary folder
 //! cargo bench --bench timing -- --database-url postgres://postgres@127.0.0.1/codeward_timing
 //! cargo bench --bench timing -- --samples 500
+//! cargo bench --bench timing -- --equal-time-step-ms 0   # the raw work, without the grid
 //! ```
 //! A PostgreSQL or MySQL database is used as given (create an empty one first).
 
@@ -25,6 +26,10 @@ struct Args {
     /// Requests per kind and side.
     #[arg(long, default_value_t = 300)]
     samples: usize,
+    /// The server's `--equal-time-step-ms`; default: the server's default. 0 shows how long the
+    /// work itself takes on each side.
+    #[arg(long)]
+    equal_time_step_ms: Option<u64>,
     /// Accepted for `cargo bench` compatibility.
     #[arg(long, hide = true)]
     bench: bool,
@@ -44,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let mailbox = dir.path().join("mailbox");
     // Production parameters, but no limit in the way: every request must do its full work.
-    let config_args = [
+    let mut config_args = vec![
         "codeward".to_owned(),
         "--listen=127.0.0.1:0".to_owned(),
         format!("--database-url={database_url}"),
@@ -58,8 +63,12 @@ async fn main() -> anyhow::Result<()> {
         "--ip-rate-login=1000000/s".to_owned(),
         "--ip-rate-refresh=1000000/s".to_owned(),
     ];
+    if let Some(step) = args.equal_time_step_ms {
+        config_args.push(format!("--equal-time-step-ms={step}"));
+    }
     let mut config = codeward::cli::Cli::try_parse_from(config_args)?.config;
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let equal_time_step_ms = config.equal_time_step_ms;
     codeward::telemetry::init(&config.log, config.log_format);
     let app = codeward::startup::Application::build(config).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -135,7 +144,11 @@ async fn main() -> anyhow::Result<()> {
             |e| json!({"email": e, "code": "000000"}),
         ),
     ];
-    println!("{n} requests per side, interleaved; medians in ms; two-sample Kolmogorov–Smirnov");
+    println!(
+        "{n} requests per side, interleaved; equal-time step {} ms; medians in ms; \
+         two-sample Kolmogorov–Smirnov",
+        equal_time_step_ms
+    );
     println!(
         "{:<32} {:>12} {:>12} {:>8} {:>10}",
         "operation", "known", "unknown", "D", "p"

@@ -168,7 +168,7 @@ pub async fn signup(
     )
     .await?;
     txn.commit().await?;
-    services.outbox.wake();
+    // The email worker is woken after the answer (`api::middleware::equal_time`).
     tracing::info!(user_id = %user.id, outcome, "signup");
     Ok(Ok(()))
 }
@@ -230,8 +230,9 @@ pub(crate) async fn send_code(
         .issue(&txn, now, purpose, recipient, requester)
         .await?;
     txn.commit().await?;
-    // Woken on every path: the worker's activity must not tell the paths apart either.
-    services.outbox.wake();
+    // The email worker is woken after the answer, on every path alike
+    // (`api::middleware::equal_time`): working on a real email while this request is still
+    // running would tell the paths apart.
     match user {
         Some(user) => tracing::info!(user_id = %user.id, outcome = "code_sent", "{operation}"),
         None => tracing::info!(outcome = "no_account", "{operation}"),

@@ -135,7 +135,7 @@ pub struct Config {
     pub email_lease_secs: u64,
 
     /// Milliseconds between outbox polls (retries, other instances' emails); emails enqueued by
-    /// this instance are picked up at once.
+    /// this instance are picked up within 100 ms.
     #[arg(long, env = "CODEWARD_EMAIL_POLL_MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(10..=60_000), global = true)]
     pub email_poll_ms: u64,
@@ -237,6 +237,14 @@ pub struct Config {
     #[arg(long, env = "CODEWARD_LOGIN_MAX_DELAY_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(30..=86_400), global = true)]
     pub login_max_delay_secs: u64,
+
+    /// Operations that must not reveal whether an account exists (signup, resend, verify,
+    /// login, forgot, check and reset) answer a whole number of these milliseconds after they
+    /// began, so small differences in how long their work took (which rows were cached, say)
+    /// do not show; 0 turns this off.
+    #[arg(long, env = "CODEWARD_EQUAL_TIME_STEP_MS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=1000), global = true)]
+    pub equal_time_step_ms: u64,
 
     /// Per-IP quota of signup, resend_signup_code and forgot_password (`N/s`, `N/min`, `N/h`).
     #[arg(
@@ -580,6 +588,10 @@ impl Config {
             (
                 "CODEWARD_LOGIN_MAX_DELAY_SECS",
                 self.login_max_delay_secs.to_string(),
+            ),
+            (
+                "CODEWARD_EQUAL_TIME_STEP_MS",
+                self.equal_time_step_ms.to_string(),
             ),
             (
                 "CODEWARD_IP_RATE_SEND_CODE",

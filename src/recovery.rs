@@ -140,7 +140,7 @@ pub async fn reset_password(
     )
     .await?;
     txn.commit().await?;
-    services.outbox.wake();
+    // The email worker is woken after the answer (`api::middleware::equal_time`).
     tracing::info!(%user_id, sessions_ended, codes_killed, outcome = "reset", "reset_password");
     Ok(true)
 }

@@ -10,6 +10,7 @@ use crate::limits::{AddressLimits, IpLimits};
 use crate::mail::OutboxSignal;
 use crate::otp::CodeEngine;
 use crate::passwords::Passwords;
+use crate::timer::PreciseTimer;
 
 pub struct Services {
     pub db: DatabaseConnection,
@@ -22,6 +23,8 @@ pub struct Services {
     pub address_limits: AddressLimits,
     /// Wakes the email worker after a transaction that enqueued an email commits.
     pub outbox: OutboxSignal,
+    /// Ends the equal-time wait of the operations that must not reveal an account.
+    pub timer: PreciseTimer,
 }
 
 /// A use-case's failure that is not an expected outcome.

@@ -92,6 +92,7 @@ impl Application {
             config: Arc::new(config),
             clock,
             outbox,
+            timer: crate::timer::PreciseTimer::start()?,
         });
         let operations = Arc::new(crate::metrics::OperationIndex::from_spec(&api::spec_json()));
         let endpoint = with_middleware(routes().data(state.clone()), max_body_bytes)

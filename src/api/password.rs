@@ -8,6 +8,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::api::auth::BearerAuth;
+use crate::api::middleware::equal_time;
 use crate::api::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
 use crate::api::signup::{
     CodePurpose, CodeSentResponse, EXAMPLE_CODE, EXAMPLE_EMAIL, EXAMPLE_PASSWORD, code_sent,
@@ -222,7 +223,8 @@ impl PasswordApi {
     #[oai(
         path = "/v1/password/forgot",
         method = "post",
-        operation_id = "forgot_password"
+        operation_id = "forgot_password",
+        transform = "equal_time"
     )]
     async fn forgot_password(
         &self,
@@ -264,7 +266,8 @@ impl PasswordApi {
     #[oai(
         path = "/v1/password/reset/check",
         method = "post",
-        operation_id = "check_reset_code"
+        operation_id = "check_reset_code",
+        transform = "equal_time"
     )]
     async fn check_reset_code(
         &self,
@@ -309,7 +312,8 @@ impl PasswordApi {
     #[oai(
         path = "/v1/password/reset",
         method = "post",
-        operation_id = "reset_password"
+        operation_id = "reset_password",
+        transform = "equal_time"
     )]
     async fn reset_password(
         &self,

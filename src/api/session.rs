@@ -10,6 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::accounts;
 use crate::api::account::User;
 use crate::api::auth::BearerAuth;
+use crate::api::middleware::equal_time;
 use crate::api::problem::{
     InternalError, JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited,
 };
@@ -277,7 +278,12 @@ impl SessionApi {
     ///
     /// Starts a session with email and password. An unknown address, a never-verified
     /// account and a wrong password give the same 401 `invalid_credentials` in the same time.
-    #[oai(path = "/v1/login", method = "post", operation_id = "login")]
+    #[oai(
+        path = "/v1/login",
+        method = "post",
+        operation_id = "login",
+        transform = "equal_time"
+    )]
     async fn login(
         &self,
         state: Data<&AppState>,

@@ -7,6 +7,7 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use crate::accounts;
+use crate::api::middleware::equal_time;
 use crate::api::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
 use crate::api::session::SessionBody;
 use crate::api::types::{CodeText, EmailText, NewSecretText, OptionalText};
@@ -251,7 +252,12 @@ impl SignupApi {
     /// so whoever proves the mailbox chooses the password. The answer is the same 202 for a
     /// new address, an unverified one (a new code; older ones die) and a verified one (that
     /// address gets an "account exists" email instead of a code).
-    #[oai(path = "/v1/signup", method = "post", operation_id = "signup")]
+    #[oai(
+        path = "/v1/signup",
+        method = "post",
+        operation_id = "signup",
+        transform = "equal_time"
+    )]
     async fn signup(
         &self,
         state: Data<&AppState>,
@@ -296,7 +302,8 @@ impl SignupApi {
     #[oai(
         path = "/v1/signup/resend",
         method = "post",
-        operation_id = "resend_signup_code"
+        operation_id = "resend_signup_code",
+        transform = "equal_time"
     )]
     async fn resend_signup_code(
         &self,
@@ -334,7 +341,8 @@ impl SignupApi {
     #[oai(
         path = "/v1/signup/verify",
         method = "post",
-        operation_id = "verify_signup"
+        operation_id = "verify_signup",
+        transform = "equal_time"
     )]
     async fn verify_signup(
         &self,

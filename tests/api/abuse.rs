@@ -501,3 +501,51 @@ async fn every_public_operation_answers_429_with_the_headers_when_its_ip_quota_i
         assert_rate_limited(response, policy).await;
     }
 }
+
+#[tokio::test]
+async fn operations_that_could_reveal_an_account_answer_on_the_equal_time_grid() {
+    let app = spawn_app_with(&["--equal-time-step-ms=1000"]).await;
+    let email = "grid@example.com";
+    let requests = [
+        ("/v1/signup", json!({"email": email, "password": PASSWORD})),
+        ("/v1/signup/resend", json!({"email": email})),
+        (
+            "/v1/signup/verify",
+            json!({"email": email, "code": "000000", "password": PASSWORD}),
+        ),
+        ("/v1/login", json!({"email": email, "password": PASSWORD})),
+        ("/v1/password/forgot", json!({"email": email})),
+        (
+            "/v1/password/reset/check",
+            json!({"email": email, "code": "000000"}),
+        ),
+        (
+            "/v1/password/reset",
+            json!({"email": email, "code": "000000", "new_password": PASSWORD}),
+        ),
+    ];
+    let timed = |request: reqwest::RequestBuilder| async move {
+        let started = std::time::Instant::now();
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        response.bytes().await.unwrap();
+        (status, started.elapsed())
+    };
+    let answers = join_all(
+        requests
+            .iter()
+            .map(|(path, body)| timed(app.client.post(app.url(path)).json(body))),
+    )
+    .await;
+    for ((path, _), (status, elapsed)) in requests.iter().zip(answers) {
+        assert!(status.as_u16() < 500, "{path}: {status}");
+        assert!(
+            elapsed >= Duration::from_secs(1),
+            "{path} answered after {elapsed:?}, before its first step"
+        );
+    }
+    // Operations that reveal nothing about an account are not held back.
+    let (status, elapsed) = timed(app.client.get(app.url("/healthz"))).await;
+    assert_eq!(status, 200);
+    assert!(elapsed < Duration::from_secs(1), "healthz took {elapsed:?}");
+}

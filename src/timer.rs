@@ -1,0 +1,137 @@
+//! A timer that wakes a task at its deadline, whenever the task went to sleep.
+//!
+//! Tokio's timer cannot do this: an idle runtime parks in `epoll_wait`, whose timeout is whole
+//! milliseconds counted from the moment it parks, so a task sleeping until a fixed deadline
+//! wakes a whole number of milliseconds after the runtime last went idle. The sub-millisecond
+//! part of its wake-up time is then the sub-millisecond part of when the work before the sleep
+//! ended, which is what the equal-time grid must hide. This timer's thread waits on a futex
+//! with a nanosecond timeout instead, and wakes the task at the deadline plus the kernel's
+//! timer slack, whatever happened before.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+/// A handle to the timer thread; the thread ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct PreciseTimer {
+    requests: Sender<Wake>,
+}
+
+struct Wake {
+    at: Instant,
+    /// Orders wake-ups with the same deadline; a sender has no order of its own.
+    seq: u64,
+    done: oneshot::Sender<()>,
+}
+
+impl PartialEq for Wake {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Wake {}
+
+impl PartialOrd for Wake {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Wake {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+impl PreciseTimer {
+    pub fn start() -> std::io::Result<Self> {
+        let (requests, received) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("codeward-timer".to_owned())
+            .spawn(move || run(&received))?;
+        Ok(Self { requests })
+    }
+
+    /// Resolves at `deadline` (at once if it has passed).
+    pub async fn sleep_until(&self, deadline: Instant) {
+        if deadline <= Instant::now() {
+            return;
+        }
+        let (done, woken) = oneshot::channel();
+        let wake = Wake {
+            at: deadline,
+            seq: 0,
+            done,
+        };
+        if self.requests.send(wake).is_ok() {
+            // An error means the thread is gone, so nobody will wake us: go on.
+            let _ = woken.await;
+        }
+    }
+}
+
+fn run(received: &Receiver<Wake>) {
+    let mut due: BinaryHeap<Reverse<Wake>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    loop {
+        let next = due.peek().map(|Reverse(wake)| wake.at);
+        let request = match next {
+            Some(at) => received.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => received.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match request {
+            Ok(mut wake) => {
+                seq += 1;
+                wake.seq = seq;
+                due.push(Reverse(wake));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                // No handle is left, so no one waits longer than the last deadline.
+                for Reverse(wake) in due.drain() {
+                    let _ = wake.done.send(());
+                }
+                return;
+            }
+        }
+        let now = Instant::now();
+        while due.peek().is_some_and(|Reverse(wake)| wake.at <= now) {
+            if let Some(Reverse(wake)) = due.pop() {
+                // The sleeper may have gone (a dropped request); nothing to do then.
+                let _ = wake.done.send(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sleepers_wake_at_their_deadlines_in_order() {
+        let timer = PreciseTimer::start().unwrap();
+        let start = Instant::now();
+        let deadlines = [30, 10, 20, 10].map(|ms| start + Duration::from_millis(ms));
+        let woke = futures::future::join_all(deadlines.iter().map(|&deadline| {
+            let timer = timer.clone();
+            async move {
+                timer.sleep_until(deadline).await;
+                Instant::now()
+            }
+        }))
+        .await;
+        for (deadline, woke) in deadlines.iter().zip(&woke) {
+            assert!(woke >= deadline, "woke {:?} early", *deadline - *woke);
+        }
+        // The 30 ms sleeper woke after the 20 ms one, which woke after both 10 ms ones.
+        assert!(woke[0] >= woke[2] && woke[2] >= woke[1] && woke[2] >= woke[3]);
+    }
+}
