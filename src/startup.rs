@@ -64,6 +64,7 @@ impl Application {
             signal: outbox.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            seal: crate::mail::CodeSeal::new(&config.peppers),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

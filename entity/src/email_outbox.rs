@@ -33,7 +33,8 @@ pub struct Model {
     /// Render context as JSON; never holds a secret.
     #[sea_orm(column_type = "Text")]
     pub context: String,
-    /// The code the message carries, if any; set to NULL once the message is sent or dead.
+    /// The code the message carries, if any, sealed (AES-256-GCM under a key derived from the
+    /// pepper; see `codeward::mail::seal`); set to NULL once the message is sent or dead.
     pub code: Option<String>,
     pub status: Status,
     pub attempts: i32,

@@ -10,10 +10,10 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QuerySelect, Set, Statement,
 };
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::mail::seal::SealedCode;
 use crate::mail::templates::Message;
 
 /// An email to send.
@@ -24,7 +24,8 @@ pub struct Email {
     pub locale: String,
     /// The message's variables as a JSON object; never a secret (that goes in `code`).
     pub context: serde_json::Value,
-    pub code: Option<SecretString>,
+    /// The code the message carries, sealed for this recipient and template.
+    pub code: Option<SealedCode>,
     /// Past this the message is useless and is dropped as dead instead of sent.
     pub expires_at: DateTime<Utc>,
 }
@@ -84,7 +85,7 @@ async fn insert<C: ConnectionTrait>(
         template: Set(email.message.name().to_owned()),
         locale: Set(email.locale),
         context: Set(email.context.to_string()),
-        code: Set(email.code.map(|c| c.expose_secret().to_owned())),
+        code: Set(email.code.map(|c| c.as_str().to_owned())),
         status: Set(status),
         attempts: Set(0),
         next_attempt_at: Set(now),

@@ -8,11 +8,13 @@ use entity::email_outbox;
 use lettre::message::{Mailbox, MultiPart};
 use rand::Rng;
 use sea_orm::DatabaseConnection;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::mail::outbox::{self, OutboxSignal};
+use crate::mail::seal::{CodeSeal, OpenError};
 use crate::mail::templates::{Message, Templates};
 use crate::mail::transport::{SendError, Transport};
 
@@ -69,6 +71,8 @@ pub struct Worker {
     pub signal: OutboxSignal,
     pub clock: Clock,
     pub metrics: crate::metrics::Metrics,
+    /// Opens the sealed codes (the same peppers as the code engine's).
+    pub seal: CodeSeal,
 }
 
 impl Worker {
@@ -127,6 +131,7 @@ impl Worker {
             signal: self.signal.clone(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
+            seal: self.seal.clone(),
         }
     }
 
@@ -209,8 +214,10 @@ impl Worker {
         if let Some(object) = variables.as_object_mut() {
             object.insert("app_name".into(), self.settings.app_name.clone().into());
             object.insert("email".into(), row.recipient.clone().into());
-            if let Some(code) = &row.code {
-                object.insert("code".into(), code.clone().into());
+            if let Some(stored) = &row.code {
+                let code = open_code(&self.seal, stored, row)
+                    .map_err(|e| permanent("cannot open the sealed code", &e))?;
+                object.insert("code".into(), code.expose_secret().into());
             }
         }
         let rendered = self
@@ -231,6 +238,19 @@ impl Worker {
             ))
             .map_err(|e| permanent("cannot build message", &e))
     }
+}
+
+/// The clear code of a row. A row enqueued before codes were sealed holds its six digits in
+/// clear; it is sent as it is (such rows are gone within a code's lifetime).
+fn open_code(
+    seal: &CodeSeal,
+    stored: &str,
+    row: &email_outbox::Model,
+) -> Result<SecretString, OpenError> {
+    if stored.len() == 6 && stored.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(SecretString::from(stored));
+    }
+    seal.open(stored, &row.recipient, &row.template)
 }
 
 /// What to write back for a delivery attempt.

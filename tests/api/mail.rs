@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
+use clap::Parser;
 use codeward::mail::outbox::{self, Email};
-use codeward::mail::{Message, OutboxSignal};
+use codeward::mail::{CodeSeal, Message, OutboxSignal};
 use entity::email_outbox::{self, Status};
 use mail_parser::MimeHeaders;
 use migration::MigratorTrait;
@@ -21,13 +22,23 @@ use crate::smtp::{SmtpSink, unused_port};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Seals as the test servers do: they run with the default (development) pepper.
+fn test_seal() -> CodeSeal {
+    let mut config = codeward::cli::Cli::try_parse_from(["codeward"])
+        .expect("defaults")
+        .config;
+    config.validate().expect("valid defaults");
+    CodeSeal::new(&config.peppers)
+}
+
 fn code_email(to: &str, code: &str, locale: &str) -> Email {
+    let message = Message::VerifyEmail;
     Email {
         to: to.to_owned(),
-        message: Message::VerifyEmail,
+        message,
         locale: locale.to_owned(),
         context: serde_json::json!({"expires_in_minutes": 10}),
-        code: Some(SecretString::from(code)),
+        code: test_seal().seal(&SecretString::from(code), to, message.name()),
         expires_at: Utc::now() + chrono::Duration::minutes(10),
     }
 }
@@ -353,6 +364,42 @@ async fn after_delivery_no_table_contains_the_code() {
         "the dump sees the outbox row"
     );
     assert!(!dump.contains("918273"), "a code is at rest: {dump}");
+}
+
+#[tokio::test]
+async fn a_code_waiting_in_the_outbox_is_sealed_never_in_clear() {
+    // SMTP is down, so the sign-up's code email waits in the outbox.
+    let database = fresh_database().await;
+    let port = unused_port();
+    let smtp_url = format!("smtp://127.0.0.1:{port}");
+    let instance = start_instance(&database.url, &smtp_url, &["--email-max-attempts=100"]).await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    let response = crate::helpers::http_client()
+        .post(format!("{}/v1/signup", instance.address))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let waiting = email_outbox::Entity::find()
+        .filter(email_outbox::Column::Recipient.eq("ada@example.com"))
+        .one(&db)
+        .await
+        .unwrap()
+        .expect("the code email waits");
+    let sealed = waiting.code.clone().expect("a code email carries its code");
+    assert!(sealed.starts_with("v1.dev."), "{sealed}");
+    let dump_while_waiting = dump_every_table(&db).await;
+
+    // SMTP returns; the email carries the digits, which were nowhere while it waited.
+    let sink = SmtpSink::start_on(port);
+    let received = sink.wait_for_message_to("ada@example.com", WAIT).await;
+    let code = received.code();
+    assert_eq!(code.len(), 6);
+    assert!(
+        !dump_while_waiting.contains(&code),
+        "the code was at rest in clear: {dump_while_waiting}"
+    );
 }
 
 #[tokio::test]
