@@ -402,6 +402,70 @@ async fn a_code_waiting_in_the_outbox_is_sealed_never_in_clear() {
     );
 }
 
+/// Enqueues a code email whose stored code is then replaced by `stored`, in one transaction.
+async fn enqueue_with_stored_code(
+    app: &crate::helpers::TestApp,
+    to: &str,
+    stored: &str,
+) -> uuid::Uuid {
+    let db = app.connect_db().await;
+    let txn = db.begin().await.unwrap();
+    let id = outbox::enqueue(&txn, code_email(to, "111111", "en"), Utc::now())
+        .await
+        .unwrap();
+    email_outbox::Entity::update_many()
+        .col_expr(
+            email_outbox::Column::Code,
+            sea_orm::sea_query::Expr::value(stored),
+        )
+        .filter(email_outbox::Column::Id.eq(id))
+        .exec(&txn)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    app.instance.outbox.wake();
+    id
+}
+
+#[tokio::test]
+async fn a_code_stored_before_sealing_is_sent_and_one_that_does_not_open_is_dead() {
+    let app = spawn_app().await;
+    let db = app.connect_db().await;
+
+    // A row from before codes were sealed: six digits in clear, sent as they are.
+    enqueue_with_stored_code(&app, "legacy@example.com", "654321").await;
+    let received = app
+        .smtp
+        .wait_for_message_to("legacy@example.com", WAIT)
+        .await;
+    assert_eq!(received.code(), "654321");
+
+    // Sealed under a pepper this server does not have, or moved to another recipient: dead,
+    // never sent with a wrong code.
+    let other = test_seal()
+        .seal(
+            &SecretString::from("222333"),
+            "eve@example.com",
+            "verify_email",
+        )
+        .unwrap();
+    for (to, stored) in [
+        (
+            "gone@example.com",
+            "v1.retired.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ),
+        ("moved@example.com", other.as_str()),
+    ] {
+        let id = enqueue_with_stored_code(&app, to, stored).await;
+        let dead = wait_for_status(&db, id, Status::Dead).await;
+        let error = dead.last_error.unwrap_or_default();
+        assert!(error.contains("cannot open the sealed code"), "{error}");
+        assert_eq!(dead.code, None, "a dead message keeps no code");
+    }
+    assert!(app.smtp.messages_to("gone@example.com").is_empty());
+    assert!(app.smtp.messages_to("moved@example.com").is_empty());
+}
+
 #[tokio::test]
 async fn an_expired_message_is_dropped_as_dead_not_sent() {
     let app = spawn_app().await;
