@@ -68,8 +68,8 @@ impl PreciseTimer {
             seq: 0,
             done,
         };
+        // Without the thread nobody would wake us, so a failed send goes on at once.
         if self.requests.send(wake).is_ok() {
-            // An error means the thread is gone, so nobody will wake us: go on.
             let _ = woken.await;
         }
     }
@@ -92,7 +92,7 @@ fn run(received: &Receiver<Wake>) {
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                // No handle is left, so no one waits longer than the last deadline.
+                // No handle is left, so no one is sleeping either: release what remains.
                 for Reverse(wake) in due.drain() {
                     let _ = wake.done.send(());
                 }
