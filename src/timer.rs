@@ -21,16 +21,15 @@ pub struct PreciseTimer {
     requests: Sender<Wake>,
 }
 
+/// Ordered by deadline alone: wake-ups due at the same instant go in any order.
 struct Wake {
     at: Instant,
-    /// Orders wake-ups with the same deadline; a sender has no order of its own.
-    seq: u64,
     done: oneshot::Sender<()>,
 }
 
 impl PartialEq for Wake {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+        self.at == other.at
     }
 }
 
@@ -44,7 +43,7 @@ impl PartialOrd for Wake {
 
 impl Ord for Wake {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+        self.at.cmp(&other.at)
     }
 }
 
@@ -63,11 +62,7 @@ impl PreciseTimer {
             return;
         }
         let (done, woken) = oneshot::channel();
-        let wake = Wake {
-            at: deadline,
-            seq: 0,
-            done,
-        };
+        let wake = Wake { at: deadline, done };
         // Without the thread nobody would wake us, so a failed send goes on at once.
         if self.requests.send(wake).is_ok() {
             let _ = woken.await;
@@ -77,7 +72,6 @@ impl PreciseTimer {
 
 fn run(received: &Receiver<Wake>) {
     let mut due: BinaryHeap<Reverse<Wake>> = BinaryHeap::new();
-    let mut seq = 0u64;
     loop {
         let next = due.peek().map(|Reverse(wake)| wake.at);
         let request = match next {
@@ -85,11 +79,7 @@ fn run(received: &Receiver<Wake>) {
             None => received.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match request {
-            Ok(mut wake) => {
-                seq += 1;
-                wake.seq = seq;
-                due.push(Reverse(wake));
-            }
+            Ok(wake) => due.push(Reverse(wake)),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 // No handle is left, so no one is sleeping either: release what remains.
