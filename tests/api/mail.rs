@@ -153,6 +153,25 @@ async fn an_enqueued_message_is_sent_at_once_without_waiting_for_a_poll() {
 }
 
 #[tokio::test]
+async fn a_code_request_wakes_the_worker_after_its_answer_without_waiting_for_a_poll() {
+    // The equal-time grid, not the handler, wakes the worker; a poll only every minute.
+    let app = spawn_app_with(&["--email-poll-ms=60000"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let response = app
+        .post(
+            "/v1/signup",
+            &serde_json::json!({"email": "woken@example.com", "password": "correct horse battery staple"}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+
+    app.smtp
+        .wait_for_message_to("woken@example.com", Duration::from_secs(5))
+        .await;
+}
+
+#[tokio::test]
 async fn messages_enqueued_while_smtp_is_down_all_arrive_exactly_once_when_it_returns() {
     let database = fresh_database().await;
     let port = unused_port();
