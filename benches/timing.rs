@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = codeward::cli::Cli::try_parse_from(config_args)?.config;
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let equal_time_step_ms = config.equal_time_step_ms;
-    codeward::telemetry::init(&config.log, config.log_format);
+    codeward::infra::telemetry::init(&config.log, config.log_format);
     let app = codeward::startup::Application::build(config).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until(std::future::pending()));

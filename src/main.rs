@@ -5,8 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use codeward::cli::{Cli, Command, MigrateAction, OutboxAction};
 use codeward::config::Config;
-use codeward::mail::outbox;
-use codeward::{api, db, startup::Application, telemetry};
+use codeward::core::mail::outbox;
+use codeward::http as api;
+use codeward::infra::{db, telemetry};
+use codeward::startup::Application;
 use migration::{Migrator, MigratorTrait};
 
 #[tokio::main]
@@ -131,8 +133,8 @@ async fn outbox(config: &Config, action: OutboxAction) -> anyhow::Result<()> {
 
 async fn purge(config: &Config) -> anyhow::Result<()> {
     let db = db::connect(config).await?;
-    let retention = codeward::housekeeping::Retention::from_config(config);
-    let purged = codeward::housekeeping::purge(&db, chrono::Utc::now(), &retention).await?;
+    let retention = codeward::core::housekeeping::Retention::from_config(config);
+    let purged = codeward::core::housekeeping::purge(&db, chrono::Utc::now(), &retention).await?;
     println!("otp_codes\t{}", purged.otp_codes);
     println!("otp_budgets\t{}", purged.otp_budgets);
     println!("sessions\t{}", purged.sessions);

@@ -10,18 +10,18 @@ use poem::listener::TcpAcceptor;
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoEndpoint, Route, Server};
 
-use crate::api::middleware::{BodyLimit, RequestContext};
-use crate::api::problem::{error_to_problem, panic_to_problem};
-use crate::api::{self, AppState};
-use crate::clock::Clock;
+use crate::app::Services;
 use crate::config::Config;
-use crate::db;
-use crate::limits::{AddressLimits, IpLimits};
-use crate::mail::worker::{Worker, WorkerSettings};
-use crate::mail::{OutboxSignal, Templates, Transport};
-use crate::otp::CodeEngine;
-use crate::passwords::Passwords;
-use crate::services::Services;
+use crate::core::codes::CodeEngine;
+use crate::core::limits::{AddressLimits, IpLimits};
+use crate::core::mail::worker::{Worker, WorkerSettings};
+use crate::core::mail::{OutboxSignal, Templates, Transport};
+use crate::core::passwords::Passwords;
+use crate::http::middleware::{BodyLimit, RequestContext};
+use crate::http::problem::{error_to_problem, panic_to_problem};
+use crate::http::{self, AppState};
+use crate::infra::clock::Clock;
+use crate::infra::db;
 
 pub struct Application {
     acceptor: TcpAcceptor,
@@ -55,7 +55,7 @@ impl Application {
         let templates = Templates::load(config.template_dir.as_deref())?;
         let transport = Transport::from_config(&config)?;
         let outbox = OutboxSignal::default();
-        let metrics = crate::metrics::Metrics::default();
+        let metrics = crate::infra::metrics::Metrics::default();
         let worker = Worker {
             db: db.clone(),
             transport: Arc::new(transport),
@@ -64,7 +64,7 @@ impl Application {
             signal: outbox.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
-            seal: crate::mail::CodeSeal::new(&config.peppers),
+            seal: crate::core::mail::CodeSeal::new(&config.peppers),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -93,9 +93,11 @@ impl Application {
             config: Arc::new(config),
             clock,
             outbox,
-            timer: crate::timer::PreciseTimer::start()?,
+            timer: crate::infra::timer::PreciseTimer::start()?,
         });
-        let operations = Arc::new(crate::metrics::OperationIndex::from_spec(&api::spec_json()));
+        let operations = Arc::new(crate::infra::metrics::OperationIndex::from_spec(
+            &http::spec_json(),
+        ));
         let endpoint = with_middleware(routes().data(state.clone()), max_body_bytes)
             .with(RequestMetrics {
                 metrics,
@@ -142,15 +144,14 @@ impl Application {
         let metrics_server = self.metrics_acceptor.map(|(acceptor, addr)| {
             tracing::info!(%addr, "metrics listening");
             let services = self.services.clone();
-            let endpoint =
-                poem::endpoint::make(move |_| {
-                    let services = services.clone();
-                    async move {
-                        services.metrics.render(&services.db).await.map_err(|e| {
-                            poem::Error::from(crate::api::problem::InternalError::from(e))
-                        })
-                    }
-                });
+            let endpoint = poem::endpoint::make(move |_| {
+                let services = services.clone();
+                async move {
+                    services.metrics.render(&services.db).await.map_err(|e| {
+                        poem::Error::from(crate::http::problem::InternalError::from(e))
+                    })
+                }
+            });
             let route = Route::new().at("/metrics", poem::get(endpoint));
             tokio::spawn(Server::new_with_acceptor(acceptor).run(route))
         });
@@ -185,14 +186,15 @@ async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Rec
     if interval == 0 {
         return;
     }
-    let retention = crate::housekeeping::Retention::from_config(&services.config);
+    let retention = crate::core::housekeeping::Retention::from_config(&services.config);
     loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(interval)) => {}
             _ = stop.changed() => return,
         }
         services.ip_limits.retain_recent();
-        match crate::housekeeping::purge(&services.db, services.clock.now(), &retention).await {
+        match crate::core::housekeeping::purge(&services.db, services.clock.now(), &retention).await
+        {
             Ok(purged) if purged.total() > 0 => tracing::info!(?purged, "housekeeping"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "housekeeping failed; retrying next time"),
@@ -202,8 +204,8 @@ async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Rec
 
 /// Counts every request by operation and status, with its latency.
 struct RequestMetrics {
-    metrics: crate::metrics::Metrics,
-    operations: Arc<crate::metrics::OperationIndex>,
+    metrics: crate::infra::metrics::Metrics,
+    operations: Arc<crate::infra::metrics::OperationIndex>,
 }
 
 impl<E: Endpoint<Output = poem::Response>> poem::Middleware<E> for RequestMetrics {
@@ -220,8 +222,8 @@ impl<E: Endpoint<Output = poem::Response>> poem::Middleware<E> for RequestMetric
 
 struct RequestMetricsEndpoint<E> {
     next: E,
-    metrics: crate::metrics::Metrics,
-    operations: Arc<crate::metrics::OperationIndex>,
+    metrics: crate::infra::metrics::Metrics,
+    operations: Arc<crate::infra::metrics::OperationIndex>,
 }
 
 impl<E: Endpoint<Output = poem::Response>> Endpoint for RequestMetricsEndpoint<E> {
@@ -242,7 +244,7 @@ impl<E: Endpoint<Output = poem::Response>> Endpoint for RequestMetricsEndpoint<E
 
 /// Every path codeward serves.
 pub fn routes() -> Route {
-    let service = api::service();
+    let service = http::service();
     Route::new()
         .nest("/docs", service.swagger_ui())
         .at("/openapi.json", service.spec_endpoint())

@@ -1,7 +1,7 @@
 //! The ceilings: what the database (and argon2) can do at all, with no HTTP, no routing, no
 //! JSON and no query building. Each scenario's database statements, written out as SQL in the
 //! form codeward's queries take, run through the same driver (sqlx under sea-orm), the same
-//! pool settings (`codeward::db::connect` with the server's configuration) and the same
+//! pool settings (`codeward::infra::db::connect` with the server's configuration) and the same
 //! concurrency as the scenario.
 
 use chrono::{DateTime, Utc};

@@ -256,10 +256,10 @@ async fn run_on(
         "[{database}] preparing {} accounts of each kind…",
         args.accounts
     );
-    let db = codeward::db::connect(&config).await?;
-    let passwords = codeward::passwords::Passwords::from_config(
+    let db = codeward::infra::db::connect(&config).await?;
+    let passwords = codeward::core::passwords::Passwords::from_config(
         &config,
-        codeward::metrics::Metrics::default(),
+        codeward::infra::metrics::Metrics::default(),
     )?;
     let password_hash = passwords.hash(PASSWORD).await?;
     let prepared = Arc::new(prepare::prepare(&db, args.accounts, &key_id, &password_hash).await?);

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use codeward::core::codes::CodeEngine;
 use codeward::domain::{OtpCode, Purpose};
-use codeward::otp::CodeEngine;
 use entity::{otp_budgets, otp_codes, users};
 use futures::future::join_all;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};

@@ -8,7 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use codeward::api::problem::InternalError;
+use codeward::http::problem::InternalError;
 use codeward::startup::with_middleware;
 
 use crate::helpers::{assert_problem, spawn_app};

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use codeward::cli::Cli;
-use codeward::clock::Clock;
 use codeward::config::Config;
-use codeward::mail::OutboxSignal;
+use codeward::core::mail::OutboxSignal;
+use codeward::infra::clock::Clock;
 use codeward::startup::Application;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::Value;
@@ -156,7 +156,7 @@ pub const FAST: [&str; 13] = [
 /// Starts a server on `database_url`, sending email to `smtp_url`, with extra flags.
 pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) -> Instance {
     if std::env::var_os("TEST_LOG").is_some() {
-        codeward::telemetry::init("info", codeward::config::LogFormat::Text);
+        codeward::infra::telemetry::init("info", codeward::config::LogFormat::Text);
     }
     let mailbox = tempfile::tempdir().expect("mailbox dir");
     let smtp = format!("--smtp-url={smtp_url}");

@@ -1,7 +1,7 @@
 //! Housekeeping removes finished rows past their retention and keeps everything still in use.
 
 use chrono::{Duration, Utc};
-use codeward::housekeeping::{Retention, purge};
+use codeward::core::housekeeping::{Retention, purge};
 use entity::{email_outbox, otp_budgets, otp_codes, rate_counters, refresh_tokens, sessions};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -91,7 +91,7 @@ async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
     assert_eq!(orphans, 0, "its refresh tokens went with it");
     // What must stay however old: the decoy's rows.
     let decoy = otp_codes::Entity::find()
-        .filter(otp_codes::Column::UserId.is_in(codeward::otp::decoy_user_ids()))
+        .filter(otp_codes::Column::UserId.is_in(codeward::core::codes::decoy_user_ids()))
         .count(&db)
         .await
         .unwrap();

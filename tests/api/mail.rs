@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::Parser;
-use codeward::mail::outbox::{self, Email};
-use codeward::mail::{CodeSeal, Message, OutboxSignal};
+use codeward::core::mail::outbox::{self, Email};
+use codeward::core::mail::{CodeSeal, Message, OutboxSignal};
 use entity::email_outbox::{self, Status};
 use mail_parser::MimeHeaders;
 use migration::MigratorTrait;
@@ -646,10 +646,10 @@ fn email_previews_render_for_every_message_and_locale() {
     // Written under target/ for `.ci/email-screenshots`, which looks at them in Chromium.
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/email-previews");
     std::fs::create_dir_all(&out).unwrap();
-    let templates = codeward::mail::Templates::load(None).unwrap();
-    for locale in codeward::mail::templates::LOCALES {
+    let templates = codeward::core::mail::Templates::load(None).unwrap();
+    for locale in codeward::core::mail::templates::LOCALES {
         for message in Message::ALL {
-            let variables = codeward::mail::templates::sample_variables(message, locale);
+            let variables = codeward::core::mail::templates::sample_variables(message, locale);
 
             let rendered = templates.render(message, locale, &variables).unwrap();
 

@@ -119,7 +119,7 @@ async fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display());
     let config = crate::helpers::test_config(&url, &dir, &[]);
 
-    let db = codeward::db::connect(&config).await.unwrap();
+    let db = codeward::infra::db::connect(&config).await.unwrap();
 
     let pragma = |name: &str| {
         let db = &db;

@@ -98,7 +98,7 @@ async fn served_json_spec_describes_the_same_api() {
 
     let json: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
 
-    let expected: serde_json::Value = serde_json::from_str(&codeward::api::spec_json()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&codeward::http::spec_json()).unwrap();
     assert_eq!(json, expected);
     assert!(json["paths"]["/healthz"]["get"]["operationId"] == "healthz");
 }

@@ -326,7 +326,7 @@ async fn an_unknown_address_gets_the_same_answer_and_no_code_or_email() {
     assert_eq!((void[0].recipient.as_str(), &void[0].code), ("", &None));
     let void_codes = otp_codes::Entity::find()
         .filter(otp_codes::Column::Email.eq(""))
-        .filter(otp_codes::Column::UserId.is_not_in(codeward::otp::decoy_user_ids()))
+        .filter(otp_codes::Column::UserId.is_not_in(codeward::core::codes::decoy_user_ids()))
         .all(&db)
         .await
         .unwrap();

@@ -7,7 +7,7 @@ fn committed_openapi_yaml_matches_the_code() {
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
         .unwrap_or_default();
 
-    let generated = codeward::api::spec_yaml();
+    let generated = codeward::http::spec_yaml();
 
     assert!(
         committed.trim_end() == generated.trim_end(),
@@ -57,7 +57,7 @@ fn every_setting_has_a_codeward_variable_and_a_description() {
 
 #[test]
 fn the_spec_declares_every_problem_code_of_the_contract() {
-    let spec: serde_json::Value = serde_json::from_str(&codeward::api::spec_json()).unwrap();
+    let spec: serde_json::Value = serde_json::from_str(&codeward::http::spec_json()).unwrap();
     let declared: Vec<&str> = spec["components"]["schemas"]["ProblemCode"]["enum"]
         .as_array()
         .expect("ProblemCode is an enum schema")
@@ -95,7 +95,7 @@ fn the_spec_declares_every_problem_code_of_the_contract() {
 
 #[test]
 fn every_operation_has_an_operation_id_a_tag_and_a_summary() {
-    let spec: serde_json::Value = serde_json::from_str(&codeward::api::spec_json()).unwrap();
+    let spec: serde_json::Value = serde_json::from_str(&codeward::http::spec_json()).unwrap();
     let paths = spec["paths"].as_object().expect("paths");
 
     assert!(!paths.is_empty());
@@ -134,7 +134,7 @@ fn operations(spec: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
 }
 
 fn spec() -> serde_json::Value {
-    serde_json::from_str(&codeward::api::spec_json()).expect("the spec is JSON")
+    serde_json::from_str(&codeward::http::spec_json()).expect("the spec is JSON")
 }
 
 /// The operations anyone may call; every other one needs an access token.

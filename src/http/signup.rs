@@ -6,15 +6,15 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use crate::accounts;
-use crate::api::middleware::equal_time;
-use crate::api::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
-use crate::api::session::SessionBody;
-use crate::api::types::{CodeText, EmailText, NewSecretText, OptionalText};
-use crate::api::{ApiTags, AppState, client};
+use crate::app::Error;
+use crate::app::signup as accounts;
+use crate::core::limits::Group;
 use crate::domain::{self, EmailAddress, NewPassword, OtpCode, PendingPassword};
-use crate::limits::Group;
-use crate::services::Error;
+use crate::http::middleware::equal_time;
+use crate::http::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
+use crate::http::session::SessionBody;
+use crate::http::types::{CodeText, EmailText, NewSecretText, OptionalText};
+use crate::http::{ApiTags, AppState, client};
 
 pub struct SignupApi;
 
@@ -221,7 +221,7 @@ pub(crate) fn code_sent(
     state: &AppState,
     email: &EmailAddress,
     purpose: CodePurpose,
-    outcome: Result<(), crate::limits::Limited>,
+    outcome: Result<(), crate::core::limits::Limited>,
 ) -> CodeSentResponse {
     match outcome {
         Ok(()) => CodeSentResponse::Accepted(Json(CodeSent::new(state, email, purpose))),

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use poem::Request;
 use poem::web::RemoteAddr;
 
-use crate::otp::Requester;
+use crate::core::codes::Requester;
 
 const MAX_USER_AGENT_CHARS: usize = 512;
 

@@ -6,10 +6,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::api::auth::BearerAuth;
-use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
-use crate::api::{ApiTags, AppState};
-use crate::{audit, sessions};
+use crate::core::{audit, sessions};
+use crate::http::auth::BearerAuth;
+use crate::http::problem::{InternalError, Problem, ProblemCode, ProblemJson};
+use crate::http::{ApiTags, AppState};
 
 pub struct AccountApi;
 
@@ -33,7 +33,7 @@ impl Example for User {
     fn example() -> Self {
         Self {
             id: uuid::uuid!("0195f3a1-2b7c-7e10-8a4d-5c6b7a8f9e01"),
-            email: crate::api::signup::EXAMPLE_EMAIL.to_owned(),
+            email: crate::http::signup::EXAMPLE_EMAIL.to_owned(),
             email_verified: true,
             created_at: example_time(),
             locale: "en".to_owned(),

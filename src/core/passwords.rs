@@ -37,12 +37,15 @@ pub struct Passwords {
     /// A real hash of a random password, verified when there is no user to verify against.
     dummy_hash: Arc<str>,
     queue_capacity: usize,
-    metrics: crate::metrics::Metrics,
+    metrics: crate::infra::metrics::Metrics,
     threads: HashThreads,
 }
 
 impl Passwords {
-    pub fn from_config(config: &Config, metrics: crate::metrics::Metrics) -> anyhow::Result<Self> {
+    pub fn from_config(
+        config: &Config,
+        metrics: crate::infra::metrics::Metrics,
+    ) -> anyhow::Result<Self> {
         let params = Params::new(config.argon2_memory_kib, config.argon2_iterations, 1, None)
             .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());

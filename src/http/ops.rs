@@ -6,9 +6,9 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::api::problem::{InternalError, Problem, ProblemCode, ProblemJson};
-use crate::api::{ApiTags, AppState};
-use crate::db;
+use crate::http::problem::{InternalError, Problem, ProblemCode, ProblemJson};
+use crate::http::{ApiTags, AppState};
+use crate::infra::db;
 
 pub struct OpsApi;
 

@@ -10,11 +10,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::audit::{self, Event};
-use crate::db;
+use crate::app::{Error, Services};
+use crate::core::audit::{self, Event};
+use crate::core::codes::Requester;
 use crate::domain::{AccessToken, RefreshToken};
-use crate::otp::Requester;
-use crate::services::{Error, Services};
+use crate::infra::db;
 
 /// A freshly issued pair of tokens; the only moment the tokens exist in clear.
 pub struct IssuedSession {

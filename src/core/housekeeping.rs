@@ -12,7 +12,7 @@ use sea_orm::{
 };
 
 use crate::config::Config;
-use crate::otp::decoy_user_ids;
+use crate::core::codes::decoy_user_ids;
 
 /// How long finished rows are kept before they go (for audits and support questions).
 #[derive(Clone, Debug)]

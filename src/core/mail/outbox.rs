@@ -13,8 +13,8 @@ use sea_orm::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::mail::seal::SealedCode;
-use crate::mail::templates::Message;
+use crate::core::mail::seal::SealedCode;
+use crate::core::mail::templates::Message;
 
 /// An email to send.
 pub struct Email {

@@ -6,10 +6,10 @@ use poem::http::StatusCode;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
-use crate::api::AppState;
-use crate::api::problem::InternalError;
+use crate::core::sessions::{self, AuthUser};
 use crate::domain::AccessToken;
-use crate::sessions::{self, AuthUser};
+use crate::http::AppState;
+use crate::http::problem::InternalError;
 
 /// An access token (`cwa_…`) from `login`, `verify_signup` or `refresh_token`.
 #[derive(SecurityScheme)]

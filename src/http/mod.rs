@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 
-use crate::services::Services;
+use crate::app::Services;
 
 /// What every handler may reach, shared through poem's `Data`.
 pub type AppState = Arc<Services>;

@@ -6,7 +6,7 @@ use entity::audit_events;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
 use uuid::Uuid;
 
-use crate::otp::Requester;
+use crate::core::codes::Requester;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,20 +7,20 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::accounts;
-use crate::api::account::User;
-use crate::api::auth::BearerAuth;
-use crate::api::middleware::equal_time;
-use crate::api::problem::{
+use crate::app::Error;
+use crate::app::signup as accounts;
+use crate::core::limits::Group;
+use crate::core::sessions::{self, IssuedSession, RevokeReason};
+use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
+use crate::http::account::User;
+use crate::http::auth::BearerAuth;
+use crate::http::middleware::equal_time;
+use crate::http::problem::{
     InternalError, JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited,
 };
-use crate::api::signup::{EXAMPLE_EMAIL, EXAMPLE_PASSWORD, overloaded, validation};
-use crate::api::types::{EmailText, OptionalText, SecretText, Text};
-use crate::api::{ApiTags, AppState, client};
-use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
-use crate::limits::Group;
-use crate::services::Error;
-use crate::sessions::{self, IssuedSession, RevokeReason};
+use crate::http::signup::{EXAMPLE_EMAIL, EXAMPLE_PASSWORD, overloaded, validation};
+use crate::http::types::{EmailText, OptionalText, SecretText, Text};
+use crate::http::{ApiTags, AppState, client};
 
 pub struct SessionApi;
 
@@ -98,7 +98,7 @@ pub struct SessionInfo {
 
 impl Example for SessionInfo {
     fn example() -> Self {
-        let at = crate::api::account::example_time();
+        let at = crate::http::account::example_time();
         Self {
             id: uuid::uuid!("0195f3a2-6c1e-7d40-9b8a-3f2e1d0c4b5a"),
             device_name: Some("Ada's iPhone".to_owned()),

@@ -11,12 +11,12 @@ use sea_orm::DatabaseConnection;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::mail::outbox::{self, OutboxSignal};
-use crate::mail::seal::{CodeSeal, OpenError};
-use crate::mail::templates::{Message, Templates};
-use crate::mail::transport::{SendError, Transport};
+use crate::core::mail::outbox::{self, OutboxSignal};
+use crate::core::mail::seal::{CodeSeal, OpenError};
+use crate::core::mail::templates::{Message, Templates};
+use crate::core::mail::transport::{SendError, Transport};
+use crate::infra::clock::Clock;
 
 /// Tuning of the worker, from the configuration.
 #[derive(Clone, Debug)]
@@ -70,7 +70,7 @@ pub struct Worker {
     pub settings: WorkerSettings,
     pub signal: OutboxSignal,
     pub clock: Clock,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: crate::infra::metrics::Metrics,
     /// Opens the sealed codes (the same peppers as the code engine's).
     pub seal: CodeSeal,
 }
@@ -190,7 +190,7 @@ impl Worker {
             };
             match recorded {
                 Ok(()) => return,
-                Err(error) if attempt < RECORD_TRIES && crate::db::is_retryable(&error) => {
+                Err(error) if attempt < RECORD_TRIES && crate::infra::db::is_retryable(&error) => {
                     tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
                 }
                 Err(error) => {

@@ -20,9 +20,9 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::{Config, Pepper};
+use crate::core::mail::{CodeSeal, Email, Message, outbox};
 use crate::domain::{EmailAddress, OtpCode, Purpose};
-use crate::mail::{CodeSeal, Email, Message, outbox};
-use crate::metrics::Metrics;
+use crate::infra::metrics::Metrics;
 
 /// Where a code request came from, kept with the code for audits.
 #[derive(Clone, Debug, Default)]

@@ -10,7 +10,7 @@ use poem::{Body, Endpoint, Error, IntoResponse, Middleware, Request, Response, R
 use rand::Rng;
 use tracing::Instrument;
 
-use crate::api::AppState;
+use crate::http::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -88,7 +88,7 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
 /// The methods the spec declares for each path template, split into segments.
 static ALLOWED: LazyLock<Vec<(Vec<String>, Vec<String>)>> = LazyLock::new(|| {
     let spec: serde_json::Value =
-        serde_json::from_str(&crate::api::spec_json()).unwrap_or_default();
+        serde_json::from_str(&crate::http::spec_json()).unwrap_or_default();
     let mut paths = Vec::new();
     for (path, operations) in spec["paths"].as_object().into_iter().flatten() {
         let segments = path.split('/').map(str::to_owned).collect();

@@ -5,15 +5,15 @@ use chrono::{DateTime, Utc};
 use entity::users;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 
-use crate::accounts::find_account;
-use crate::audit::{self, Event};
-use crate::db;
+use crate::app::{Error, Services};
+use crate::core::accounts::find_account;
+use crate::core::audit::{self, Event};
+use crate::core::codes::Requester;
+use crate::core::limits::Limited;
+use crate::core::mail::{Email, Message, outbox};
+use crate::core::sessions::{self, AuthUser, RevokeReason};
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
-use crate::limits::Limited;
-use crate::mail::{Email, Message, outbox};
-use crate::otp::Requester;
-use crate::services::{Error, Services};
-use crate::sessions::{self, AuthUser, RevokeReason};
+use crate::infra::db;
 
 /// Emails a reset code to an existing account (verified or not; older reset codes die).
 /// An unknown address gets no email and no usable code (only void rows), with the same answer.
@@ -23,7 +23,7 @@ pub async fn forgot_password(
     requester: &Requester,
 ) -> Result<Result<(), Limited>, Error> {
     let any_account = |_: &users::Model| true;
-    crate::accounts::send_code(
+    crate::app::signup::send_code(
         services,
         email,
         Purpose::ResetPassword,

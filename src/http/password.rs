@@ -7,19 +7,19 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::api::auth::BearerAuth;
-use crate::api::middleware::equal_time;
-use crate::api::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
-use crate::api::signup::{
+use crate::app::Error;
+use crate::app::password::{self as recovery, ChangeRefused};
+use crate::core::limits::Group;
+use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt};
+use crate::http::auth::BearerAuth;
+use crate::http::middleware::equal_time;
+use crate::http::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
+use crate::http::signup::{
     CodePurpose, CodeSentResponse, EXAMPLE_CODE, EXAMPLE_EMAIL, EXAMPLE_PASSWORD, code_sent,
     invalid_code, overloaded, validation,
 };
-use crate::api::types::{CodeText, EmailText, NewSecretText, SecretText};
-use crate::api::{ApiTags, AppState, client};
-use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt};
-use crate::limits::Group;
-use crate::recovery::{self, ChangeRefused};
-use crate::services::Error;
+use crate::http::types::{CodeText, EmailText, NewSecretText, SecretText};
+use crate::http::{ApiTags, AppState, client};
 
 pub struct PasswordApi;
 
@@ -403,7 +403,7 @@ impl PasswordApi {
                 )),
             )),
             Ok(Err(ChangeRefused::NoUser)) => {
-                let (problem, challenge) = crate::api::account::unauthorized();
+                let (problem, challenge) = crate::http::account::unauthorized();
                 Ok(ChangePasswordResponse::Unauthorized(problem, challenge))
             }
             Err(Error::Overloaded(_)) => {

@@ -185,7 +185,7 @@ impl Problem {
     }
 
     /// 429 `rate_limited`, saying when to retry.
-    pub fn rate_limited(limited: &crate::limits::Limited) -> Self {
+    pub fn rate_limited(limited: &crate::core::limits::Limited) -> Self {
         let mut problem = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::RateLimited,
@@ -268,10 +268,10 @@ pub enum InternalError {
     Other(#[from] anyhow::Error),
 }
 
-impl From<crate::services::Error> for InternalError {
-    fn from(error: crate::services::Error) -> Self {
+impl From<crate::app::Error> for InternalError {
+    fn from(error: crate::app::Error) -> Self {
         match error {
-            crate::services::Error::Database(error) => Self::Database(error),
+            crate::app::Error::Database(error) => Self::Database(error),
             other => Self::Other(other.into()),
         }
     }
@@ -316,8 +316,8 @@ impl ApiResponse for InternalError {
 #[error(transparent)]
 pub struct JsonBodyError(#[from] pub InternalError);
 
-impl From<crate::services::Error> for JsonBodyError {
-    fn from(error: crate::services::Error) -> Self {
+impl From<crate::app::Error> for JsonBodyError {
+    fn from(error: crate::app::Error) -> Self {
         Self(error.into())
     }
 }
@@ -426,7 +426,7 @@ pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
 /// `RateLimit` headers, in the order the `RateLimited` response variants take them.
 pub type RateLimitedParts = (ProblemJson, u64, String, String);
 
-pub fn rate_limited(limited: &crate::limits::Limited) -> RateLimitedParts {
+pub fn rate_limited(limited: &crate::core::limits::Limited) -> RateLimitedParts {
     (
         ProblemJson(Problem::rate_limited(limited)),
         limited.retry_after,

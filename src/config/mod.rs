@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
-use crate::limits::Rate;
+use crate::core::limits::Rate;
 
 /// Which rules apply to secrets and defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

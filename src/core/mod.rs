@@ -1,0 +1,12 @@
+//! The rules of the service, below the use-cases: the code engine (the only place that knows how
+//! codes are hashed), password hashing, limits, sessions, the audit trail, email delivery and
+//! housekeeping of the rows they leave behind.
+
+pub mod accounts;
+pub mod audit;
+pub mod codes;
+pub mod housekeeping;
+pub mod limits;
+pub mod mail;
+pub mod passwords;
+pub mod sessions;
