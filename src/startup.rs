@@ -64,7 +64,7 @@ impl Application {
             signal: outbox.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
-            seal: crate::core::mail::CodeSeal::new(&config.peppers),
+            seal: crate::core::mail::CodeSeal::new(config.peppers.all()),
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -87,8 +87,9 @@ impl Application {
             db,
             codes: CodeEngine::from_config(&config).with_metrics(metrics.clone()),
             passwords: Passwords::from_config(&config, metrics.clone())?,
+            sessions: crate::core::sessions::Lifetimes::from_config(&config),
             ip_limits: IpLimits::from_config(&config),
-            address_limits: AddressLimits::from_config(&config)?,
+            address_limits: AddressLimits::from_config(&config),
             metrics: metrics.clone(),
             config: Arc::new(config),
             clock,

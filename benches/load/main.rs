@@ -240,10 +240,7 @@ async fn run_on(
     config
         .validate()
         .map_err(|e| anyhow::anyhow!("server flags: {e}"))?;
-    let key_id = config
-        .current_pepper()
-        .map(|p| p.key_id.clone())
-        .unwrap_or_default();
+    let key_id = config.peppers.current().key_id.clone();
     let log = dir.join("codeward.log");
     eprintln!("[{database}] server log: {}", log.display());
 

@@ -1,19 +1,48 @@
-//! Password recovery by code, and password change for a signed-in user. Both end every other
+//! Tag `password`: recovery by code, and change for a signed-in user. Both end every other
 //! session, kill the user's live codes and send a "password changed" notice.
 
 use chrono::{DateTime, Utc};
 use entity::users;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 
-use crate::app::{Error, Services};
+use crate::app::code_request::send_code;
+use crate::app::{AuthUser, Error, Services};
 use crate::core::accounts::find_account;
-use crate::core::audit::{self, Event};
-use crate::core::codes::Requester;
-use crate::core::limits::Limited;
+use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::mail::{Email, Message, outbox};
-use crate::core::sessions::{self, AuthUser, RevokeReason};
-use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt, Purpose};
+use crate::core::sessions::{self, RevokeReason};
+use crate::domain::{
+    EmailAddress, FieldProblem, NewPassword, OtpCode, PasswordAttempt, Purpose, Requester,
+};
 use crate::infra::db;
+
+/// What `check_reset_code` can answer.
+pub enum CheckResetCode {
+    /// Right and still usable; not used up.
+    Usable,
+    /// Wrong, expired, used, locked or unknown: one answer for all.
+    InvalidCode,
+}
+
+/// What `reset_password` can answer.
+pub enum ResetPassword {
+    /// The password is changed and every session ended.
+    Reset,
+    /// Wrong, expired, used, locked or unknown: one answer for all.
+    InvalidCode,
+}
+
+/// What `change_password` can answer.
+pub enum ChangePassword {
+    /// Changed; the other sessions ended, this one stays.
+    Changed,
+    /// The current password is wrong.
+    WrongPassword,
+    /// The new password does not meet the policy (judged with the user's address in mind).
+    PasswordRefused(FieldProblem),
+    /// The account is gone (deleted between authentication and now).
+    SignedOut,
+}
 
 /// Emails a reset code to an existing account (verified or not; older reset codes die).
 /// An unknown address gets no email and no usable code (only void rows), with the same answer.
@@ -21,12 +50,13 @@ pub async fn forgot_password(
     services: &Services,
     email: &EmailAddress,
     requester: &Requester,
-) -> Result<Result<(), Limited>, Error> {
+) -> Result<(), Error> {
     let any_account = |_: &users::Model| true;
-    crate::app::signup::send_code(
+    let purpose = Purpose::ResetPassword;
+    send_code(
         services,
         email,
-        Purpose::ResetPassword,
+        purpose,
         any_account,
         requester,
         "forgot_password",
@@ -42,11 +72,11 @@ pub async fn check_reset_code(
     email: &EmailAddress,
     code: Option<OtpCode>,
     requester: &Requester,
-) -> Result<bool, Error> {
+) -> Result<CheckResetCode, Error> {
     let now = services.clock.now();
     let Some(code) = code else {
         tracing::info!(outcome = "malformed_code", "check_reset_code");
-        return Ok(false);
+        return Ok(CheckResetCode::InvalidCode);
     };
     let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
     let usable = services
@@ -59,12 +89,15 @@ pub async fn check_reset_code(
         outcome = if usable { "usable" } else { "invalid_code" },
         "check_reset_code"
     );
-    Ok(usable)
+    Ok(if usable {
+        CheckResetCode::Usable
+    } else {
+        CheckResetCode::InvalidCode
+    })
 }
 
 /// Sets a new password with a reset code. The caller checked the policy first, so a weak
 /// password never uses up the code. Also verifies an unverified address (the code proved it).
-/// `false` for every kind of bad code.
 #[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
 pub async fn reset_password(
     services: &Services,
@@ -72,12 +105,12 @@ pub async fn reset_password(
     code: Option<OtpCode>,
     new_password: &NewPassword,
     requester: &Requester,
-) -> Result<bool, Error> {
+) -> Result<ResetPassword, Error> {
     let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
     let Some(code) = code else {
         tracing::info!(outcome = "malformed_code", "reset_password");
-        return Ok(false);
+        return Ok(ResetPassword::InvalidCode);
     };
     let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
     let matched = services
@@ -86,22 +119,20 @@ pub async fn reset_password(
         .await?;
     let Some(matched) = matched else {
         // Recorded for unknown addresses too (without a user), so both cost the same.
-        audit::record(
-            &services.db,
-            now,
+        let entry = Entry {
+            event: Event::PasswordReset,
+            outcome: Outcome::Failure,
             user_id,
-            Event::PasswordReset,
-            "failure",
+            session_id: None,
             requester,
-            None,
-        )
-        .await?;
+        };
+        audit::record(&services.db, now, entry).await?;
         tracing::info!(
             user_id = user_id.map(tracing::field::display),
             outcome = "invalid_code",
             "reset_password"
         );
-        return Ok(false);
+        return Ok(ResetPassword::InvalidCode);
     };
     let txn = db::begin_write(&services.db).await?;
     // A match names its user: only an existing account's code can match.
@@ -109,11 +140,11 @@ pub async fn reset_password(
         .one(&txn)
         .await?
     else {
-        return Ok(false);
+        return Ok(ResetPassword::InvalidCode);
     };
     if !services.codes.consume(&txn, now, &matched).await? {
         tracing::info!(user_id = %user.id, outcome = "invalid_code", "reset_password");
-        return Ok(false);
+        return Ok(ResetPassword::InvalidCode);
     }
     let user_id = user.id;
     let locale = user.locale.clone();
@@ -125,33 +156,21 @@ pub async fn reset_password(
     }
     active.updated_at = Set(now);
     active.update(&txn).await?;
-    let sessions_ended =
-        sessions::revoke_all_but(&txn, now, user_id, None, RevokeReason::PasswordChanged).await?;
+    let reason = RevokeReason::PasswordChanged;
+    let sessions_ended = sessions::revoke_all_but(&txn, now, user_id, None, reason).await?;
     let codes_killed = services.codes.revoke_all(&txn, now, user_id).await?;
     enqueue_password_changed(&txn, now, email, &locale, requester, None).await?;
-    audit::record(
-        &txn,
-        now,
-        Some(user_id),
-        Event::PasswordReset,
-        "success",
+    let entry = Entry {
+        event: Event::PasswordReset,
+        outcome: Outcome::Success,
+        user_id: Some(user_id),
+        session_id: None,
         requester,
-        None,
-    )
-    .await?;
+    };
+    audit::record(&txn, now, entry).await?;
     txn.commit().await?;
-    // The email worker is woken after the answer (`api::middleware::equal_time`).
     tracing::info!(%user_id, sessions_ended, codes_killed, outcome = "reset", "reset_password");
-    Ok(true)
-}
-
-/// What `change_password` can answer besides success.
-pub enum ChangeRefused {
-    /// The new password does not meet the policy (judged with the user's address in mind).
-    Invalid(crate::domain::FieldProblem),
-    WrongPassword,
-    /// The session ended between authentication and now.
-    NoUser,
+    Ok(ResetPassword::Reset)
 }
 
 /// Changes the password of the signed-in user after checking the current one. Other sessions
@@ -163,84 +182,66 @@ pub async fn change_password(
     current: &PasswordAttempt,
     new_password: &str,
     requester: &Requester,
-) -> Result<Result<(), ChangeRefused>, Error> {
+) -> Result<ChangePassword, Error> {
     let Some(user) = users::Entity::find_by_id(auth.user_id)
         .one(&services.db)
         .await?
     else {
-        return Ok(Err(ChangeRefused::NoUser));
+        return Ok(ChangePassword::SignedOut);
     };
-    let email = EmailAddress::parse(&user.email).map_err(|p| anyhow::anyhow!(p.message))?;
+    let email = EmailAddress::parse(&user.email).map_err(|p| Error::Corrupt(p.message))?;
     let new_password = match NewPassword::parse(new_password, Some(&email), "new_password") {
         Ok(password) => password,
-        Err(problem) => return Ok(Err(ChangeRefused::Invalid(problem))),
+        Err(problem) => return Ok(ChangePassword::PasswordRefused(problem)),
     };
     let current_ok = services
         .passwords
         .verify(current.expose(), user.password_hash.as_deref())
         .await?;
+    let signed_in = (Some(auth.user_id), Some(auth.session_id));
     if !current_ok {
-        let (user_id, session_id) = (Some(auth.user_id), Some(auth.session_id));
-        audit::record(
-            &services.db,
-            services.clock.now(),
-            user_id,
-            Event::PasswordChange,
-            "wrong_password",
+        let entry = Entry {
+            event: Event::PasswordChange,
+            outcome: Outcome::WrongPassword,
+            user_id: signed_in.0,
+            session_id: signed_in.1,
             requester,
-            session_id,
-        )
-        .await?;
+        };
+        audit::record(&services.db, services.clock.now(), entry).await?;
         tracing::info!(outcome = "wrong_password", "change_password");
-        return Ok(Err(ChangeRefused::WrongPassword));
+        return Ok(ChangePassword::WrongPassword);
     }
     let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
     let locale = user.locale.clone();
-    let device = sessions_device(services, auth).await?;
+    let device = sessions::device(&services.db, auth.session_id).await?;
     let txn = db::begin_write(&services.db).await?;
     let mut active = user.into_active_model();
     active.password_hash = Set(Some(password_hash));
     active.password_changed_at = Set(Some(now));
     active.updated_at = Set(now);
     active.update(&txn).await?;
-    let sessions_ended = sessions::revoke_all_but(
-        &txn,
-        now,
-        auth.user_id,
-        Some(auth.session_id),
-        RevokeReason::PasswordChanged,
-    )
-    .await?;
+    let reason = RevokeReason::PasswordChanged;
+    let sessions_ended =
+        sessions::revoke_all_but(&txn, now, auth.user_id, signed_in.1, reason).await?;
     let codes_killed = services.codes.revoke_all(&txn, now, auth.user_id).await?;
     enqueue_password_changed(&txn, now, &email, &locale, requester, device).await?;
-    let (user_id, session_id) = (Some(auth.user_id), Some(auth.session_id));
-    audit::record(
-        &txn,
-        now,
-        user_id,
-        Event::PasswordChange,
-        "success",
+    let entry = Entry {
+        event: Event::PasswordChange,
+        outcome: Outcome::Success,
+        user_id: signed_in.0,
+        session_id: signed_in.1,
         requester,
-        session_id,
-    )
-    .await?;
+    };
+    audit::record(&txn, now, entry).await?;
     txn.commit().await?;
-    services.outbox.wake();
     tracing::info!(
         sessions_ended,
         codes_killed,
         outcome = "changed",
         "change_password"
     );
-    Ok(Ok(()))
-}
-
-async fn sessions_device(services: &Services, auth: &AuthUser) -> Result<Option<String>, Error> {
-    let session = entity::sessions::Entity::find_by_id(auth.session_id)
-        .one(&services.db)
-        .await?;
-    Ok(session.and_then(|s| s.device_name.or(s.user_agent)))
+    Ok(ChangePassword::Changed)
 }
 
 async fn enqueue_password_changed<C: sea_orm::ConnectionTrait>(

@@ -1,21 +1,30 @@
-//! Sign-up, email verification and sign-in. Every answer that could reveal whether an account
-//! exists is the same on every path, and the paths do the same kind of work.
+//! Tag `signup`: start a sign-up, resend its code, verify it. Every answer that could reveal
+//! whether an account exists is the same on every path, and the paths do the same kind of work.
 
 use entity::users;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use uuid::Uuid;
 
-use crate::app::{Error, Services};
+use crate::app::code_request::send_code;
+use crate::app::{Error, IssuedSession, Services};
 use crate::core::accounts::{find_account, find_user};
-use crate::core::audit::{self, Event};
-use crate::core::codes::{CodeRecipient, Requester};
-use crate::core::limits::Limited;
+use crate::core::audit::{self, Entry, Event, Outcome};
+use crate::core::codes::CodeRecipient;
 use crate::core::mail::{Email, Message};
-use crate::core::sessions::{self, IssuedSession};
-use crate::domain::{
-    EmailAddress, OtpCode, PasswordAttempt, PasswordProblem, PendingPassword, Purpose,
-};
+use crate::core::sessions;
+use crate::domain::{EmailAddress, FieldProblem, OtpCode, PendingPassword, Purpose, Requester};
 use crate::infra::db;
+
+/// What `verify_signup` can answer.
+pub enum VerifySignup {
+    /// The address is verified, the password bound and the user signed in.
+    SignedIn(IssuedSession),
+    /// Unknown address, verified account, malformed, wrong, expired, used or dead code: one
+    /// answer for all.
+    InvalidCode,
+    /// The code was right but the password is refused; the code stays usable.
+    PasswordRefused(FieldProblem),
+}
 
 /// Starts or restarts a sign-up. A new address gets an unverified account and a code, an
 /// unverified one a new code (older codes die), a verified one an "account exists" email
@@ -27,16 +36,18 @@ pub async fn signup(
     email: &EmailAddress,
     locale: &str,
     requester: &Requester,
-) -> Result<Result<(), Limited>, Error> {
+) -> Result<(), Error> {
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
-    if let Err(limited) = services
+    if let Err(error) = services
         .address_limits
         .take_code_send(&txn, now, email, Purpose::VerifyEmail)
-        .await?
+        .await
     {
-        tracing::info!(outcome = "rate_limited", policy = limited.policy, "signup");
-        return Ok(Err(limited));
+        if let Error::Limited(limited) = &error {
+            tracing::info!(outcome = "rate_limited", policy = limited.policy, "signup");
+        }
+        return Err(error);
     }
     let existing = find_user(&txn, email).await?;
     let verified = existing
@@ -113,24 +124,21 @@ pub async fn signup(
             .await?;
     }
     let outcome = if verified {
-        "account_exists"
+        Outcome::AccountExists
     } else {
-        "code_sent"
+        Outcome::CodeSent
     };
-    audit::record(
-        &txn,
-        now,
-        Some(user.id),
-        Event::Signup,
+    let entry = Entry {
+        event: Event::Signup,
         outcome,
+        user_id: Some(user.id),
+        session_id: None,
         requester,
-        None,
-    )
-    .await?;
+    };
+    audit::record(&txn, now, entry).await?;
     txn.commit().await?;
-    // The email worker is woken after the answer (`api::middleware::equal_time`).
-    tracing::info!(user_id = %user.id, outcome, "signup");
-    Ok(Ok(()))
+    tracing::info!(user_id = %user.id, outcome = outcome.name(), "signup");
+    Ok(())
 }
 
 /// Sends a new sign-up code to an unverified account; does nothing for other addresses, with
@@ -139,12 +147,13 @@ pub async fn resend_signup_code(
     services: &Services,
     email: &EmailAddress,
     requester: &Requester,
-) -> Result<Result<(), Limited>, Error> {
+) -> Result<(), Error> {
     let unverified = |user: &users::Model| user.email_verified_at.is_none();
+    let purpose = Purpose::VerifyEmail;
     send_code(
         services,
         email,
-        Purpose::VerifyEmail,
+        purpose,
         unverified,
         requester,
         "resend_signup_code",
@@ -152,58 +161,8 @@ pub async fn resend_signup_code(
     .await
 }
 
-/// A code request for an address: takes the address's send counters (refused: 429), then
-/// issues a code of `purpose` to its account if `eligible` says so, or does the same work for
-/// nobody (void rows only). The counters stay taken either way, so unknown addresses count like
-/// known ones, and the answer and its time are the same.
-#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
-pub(crate) async fn send_code(
-    services: &Services,
-    email: &EmailAddress,
-    purpose: Purpose,
-    eligible: impl Fn(&users::Model) -> bool,
-    requester: &Requester,
-    operation: &'static str,
-) -> Result<Result<(), Limited>, Error> {
-    let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
-    if let Err(limited) = services
-        .address_limits
-        .take_code_send(&txn, now, email, purpose)
-        .await?
-    {
-        tracing::info!(
-            outcome = "rate_limited",
-            policy = limited.policy,
-            "{operation}"
-        );
-        return Ok(Err(limited));
-    }
-    let user = find_user(&txn, email).await?.filter(|user| eligible(user));
-    let recipient = CodeRecipient {
-        user_id: user.as_ref().map(|user| user.id),
-        email,
-        locale: user.as_ref().map_or("en", |user| user.locale.as_str()),
-    };
-    services
-        .codes
-        .issue(&txn, now, purpose, recipient, requester)
-        .await?;
-    txn.commit().await?;
-    // The email worker is woken after the answer, on every path alike
-    // (`api::middleware::equal_time`): working on a real email while this request is still
-    // running would tell the paths apart.
-    match user {
-        Some(user) => tracing::info!(user_id = %user.id, outcome = "code_sent", "{operation}"),
-        None => tracing::info!(outcome = "no_account", "{operation}"),
-    }
-    Ok(Ok(()))
-}
-
-/// Verifies the sign-up code, binds the password and signs the user in. `None` for every
-/// failure: unknown address, verified account, malformed, wrong, expired, used or dead code.
-/// The password's strength is judged only for a right code; a refused password (`Err`)
-/// leaves the code unused.
+/// Verifies the sign-up code, binds the password and signs the user in. The password's
+/// strength is judged only for a right code; a refused password leaves the code unused.
 #[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
 pub async fn verify_signup(
     services: &Services,
@@ -212,7 +171,7 @@ pub async fn verify_signup(
     password: &PendingPassword,
     device_name: Option<String>,
     requester: &Requester,
-) -> Result<Result<Option<IssuedSession>, PasswordProblem>, Error> {
+) -> Result<VerifySignup, Error> {
     let now = services.clock.now();
     // A verified account is treated as unknown: its guesses go to a decoy.
     let user_id = find_account(&services.db, email)
@@ -220,7 +179,7 @@ pub async fn verify_signup(
         .and_then(|(id, verified)| (!verified).then_some(id));
     let Some(code) = code else {
         tracing::info!(outcome = "malformed_code", "verify_signup");
-        return Ok(Ok(None));
+        return Ok(VerifySignup::InvalidCode);
     };
     let matched = services
         .codes
@@ -228,22 +187,20 @@ pub async fn verify_signup(
         .await?;
     let Some(matched) = matched else {
         // Recorded for unknown addresses too (without a user), so both cost the same.
-        audit::record(
-            &services.db,
-            now,
+        let entry = Entry {
+            event: Event::Verification,
+            outcome: Outcome::Failure,
             user_id,
-            Event::Verification,
-            "failure",
+            session_id: None,
             requester,
-            None,
-        )
-        .await?;
+        };
+        audit::record(&services.db, now, entry).await?;
         tracing::info!(
             user_id = user_id.map(tracing::field::display),
             outcome = "invalid_code",
             "verify_signup"
         );
-        return Ok(Ok(None));
+        return Ok(VerifySignup::InvalidCode);
     };
     let password = match password.judge(Some(email), "password") {
         Ok(password) => password,
@@ -251,7 +208,7 @@ pub async fn verify_signup(
             // The attempt gave its units back, so the code stays usable with a better one.
             let user_id = matched.user_id();
             tracing::info!(%user_id, outcome = "password_refused", "verify_signup");
-            return Ok(Err(problem));
+            return Ok(VerifySignup::PasswordRefused(problem));
         }
     };
     // Only a right code pays for argon2: every failure above costs the same (no hash at
@@ -266,91 +223,28 @@ pub async fn verify_signup(
         .one(&txn)
         .await?
     else {
-        return Ok(Ok(None));
+        return Ok(VerifySignup::InvalidCode);
     };
     if !services.codes.consume(&txn, now, &matched).await? {
         tracing::info!(user_id = %user.id, outcome = "invalid_code", "verify_signup");
-        return Ok(Ok(None));
+        return Ok(VerifySignup::InvalidCode);
     }
     let mut active = user.into_active_model();
     active.password_hash = Set(Some(password_hash));
     active.email_verified_at = Set(Some(now));
     active.updated_at = Set(now);
     let user = active.update(&txn).await?;
-    let session = sessions::start(services, &txn, now, user, device_name, requester).await?;
-    let (user_id, session_id) = (Some(session.user.id), Some(session.session_id));
-    audit::record(
-        &txn,
-        now,
-        user_id,
-        Event::Verification,
-        "success",
+    let lifetimes = &services.sessions;
+    let session = sessions::start(&txn, now, lifetimes, user, device_name, requester).await?;
+    let entry = Entry {
+        event: Event::Verification,
+        outcome: Outcome::Success,
+        user_id: Some(session.user.id),
+        session_id: Some(session.session_id),
         requester,
-        session_id,
-    )
-    .await?;
+    };
+    audit::record(&txn, now, entry).await?;
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "verified", "verify_signup");
-    Ok(Ok(Some(session)))
-}
-
-/// Signs in with email and password. `None` for an unknown address, a never-verified account
-/// and a wrong password alike; each verifies one argon2 hash (a dummy where there is none).
-#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
-pub async fn login(
-    services: &Services,
-    email: &EmailAddress,
-    password: &PasswordAttempt,
-    device_name: Option<String>,
-    requester: &Requester,
-) -> Result<Result<Option<IssuedSession>, Limited>, Error> {
-    let now = services.clock.now();
-    let limits = &services.address_limits;
-    if let Some(limited) = limits.login_delay(&services.db, now, email).await? {
-        tracing::info!(
-            outcome = "delayed",
-            retry_after = limited.retry_after,
-            "login"
-        );
-        return Ok(Err(limited));
-    }
-    let user = find_user(&services.db, email)
-        .await?
-        .filter(|user| user.email_verified_at.is_some());
-    let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
-    let matches = services.passwords.verify(password.expose(), stored).await?;
-    let user_id = user.as_ref().map(|user| user.id);
-    let Some(user) = user.filter(|_| matches) else {
-        limits.login_failed(&services.db, now, email).await?;
-        // Recorded for unknown addresses too (without a user), so both cost the same.
-        audit::record(
-            &services.db,
-            now,
-            user_id,
-            Event::Login,
-            "failure",
-            requester,
-            None,
-        )
-        .await?;
-        tracing::info!(outcome = "invalid_credentials", "login");
-        return Ok(Ok(None));
-    };
-    limits.login_succeeded(&services.db, email).await?;
-    let txn = db::begin_write(&services.db).await?;
-    let session = sessions::start(services, &txn, now, user, device_name, requester).await?;
-    let (user_id, session_id) = (Some(session.user.id), Some(session.session_id));
-    audit::record(
-        &txn,
-        now,
-        user_id,
-        Event::Login,
-        "success",
-        requester,
-        session_id,
-    )
-    .await?;
-    txn.commit().await?;
-    tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
-    Ok(Ok(Some(session)))
+    Ok(VerifySignup::SignedIn(session))
 }

@@ -86,9 +86,9 @@ pub struct Config {
           value_parser = wrap_secret::<SecretString>, hide_env_values = true, global = true)]
     previous_peppers_setting: Option<SecretString>,
 
-    /// The parsed keys, current first; filled in by `validate`.
+    /// The parsed keys; `validate` sets them (the development pepper until then).
     #[arg(skip)]
-    pub peppers: Vec<Pepper>,
+    pub peppers: Peppers,
 
     /// SMTP server: smtp://user:pass@host:port?tls=required|opportunistic or smtps://…
     /// Unset: emails are written to the mailbox folder instead.
@@ -360,10 +360,10 @@ impl Config {
             problems.push(format!("CODEWARD_SMTP_URL {why}"));
         }
 
-        self.peppers.clear();
+        let mut peppers = Vec::new();
         match &self.pepper_setting {
             Some(value) => match Pepper::parse(value.expose_secret()) {
-                Ok(pepper) => self.peppers.push(pepper),
+                Ok(pepper) => peppers.push(pepper),
                 Err(why) => problems.push(format!("CODEWARD_PEPPER: {why}")),
             },
             None if production => problems.push(
@@ -377,7 +377,7 @@ impl Config {
                      never run like this with real users"
                         .to_owned(),
                 );
-                self.peppers.push(Pepper::development());
+                peppers.push(Pepper::development());
             }
         }
         let previous = self.previous_peppers_setting.as_ref();
@@ -388,7 +388,7 @@ impl Config {
             .enumerate()
         {
             match Pepper::parse(value) {
-                Ok(pepper) => self.peppers.push(pepper),
+                Ok(pepper) => peppers.push(pepper),
                 Err(why) => problems.push(format!(
                     "CODEWARD_PREVIOUS_PEPPERS entry {}: {why}",
                     index + 1
@@ -396,13 +396,13 @@ impl Config {
             }
         }
         if production {
-            for pepper in &self.peppers {
+            for pepper in &peppers {
                 if let Some(weakness) = pepper.weakness() {
                     problems.push(format!("pepper {:?} {weakness}", pepper.key_id));
                 }
             }
         }
-        let mut key_ids: Vec<&str> = self.peppers.iter().map(|p| p.key_id.as_str()).collect();
+        let mut key_ids: Vec<&str> = peppers.iter().map(|p| p.key_id.as_str()).collect();
         key_ids.sort_unstable();
         if let Some(w) = key_ids.windows(2).find(|w| w[0] == w[1]) {
             problems.push(format!(
@@ -453,15 +453,27 @@ impl Config {
         }
 
         if problems.is_empty() {
+            self.peppers = Peppers { keys: peppers };
             Ok(warnings)
         } else {
             Err(ConfigError { problems })
         }
     }
 
-    /// The key new hashes are made with. `validate` guarantees there is one.
-    pub fn current_pepper(&self) -> Option<&Pepper> {
-        self.peppers.first()
+    pub fn access_token_ttl(&self) -> chrono::Duration {
+        seconds(self.access_token_ttl_secs)
+    }
+
+    pub fn refresh_token_idle(&self) -> chrono::Duration {
+        seconds(self.refresh_token_idle_secs)
+    }
+
+    pub fn session_max(&self) -> chrono::Duration {
+        seconds(self.session_max_secs)
+    }
+
+    pub fn code_ttl(&self) -> chrono::Duration {
+        seconds(self.code_ttl_secs)
     }
 
     /// The effective configuration as `VARIABLE=value` lines, secrets masked.
@@ -489,14 +501,10 @@ impl Config {
             ),
             ("CODEWARD_SKIP_MIGRATIONS", self.skip_migrations.to_string()),
             ("CODEWARD_ENV", value_name(self.environment)),
-            (
-                "CODEWARD_PEPPER",
-                self.current_pepper()
-                    .map_or("(unset)".to_owned(), Pepper::masked),
-            ),
+            ("CODEWARD_PEPPER", self.peppers.current().masked()),
             (
                 "CODEWARD_PREVIOUS_PEPPERS",
-                list(self.peppers.iter().skip(1).map(Pepper::masked).collect()),
+                list(self.peppers.retired().map(Pepper::masked).collect()),
             ),
             (
                 "CODEWARD_SMTP_URL",
@@ -623,6 +631,41 @@ fn value_name(value: impl ValueEnum) -> String {
     value
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+/// Every setting given in seconds becomes a duration here, in one place.
+fn seconds(secs: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+}
+
+/// The HMAC keys: the current one, which hashes everything new, then the retired ones, which
+/// still verify what they hashed. Never empty.
+#[derive(Clone, Debug)]
+pub struct Peppers {
+    keys: Vec<Pepper>,
+}
+
+impl Default for Peppers {
+    fn default() -> Self {
+        Self {
+            keys: vec![Pepper::development()],
+        }
+    }
+}
+
+impl Peppers {
+    pub fn current(&self) -> &Pepper {
+        &self.keys[0]
+    }
+
+    /// The current key first, then the retired ones.
+    pub fn all(&self) -> impl Iterator<Item = &Pepper> {
+        self.keys.iter()
+    }
+
+    pub fn retired(&self) -> impl Iterator<Item = &Pepper> {
+        self.keys.iter().skip(1)
+    }
 }
 
 /// A named HMAC key. The key bytes never print: `Debug` shows only the key id.

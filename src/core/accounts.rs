@@ -46,3 +46,36 @@ pub async fn find_account(
         row.try_get("", "email_verified_at")?;
     Ok(Some((row.try_get("", "id")?, verified_at.is_some())))
 }
+
+/// An account as the layers above see it: no hash, no entity type.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub locale: String,
+}
+
+impl From<users::Model> for Account {
+    fn from(user: users::Model) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            email_verified: user.email_verified_at.is_some(),
+            created_at: user.created_at,
+            locale: user.locale,
+        }
+    }
+}
+
+/// The account with this id, if it still exists.
+pub async fn by_id<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<Option<Account>, sea_orm::DbErr> {
+    Ok(users::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(Account::from))
+}

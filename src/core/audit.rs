@@ -6,7 +6,7 @@ use entity::audit_events;
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
 use uuid::Uuid;
 
-use crate::core::codes::Requester;
+use crate::domain::Requester;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,25 +36,61 @@ impl Event {
     }
 }
 
-/// Records one event. `user_id` is `None` when no account was involved; the row is written
-/// all the same, so such requests cost what the others cost.
+/// How it ended, as the account's owner reads it in their activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    /// Sign-up: a code was sent.
+    CodeSent,
+    /// Sign-up for a verified address: an "account exists" notice was sent instead.
+    AccountExists,
+    WrongPassword,
+    /// A replayed refresh token ended its session.
+    SessionRevoked,
+    /// This many other sessions were ended.
+    Revoked(u64),
+}
+
+impl Outcome {
+    pub fn name(self) -> String {
+        match self {
+            Self::Success => "success".to_owned(),
+            Self::Failure => "failure".to_owned(),
+            Self::CodeSent => "code_sent".to_owned(),
+            Self::AccountExists => "account_exists".to_owned(),
+            Self::WrongPassword => "wrong_password".to_owned(),
+            Self::SessionRevoked => "session_revoked".to_owned(),
+            Self::Revoked(count) => format!("{count} revoked"),
+        }
+    }
+}
+
+/// One event to record. Named fields, so a user id cannot pass for a session id.
+pub struct Entry<'a> {
+    pub event: Event,
+    pub outcome: Outcome,
+    /// `None` when no account was involved; the row is written all the same, so such
+    /// requests cost what the others cost.
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub requester: &'a Requester,
+}
+
+/// Records one event.
 pub async fn record<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
-    user_id: Option<Uuid>,
-    event: Event,
-    outcome: &str,
-    requester: &Requester,
-    session_id: Option<Uuid>,
+    entry: Entry<'_>,
 ) -> Result<(), DbErr> {
     audit_events::ActiveModel {
         id: Set(Uuid::new_v4()),
-        user_id: Set(user_id),
-        event: Set(event.name().to_owned()),
-        outcome: Set(outcome.to_owned()),
-        ip: Set(requester.ip.clone()),
-        user_agent: Set(requester.user_agent.clone()),
-        session_id: Set(session_id),
+        user_id: Set(entry.user_id),
+        event: Set(entry.event.name().to_owned()),
+        outcome: Set(entry.outcome.name()),
+        ip: Set(entry.requester.ip.clone()),
+        user_agent: Set(entry.requester.user_agent.clone()),
+        session_id: Set(entry.session_id),
         created_at: Set(now),
     }
     .insert(db)

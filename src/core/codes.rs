@@ -20,19 +20,15 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::{Config, Pepper};
+use crate::core::Error;
 use crate::core::mail::{CodeSeal, Email, Message, outbox};
-use crate::domain::{EmailAddress, OtpCode, Purpose};
+use crate::domain::{EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::metrics::Metrics;
-
-/// Where a code request came from, kept with the code for audits.
-#[derive(Clone, Debug, Default)]
-pub struct Requester {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
 
 #[derive(Clone)]
 pub struct CodeEngine {
+    /// New codes are hashed with this key.
+    current: Pepper,
     /// The current pepper first; older ones still verify the codes they hashed.
     peppers: Vec<Pepper>,
     /// Seals each code for its email, so the outbox never holds it in clear.
@@ -83,8 +79,9 @@ impl Matched {
 impl CodeEngine {
     pub fn from_config(config: &Config) -> Self {
         Self {
-            peppers: config.peppers.clone(),
-            seal: CodeSeal::new(&config.peppers),
+            current: config.peppers.current().clone(),
+            peppers: config.peppers.all().cloned().collect(),
+            seal: CodeSeal::new(config.peppers.all()),
             ttl: chrono::Duration::seconds(i64::try_from(config.code_ttl_secs).unwrap_or(600)),
             max_attempts: i32::try_from(config.code_max_attempts).unwrap_or(5),
             daily_failure_budget: i32::try_from(config.code_daily_failure_budget).unwrap_or(25),
@@ -125,7 +122,7 @@ impl CodeEngine {
         purpose: Purpose,
         to: CodeRecipient<'_>,
         requester: &Requester,
-    ) -> Result<(), DbErr> {
+    ) -> Result<(), Error> {
         let email = self.issue_rows(txn, now, purpose, &to, requester).await?;
         if to.user_id.is_some() {
             outbox::enqueue(txn, email, now).await?;
@@ -147,7 +144,7 @@ impl CodeEngine {
         to: CodeRecipient<'_>,
         requester: &Requester,
         notice: Email,
-    ) -> Result<(), DbErr> {
+    ) -> Result<(), Error> {
         let nobody = CodeRecipient {
             user_id: None,
             ..to
@@ -191,11 +188,8 @@ impl CodeEngine {
         purpose: Purpose,
         to: &CodeRecipient<'_>,
         requester: &Requester,
-    ) -> Result<Email, DbErr> {
-        let pepper = self
-            .peppers
-            .first()
-            .ok_or_else(|| DbErr::Custom("no pepper configured".into()))?;
+    ) -> Result<Email, Error> {
+        let pepper = &self.current;
         let nobody = to.user_id.is_none();
         let user_id = to.user_id.unwrap_or_else(Uuid::new_v4);
         let code = OtpCode::generate();
@@ -259,7 +253,7 @@ impl CodeEngine {
                 to.email.as_str(),
                 message.name(),
             )
-            .ok_or_else(|| DbErr::Custom("cannot seal the code".into()))?;
+            .ok_or(Error::Seal)?;
         Ok(Email {
             to: to.email.as_str().to_owned(),
             message,

@@ -16,6 +16,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set
 use sha2::Sha256;
 
 use crate::config::{Config, Pepper};
+use crate::core::Error;
 use crate::domain::{EmailAddress, Purpose};
 
 /// `N/s`, `N/min` or `N/h`: N requests, refilled evenly over the period.
@@ -196,19 +197,16 @@ pub struct AddressLimits {
 const LOGIN_BASE_DELAY_SECS: i64 = 30;
 
 impl AddressLimits {
-    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+    pub fn from_config(config: &Config) -> Self {
         let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
-        Ok(Self {
-            pepper: config
-                .current_pepper()
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("no pepper configured"))?,
+        Self {
+            pepper: config.peppers.current().clone(),
             resend_cooldown: secs(config.code_resend_cooldown_secs),
             codes_per_hour: i32::try_from(config.codes_per_address_per_hour).unwrap_or(5),
             login_free_failures: i32::try_from(config.login_failures_before_delay).unwrap_or(5),
             login_window: secs(config.login_failure_window_secs),
             login_max_delay: secs(config.login_max_delay_secs),
-        })
+        }
     }
 
     fn key(&self, scope: &str, email: &EmailAddress) -> String {
@@ -229,12 +227,13 @@ impl AddressLimits {
         now: DateTime<Utc>,
         email: &EmailAddress,
         purpose: Purpose,
-    ) -> Result<Result<(), Limited>, DbErr> {
+    ) -> Result<(), Error> {
         let cooldown_key = self.key(&format!("cooldown:{}", purpose.name()), email);
         if self.resend_cooldown > chrono::Duration::zero()
-            && let Err(retry_at) = take(txn, &cooldown_key, now, self.resend_cooldown, 1).await?
+            && let Window::Full { retry_at } =
+                take(txn, &cooldown_key, now, self.resend_cooldown, 1).await?
         {
-            return Ok(Err(Limited {
+            return Err(Error::Limited(Limited {
                 policy: "resend-cooldown",
                 quota: 1,
                 window_secs: self.resend_cooldown.num_seconds().unsigned_abs(),
@@ -243,36 +242,41 @@ impl AddressLimits {
         }
         let hourly_key = self.key("codes-per-hour", email);
         let hour = chrono::Duration::hours(1);
-        if let Err(retry_at) = take(txn, &hourly_key, now, hour, self.codes_per_hour).await? {
-            return Ok(Err(Limited {
+        if let Window::Full { retry_at } =
+            take(txn, &hourly_key, now, hour, self.codes_per_hour).await?
+        {
+            return Err(Error::Limited(Limited {
                 policy: "codes-per-address",
                 quota: self.codes_per_hour.unsigned_abs(),
                 window_secs: 3600,
                 retry_after: seconds_until(now, retry_at),
             }));
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
-    /// Whether sign-in attempts for `email` must wait (after repeated failures).
-    pub async fn login_delay<C: ConnectionTrait>(
+    /// Refuses sign-in attempts for `email` while it must wait (after repeated failures).
+    pub async fn check_login_delay<C: ConnectionTrait>(
         &self,
         db: &C,
         now: DateTime<Utc>,
         email: &EmailAddress,
-    ) -> Result<Option<Limited>, DbErr> {
+    ) -> Result<(), Error> {
         let counter = rate_counters::Entity::find_by_id(self.key("login-failures", email))
             .one(db)
             .await?;
-        Ok(counter
+        match counter
             .and_then(|c| c.blocked_until)
             .filter(|until| *until > now)
-            .map(|until| Limited {
+        {
+            Some(until) => Err(Error::Limited(Limited {
                 policy: "login-failures-per-address",
                 quota: self.login_free_failures.unsigned_abs(),
                 window_secs: self.login_window.num_seconds().unsigned_abs(),
                 retry_after: seconds_until(now, until),
-            }))
+            })),
+            None => Ok(()),
+        }
     }
 
     /// Counts a failed sign-in; from the `login_free_failures`th failure within the window on,
@@ -327,16 +331,21 @@ fn seconds_until(now: DateTime<Utc>, at: DateTime<Utc>) -> u64 {
     millis.div_ceil(1000).max(1)
 }
 
+/// What taking a unit from a fixed window found.
+enum Window {
+    Taken,
+    Full { retry_at: DateTime<Utc> },
+}
+
 /// Takes one unit from a fixed-window counter in one conditional UPDATE (after making sure the
-/// row exists): a new window starts when the old one is over. `Err(retry_at)` when the window
-/// is full.
+/// row exists): a new window starts when the old one is over.
 async fn take<C: ConnectionTrait>(
     db: &C,
     key: &str,
     now: DateTime<Utc>,
     window: chrono::Duration,
     limit: i32,
-) -> Result<Result<(), DateTime<Utc>>, DbErr> {
+) -> Result<Window, DbErr> {
     rate_counters::Entity::insert(rate_counters::ActiveModel {
         key: Set(key.to_owned()),
         window_start: Set(DateTime::<Utc>::UNIX_EPOCH),
@@ -377,13 +386,15 @@ async fn take<C: ConnectionTrait>(
         .rows_affected
         == 1;
     if taken {
-        return Ok(Ok(()));
+        return Ok(Window::Taken);
     }
     let window_start = rate_counters::Entity::find_by_id(key.to_owned())
         .one(db)
         .await?
         .map_or(now, |c| c.window_start);
-    Ok(Err(window_start + window))
+    Ok(Window::Full {
+        retry_at: window_start + window,
+    })
 }
 
 #[cfg(test)]

@@ -5,8 +5,11 @@
 pub mod accounts;
 pub mod audit;
 pub mod codes;
+mod error;
 pub mod housekeeping;
 pub mod limits;
 pub mod mail;
 pub mod passwords;
 pub mod sessions;
+
+pub use error::Error;

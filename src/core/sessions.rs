@@ -5,16 +5,15 @@ use chrono::{DateTime, Utc};
 use entity::{refresh_tokens, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
-use crate::app::{Error, Services};
-use crate::core::audit::{self, Event};
-use crate::core::codes::Requester;
-use crate::domain::{AccessToken, RefreshToken};
-use crate::infra::db;
+use crate::config::Config;
+use crate::core::accounts::Account;
+use crate::core::audit::{self, Entry, Event, Outcome};
+use crate::domain::{AccessToken, RefreshToken, Requester};
 
 /// A freshly issued pair of tokens; the only moment the tokens exist in clear.
 pub struct IssuedSession {
@@ -23,7 +22,7 @@ pub struct IssuedSession {
     pub refresh: RefreshToken,
     pub access_expires_in: i64,
     pub refresh_expires_in: i64,
-    pub user: users::Model,
+    pub user: Account,
 }
 
 /// Who an access token belongs to.
@@ -53,25 +52,56 @@ impl RevokeReason {
     }
 }
 
-fn seconds(secs: u64) -> chrono::Duration {
-    chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+/// How long tokens and sessions live.
+#[derive(Clone, Copy, Debug)]
+pub struct Lifetimes {
+    pub access: chrono::Duration,
+    pub refresh_idle: chrono::Duration,
+    pub session: chrono::Duration,
+}
+
+impl Lifetimes {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            access: config.access_token_ttl(),
+            refresh_idle: config.refresh_token_idle(),
+            session: config.session_max(),
+        }
+    }
+
+    /// When a token issued `now` expires: its own lifetime, never past its session's end.
+    fn expiry(
+        now: DateTime<Utc>,
+        lifetime: chrono::Duration,
+        session_end: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        (now + lifetime).min(session_end)
+    }
+}
+
+/// What presenting a refresh token did.
+pub enum Rotation {
+    Rotated(IssuedSession),
+    /// A used token came back: its session is revoked (commit to keep that).
+    Replayed,
+    /// Unknown, expired or revoked: nothing changed.
+    Refused,
 }
 
 /// Starts a session for `user` inside the caller's transaction.
 pub async fn start<C: ConnectionTrait>(
-    services: &Services,
     txn: &C,
     now: DateTime<Utc>,
+    lifetimes: &Lifetimes,
     user: users::Model,
     device_name: Option<String>,
     requester: &Requester,
 ) -> Result<IssuedSession, DbErr> {
-    let config = &services.config;
     let access = AccessToken::generate();
     let refresh = RefreshToken::generate();
-    let expires_at = now + seconds(config.session_max_secs);
-    let refresh_expires_at = (now + seconds(config.refresh_token_idle_secs)).min(expires_at);
-    let access_expires_at = (now + seconds(config.access_token_ttl_secs)).min(expires_at);
+    let expires_at = now + lifetimes.session;
+    let refresh_expires_at = Lifetimes::expiry(now, lifetimes.refresh_idle, expires_at);
+    let access_expires_at = Lifetimes::expiry(now, lifetimes.access, expires_at);
     let session_id = Uuid::new_v4();
     sessions::ActiveModel {
         id: Set(session_id),
@@ -90,6 +120,23 @@ pub async fn start<C: ConnectionTrait>(
     }
     .insert(txn)
     .await?;
+    insert_refresh_token(txn, now, &refresh, session_id).await?;
+    Ok(IssuedSession {
+        session_id,
+        access,
+        refresh,
+        access_expires_in: (access_expires_at - now).num_seconds(),
+        refresh_expires_in: (refresh_expires_at - now).num_seconds(),
+        user: user.into(),
+    })
+}
+
+async fn insert_refresh_token<C: ConnectionTrait>(
+    txn: &C,
+    now: DateTime<Utc>,
+    refresh: &RefreshToken,
+    session_id: Uuid,
+) -> Result<(), DbErr> {
     refresh_tokens::ActiveModel {
         token_hash: Set(refresh.hash().0),
         session_id: Set(session_id),
@@ -98,90 +145,51 @@ pub async fn start<C: ConnectionTrait>(
     }
     .insert(txn)
     .await?;
-    Ok(IssuedSession {
-        session_id,
-        access,
-        refresh,
-        access_expires_in: (access_expires_at - now).num_seconds(),
-        refresh_expires_in: (refresh_expires_at - now).num_seconds(),
-        user,
-    })
+    Ok(())
 }
 
-/// Rotates a refresh token: the presented one is used up atomically and a new pair is issued.
-/// `None` for an unknown, expired or revoked token; a token that was already rotated is a
-/// replay, which also revokes its session (the thief and the owner both lose it).
-pub async fn refresh(
-    services: &Services,
-    presented: Option<RefreshToken>,
+/// Rotates a refresh token inside the caller's transaction: the presented one is used up
+/// atomically and a new pair is issued. A token that was already rotated is a replay, which
+/// also revokes its session (the thief and the owner both lose it) and is recorded.
+pub async fn rotate(
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    lifetimes: &Lifetimes,
+    presented: &RefreshToken,
     requester: &Requester,
-) -> Result<Option<IssuedSession>, Error> {
-    let Some(presented) = presented else {
-        return Ok(None);
-    };
-    let now = services.clock.now();
+) -> Result<Rotation, DbErr> {
     let hash = presented.hash().0;
-    let txn = db::begin_write(&services.db).await?;
     let rotated = refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
         .filter(refresh_tokens::Column::TokenHash.eq(hash.as_str()))
         .filter(refresh_tokens::Column::UsedAt.is_null())
-        .exec(&txn)
+        .exec(txn)
         .await?
         .rows_affected
         == 1;
-    let Some(token) = refresh_tokens::Entity::find_by_id(hash).one(&txn).await? else {
-        return Ok(None);
+    let Some(token) = refresh_tokens::Entity::find_by_id(hash).one(txn).await? else {
+        return Ok(Rotation::Refused);
     };
     if !rotated {
-        let owner = sessions::Entity::find_by_id(token.session_id)
-            .one(&txn)
-            .await?
-            .map(|session| session.user_id);
-        let revoked = revoke_where(
-            &txn,
-            now,
-            RevokeReason::Replay,
-            sessions::Column::Id.eq(token.session_id),
-        )
-        .await?;
-        if revoked > 0 {
-            let session_id = Some(token.session_id);
-            audit::record(
-                &txn,
-                now,
-                owner,
-                Event::RefreshReplay,
-                "session_revoked",
-                requester,
-                session_id,
-            )
-            .await?;
-        }
-        txn.commit().await?;
-        if revoked > 0 {
-            tracing::warn!(session_id = %token.session_id, ip = requester.ip.as_deref(), "refresh token replayed: session revoked");
-        }
-        return Ok(None);
+        revoke_replayed(txn, now, token.session_id, requester).await?;
+        return Ok(Rotation::Replayed);
     }
     let Some(session) = sessions::Entity::find_by_id(token.session_id)
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::RefreshExpiresAt.gt(now))
         .filter(sessions::Column::ExpiresAt.gt(now))
-        .one(&txn)
+        .one(txn)
         .await?
     else {
-        return Ok(None);
+        return Ok(Rotation::Refused);
     };
-    let Some(user) = users::Entity::find_by_id(session.user_id).one(&txn).await? else {
-        return Ok(None);
+    let Some(user) = users::Entity::find_by_id(session.user_id).one(txn).await? else {
+        return Ok(Rotation::Refused);
     };
-    let config = &services.config;
     let access = AccessToken::generate();
     let refresh = RefreshToken::generate();
-    let access_expires_at = (now + seconds(config.access_token_ttl_secs)).min(session.expires_at);
-    let refresh_expires_at =
-        (now + seconds(config.refresh_token_idle_secs)).min(session.expires_at);
+    let access_expires_at = Lifetimes::expiry(now, lifetimes.access, session.expires_at);
+    let refresh_expires_at = Lifetimes::expiry(now, lifetimes.refresh_idle, session.expires_at);
     sessions::Entity::update_many()
         .col_expr(sessions::Column::AccessHash, Expr::value(access.hash().0))
         .col_expr(
@@ -199,38 +207,62 @@ pub async fn refresh(
             Expr::value(requester.user_agent.clone()),
         )
         .filter(sessions::Column::Id.eq(session.id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    refresh_tokens::ActiveModel {
-        token_hash: Set(refresh.hash().0),
-        session_id: Set(session.id),
-        created_at: Set(now),
-        used_at: Set(None),
-    }
-    .insert(&txn)
-    .await?;
-    txn.commit().await?;
-    Ok(Some(IssuedSession {
+    insert_refresh_token(txn, now, &refresh, session.id).await?;
+    Ok(Rotation::Rotated(IssuedSession {
         session_id: session.id,
         access,
         refresh,
         access_expires_in: (access_expires_at - now).num_seconds(),
         refresh_expires_in: (refresh_expires_at - now).num_seconds(),
-        user,
+        user: user.into(),
     }))
 }
 
+/// A used refresh token came back: its session ends, and the owner can see it in the activity.
+async fn revoke_replayed(
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    session_id: Uuid,
+    requester: &Requester,
+) -> Result<(), DbErr> {
+    let owner = sessions::Entity::find_by_id(session_id)
+        .one(txn)
+        .await?
+        .map(|session| session.user_id);
+    let revoked = revoke_where(
+        txn,
+        now,
+        RevokeReason::Replay,
+        sessions::Column::Id.eq(session_id),
+    )
+    .await?;
+    if revoked > 0 {
+        let entry = Entry {
+            event: Event::RefreshReplay,
+            outcome: Outcome::SessionRevoked,
+            user_id: owner,
+            session_id: Some(session_id),
+            requester,
+        };
+        audit::record(txn, now, entry).await?;
+        tracing::warn!(%session_id, ip = requester.ip.as_deref(), "refresh token replayed: session revoked");
+    }
+    Ok(())
+}
+
 /// The live session an access token belongs to, if any.
-pub async fn authenticate(
-    services: &Services,
+pub async fn authenticate<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
     token: &AccessToken,
 ) -> Result<Option<AuthUser>, DbErr> {
-    let now = services.clock.now();
     let Some(session) = sessions::Entity::find()
         .filter(sessions::Column::AccessHash.eq(token.hash().0))
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::AccessExpiresAt.gt(now))
-        .one(&services.db)
+        .one(db)
         .await?
     else {
         return Ok(None);
@@ -241,7 +273,7 @@ pub async fn authenticate(
         sessions::Entity::update_many()
             .col_expr(sessions::Column::LastUsedAt, Expr::value(now))
             .filter(sessions::Column::Id.eq(session.id))
-            .exec(&services.db)
+            .exec(db)
             .await?;
     }
     Ok(Some(AuthUser {
@@ -251,8 +283,11 @@ pub async fn authenticate(
 }
 
 /// The user's live sessions, most recently used first.
-pub async fn list(services: &Services, user_id: Uuid) -> Result<Vec<sessions::Model>, DbErr> {
-    let now = services.clock.now();
+pub async fn live<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    user_id: Uuid,
+) -> Result<Vec<sessions::Model>, DbErr> {
     sessions::Entity::find()
         .filter(sessions::Column::UserId.eq(user_id))
         .filter(sessions::Column::RevokedAt.is_null())
@@ -260,68 +295,29 @@ pub async fn list(services: &Services, user_id: Uuid) -> Result<Vec<sessions::Mo
         .filter(sessions::Column::RefreshExpiresAt.gt(now))
         .order_by_desc(sessions::Column::LastUsedAt)
         .order_by_desc(sessions::Column::CreatedAt)
-        .all(&services.db)
+        .all(db)
         .await
 }
 
-/// Revokes one session of the signed-in user (its own on logout) and records it; `false` if
-/// the user has no such live session.
-pub async fn revoke(
-    services: &Services,
-    auth: &AuthUser,
-    session_id: Uuid,
-    reason: RevokeReason,
-    requester: &Requester,
-) -> Result<bool, DbErr> {
-    let now = services.clock.now();
-    let condition = sea_orm::Condition::all()
-        .add(sessions::Column::Id.eq(session_id))
-        .add(sessions::Column::UserId.eq(auth.user_id));
-    let txn = db::begin_write(&services.db).await?;
-    let revoked = revoke_where(&txn, now, reason, condition).await? == 1;
-    if revoked {
-        let event = match reason {
-            RevokeReason::Logout => Event::Logout,
-            _ => Event::SessionRevoked,
-        };
-        audit::record(
-            &txn,
-            now,
-            Some(auth.user_id),
-            event,
-            "success",
-            requester,
-            Some(session_id),
-        )
-        .await?;
-    }
-    txn.commit().await?;
-    Ok(revoked)
+/// The name a notice gives the device of a session: the one the client gave, else its
+/// user agent.
+pub async fn device<C: ConnectionTrait>(db: &C, session_id: Uuid) -> Result<Option<String>, DbErr> {
+    let session = sessions::Entity::find_by_id(session_id).one(db).await?;
+    Ok(session.and_then(|s| s.device_name.or(s.user_agent)))
 }
 
-/// Revokes every session of the signed-in user but the current one, and records it.
-pub async fn revoke_others(
-    services: &Services,
-    auth: &AuthUser,
-    requester: &Requester,
-) -> Result<u64, DbErr> {
-    let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
-    let keep = Some(auth.session_id);
-    let count = revoke_all_but(&txn, now, auth.user_id, keep, RevokeReason::Revoked).await?;
-    let outcome = format!("{count} revoked");
-    audit::record(
-        &txn,
-        now,
-        Some(auth.user_id),
-        Event::SessionRevoked,
-        &outcome,
-        requester,
-        keep,
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(count)
+/// Revokes the user's session `session_id`; `false` if the user has no such live session.
+pub async fn revoke_one<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    auth_user_id: Uuid,
+    session_id: Uuid,
+    reason: RevokeReason,
+) -> Result<bool, DbErr> {
+    let condition = sea_orm::Condition::all()
+        .add(sessions::Column::Id.eq(session_id))
+        .add(sessions::Column::UserId.eq(auth_user_id));
+    Ok(revoke_where(db, now, reason, condition).await? == 1)
 }
 
 /// Revokes every session of the user except `keep` (all of them when `keep` is `None`).
@@ -353,11 +349,4 @@ async fn revoke_where<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(result.rows_affected)
-}
-
-/// Loads the signed-in user.
-pub async fn user(services: &Services, auth: &AuthUser) -> Result<Option<users::Model>, DbErr> {
-    users::Entity::find_by_id(auth.user_id)
-        .one(&services.db)
-        .await
 }

@@ -3,11 +3,13 @@
 mod code;
 mod email;
 mod password;
+mod requester;
 mod token;
 
 pub use code::{CODE_LENGTH, OtpCode, Purpose};
 pub use email::EmailAddress;
 pub use password::{NewPassword, PasswordAttempt, PasswordProblem, PendingPassword};
+pub use requester::Requester;
 pub use token::{AccessToken, RefreshToken, TokenHash};
 
 /// Why a field was refused; becomes one entry of a 422's `errors[]`.

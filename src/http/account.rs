@@ -1,62 +1,20 @@
 //! Tag `account`: the signed-in user's own account.
 
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::core::{audit, sessions};
+use crate::app::account::{self, Me};
+use crate::core::audit::Cursor;
 use crate::http::auth::BearerAuth;
-use crate::http::problem::{InternalError, Problem, ProblemCode, ProblemJson};
+use crate::http::problem::{ApiError, Problem, ProblemCode, ProblemJson, SignedIn};
+use crate::http::schemas::{User, example_time};
 use crate::http::{ApiTags, AppState};
 
 pub struct AccountApi;
-
-/// A user account.
-#[derive(Debug, Object)]
-#[oai(example)]
-pub struct User {
-    /// Stable identifier.
-    pub id: uuid::Uuid,
-    /// The normalized address.
-    pub email: String,
-    /// Whether the address was proven with a code.
-    pub email_verified: bool,
-    /// When the account was created.
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    /// Language tag used for emails.
-    pub locale: String,
-}
-
-impl Example for User {
-    fn example() -> Self {
-        Self {
-            id: uuid::uuid!("0195f3a1-2b7c-7e10-8a4d-5c6b7a8f9e01"),
-            email: crate::http::signup::EXAMPLE_EMAIL.to_owned(),
-            email_verified: true,
-            created_at: example_time(),
-            locale: "en".to_owned(),
-        }
-    }
-}
-
-/// The moment the examples happen at.
-pub(crate) fn example_time() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
-}
-
-impl From<entity::users::Model> for User {
-    fn from(user: entity::users::Model) -> Self {
-        Self {
-            id: user.id,
-            email: user.email,
-            email_verified: user.email_verified_at.is_some(),
-            created_at: user.created_at,
-            locale: user.locale,
-        }
-    }
-}
 
 /// One security event of the account.
 #[derive(Debug, Object)]
@@ -96,6 +54,20 @@ impl Example for ActivityEvent {
     }
 }
 
+impl From<account::ActivityEvent> for ActivityEvent {
+    fn from(event: account::ActivityEvent) -> Self {
+        Self {
+            id: event.id,
+            event: event.event,
+            outcome: event.outcome,
+            ip: event.ip,
+            user_agent: event.user_agent,
+            session_id: event.session_id,
+            created_at: event.created_at,
+        }
+    }
+}
+
 /// A page of activity, newest first.
 #[derive(Debug, Object)]
 #[oai(example)]
@@ -125,14 +97,6 @@ pub enum ActivityResponse {
     /// number from 1 to 100.
     #[oai(status = 400)]
     BadCursor(ProblemJson),
-    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(
-        ProblemJson,
-        /// Always `Bearer`: the scheme to authenticate with.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
 }
 
 #[derive(ApiResponse)]
@@ -140,24 +104,6 @@ pub enum MeResponse {
     /// The signed-in user.
     #[oai(status = 200)]
     Ok(Json<User>),
-    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(
-        ProblemJson,
-        /// Always `Bearer`: the scheme to authenticate with.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-}
-
-/// 401 `unauthorized` and its `WWW-Authenticate` challenge.
-pub(crate) fn unauthorized() -> (ProblemJson, String) {
-    let problem = ProblemJson(Problem::new(
-        poem::http::StatusCode::UNAUTHORIZED,
-        ProblemCode::Unauthorized,
-        "The access token is missing, unknown, expired or revoked.".to_owned(),
-    ));
-    (problem, "Bearer".to_owned())
 }
 
 #[OpenApi(tag = "ApiTags::Account")]
@@ -170,14 +116,11 @@ impl AccountApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-    ) -> Result<MeResponse, InternalError> {
-        Ok(match sessions::user(&state, &auth.0).await? {
-            Some(user) => MeResponse::Ok(Json(user.into())),
-            None => {
-                let (problem, challenge) = unauthorized();
-                MeResponse::Unauthorized(problem, challenge)
-            }
-        })
+    ) -> Result<MeResponse, ApiError<SignedIn>> {
+        match account::me(&state, &auth.0).await? {
+            Me::Found(account) => Ok(MeResponse::Ok(Json(account.into()))),
+            Me::SignedOut => Err(ApiError::unauthorized()),
+        }
     }
 
     /// The signed-in user's security activity
@@ -199,34 +142,22 @@ impl AccountApi {
         limit: Query<Option<u64>>,
         /// `next_cursor` of the previous page; absent for the first page.
         cursor: Query<Option<String>>,
-    ) -> Result<ActivityResponse, InternalError> {
-        let after = match cursor.0.as_deref().map(audit::Cursor::decode) {
+    ) -> Result<ActivityResponse, ApiError<SignedIn>> {
+        let after = match cursor.0.as_deref().map(Cursor::decode) {
             None => None,
             Some(Some(cursor)) => Some(cursor),
             Some(None) => {
                 return Ok(ActivityResponse::BadCursor(ProblemJson(Problem::new(
-                    poem::http::StatusCode::BAD_REQUEST,
+                    StatusCode::BAD_REQUEST,
                     ProblemCode::InvalidRequest,
                     "The cursor is not one this server gave out.".to_owned(),
                 ))));
             }
         };
-        let (events, next) =
-            audit::list(&state.db, auth.0.user_id, limit.0.unwrap_or(20), after).await?;
+        let page = account::activity(&state, &auth.0, limit.0.unwrap_or(20), after).await?;
         Ok(ActivityResponse::Ok(Json(ActivityPage {
-            items: events
-                .into_iter()
-                .map(|e| ActivityEvent {
-                    id: e.id,
-                    event: e.event,
-                    outcome: e.outcome,
-                    ip: e.ip,
-                    user_agent: e.user_agent,
-                    session_id: e.session_id,
-                    created_at: e.created_at,
-                })
-                .collect(),
-            next_cursor: next.map(|cursor| cursor.encode()),
+            items: page.events.into_iter().map(ActivityEvent::from).collect(),
+            next_cursor: page.next.map(|cursor| cursor.encode()),
         })))
     }
 }

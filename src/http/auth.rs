@@ -6,10 +6,10 @@ use poem::http::StatusCode;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
-use crate::core::sessions::{self, AuthUser};
+use crate::app::{AuthUser, session};
 use crate::domain::AccessToken;
 use crate::http::AppState;
-use crate::http::problem::InternalError;
+use crate::http::problem::{InternalError, UNAUTHORIZED_DETAIL};
 
 /// An access token (`cwa_…`) from `login`, `verify_signup` or `refresh_token`.
 #[derive(SecurityScheme)]
@@ -17,17 +17,12 @@ use crate::http::problem::InternalError;
 pub struct BearerAuth(pub AuthUser);
 
 async fn check_bearer(request: &Request, bearer: Bearer) -> poem::Result<AuthUser> {
-    let unauthorized = || {
-        poem::Error::from_string(
-            "The access token is missing, unknown, expired or revoked.",
-            StatusCode::UNAUTHORIZED,
-        )
-    };
+    let unauthorized = || poem::Error::from_string(UNAUTHORIZED_DETAIL, StatusCode::UNAUTHORIZED);
     let token = AccessToken::parse(bearer.token.trim()).ok_or_else(unauthorized)?;
     let state = request
         .data::<AppState>()
         .ok_or_else(|| InternalError::Other(anyhow::anyhow!("application state missing")))?;
-    sessions::authenticate(state, &token)
+    session::authenticate(state, &token)
         .await
         .map_err(InternalError::from)?
         .ok_or_else(unauthorized)

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use poem::Request;
 use poem::web::RemoteAddr;
 
-use crate::core::codes::Requester;
+use crate::domain::Requester;
 
 const MAX_USER_AGENT_CHARS: usize = 512;
 

@@ -3,10 +3,12 @@
 pub mod account;
 pub mod auth;
 pub mod client;
+pub mod guard;
 pub mod middleware;
 pub mod ops;
 pub mod password;
 pub mod problem;
+pub mod schemas;
 pub mod session;
 pub mod signup;
 pub mod types;

@@ -7,19 +7,20 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::app::Error;
-use crate::app::password::{self as recovery, ChangeRefused};
+use crate::app::password::{self, ChangePassword, CheckResetCode, ResetPassword};
 use crate::core::limits::Group;
 use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt};
 use crate::http::auth::BearerAuth;
-use crate::http::middleware::equal_time;
-use crate::http::problem::{JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited};
-use crate::http::signup::{
-    CodePurpose, CodeSentResponse, EXAMPLE_CODE, EXAMPLE_EMAIL, EXAMPLE_PASSWORD, code_sent,
-    invalid_code, overloaded, validation,
+use crate::http::middleware::{equal_time, wake_outbox};
+use crate::http::problem::{
+    ApiError, CodeCheck, CodeCheckHashing, FieldCheck, Problem, ProblemCode, ProblemJson, Public,
+    SignedInHashing,
+};
+use crate::http::schemas::{
+    CodePurpose, CodeSentResponse, EXAMPLE_CODE, EXAMPLE_EMAIL, EXAMPLE_PASSWORD,
 };
 use crate::http::types::{CodeText, EmailText, NewSecretText, SecretText};
-use crate::http::{ApiTags, AppState, client};
+use crate::http::{ApiTags, AppState, guard};
 
 pub struct PasswordApi;
 
@@ -111,21 +112,15 @@ pub enum CheckResetCodeResponse {
     /// The email address is malformed; `errors` says why.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
-    /// `rate_limited`: too many requests from this client or for this address; retry after
-    /// `Retry-After` seconds.
-    #[oai(status = 429)]
-    RateLimited(
-        ProblemJson,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-        /// What remains of it: `"resend-cooldown";r=0;t=42`.
-        #[oai(header = "RateLimit")]
-        String,
-    ),
+}
+
+impl From<CheckResetCode> for CheckResetCodeResponse {
+    fn from(outcome: CheckResetCode) -> Self {
+        match outcome {
+            CheckResetCode::Usable => Self::Usable,
+            CheckResetCode::InvalidCode => Self::InvalidCode(ProblemJson::invalid_code()),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -142,29 +137,15 @@ pub enum ResetPasswordResponse {
     /// not used up.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
-    /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
-    #[oai(status = 503)]
-    Overloaded(
-        ProblemJson,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
-    /// `rate_limited`: too many requests from this client or for this address; retry after
-    /// `Retry-After` seconds.
-    #[oai(status = 429)]
-    RateLimited(
-        ProblemJson,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-        /// What remains of it: `"resend-cooldown";r=0;t=42`.
-        #[oai(header = "RateLimit")]
-        String,
-    ),
+}
+
+impl From<ResetPassword> for ResetPasswordResponse {
+    fn from(outcome: ResetPassword) -> Self {
+        match outcome {
+            ResetPassword::Reset => Self::Reset,
+            ResetPassword::InvalidCode => Self::InvalidCode(ProblemJson::invalid_code()),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -172,46 +153,31 @@ pub enum ChangePasswordResponse {
     /// Changed; other sessions ended, this one kept, a notice emailed.
     #[oai(status = 204)]
     Changed,
-    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
-    #[oai(status = 400)]
-    InvalidRequest(ProblemJson),
-    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(
-        ProblemJson,
-        /// Always `Bearer`: the scheme to authenticate with.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
     /// `wrong_password`: the current password is wrong.
     #[oai(status = 403)]
     WrongPassword(ProblemJson),
     /// The new password is not acceptable; `errors` says why.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
-    /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
-    #[oai(status = 503)]
-    Overloaded(
-        ProblemJson,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
-    /// `rate_limited`: too many requests from this client or for this address; retry after
-    /// `Retry-After` seconds.
-    #[oai(status = 429)]
-    RateLimited(
-        ProblemJson,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-        /// What remains of it: `"resend-cooldown";r=0;t=42`.
-        #[oai(header = "RateLimit")]
-        String,
-    ),
+}
+
+impl TryFrom<ChangePassword> for ChangePasswordResponse {
+    type Error = ApiError<SignedInHashing>;
+
+    fn try_from(outcome: ChangePassword) -> Result<Self, Self::Error> {
+        Ok(match outcome {
+            ChangePassword::Changed => Self::Changed,
+            ChangePassword::WrongPassword => Self::WrongPassword(ProblemJson(Problem::new(
+                StatusCode::FORBIDDEN,
+                ProblemCode::WrongPassword,
+                "The current password is wrong.".to_owned(),
+            ))),
+            ChangePassword::PasswordRefused(problem) => {
+                Self::ValidationFailed(ProblemJson::validation(vec![problem]))
+            }
+            ChangePassword::SignedOut => return Err(ApiError::unauthorized()),
+        })
+    }
 }
 
 #[OpenApi(tag = "ApiTags::Password")]
@@ -231,31 +197,20 @@ impl PasswordApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<ForgotPasswordRequest>,
-    ) -> Result<CodeSentResponse, JsonBodyError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        if let Err(limited) = state
-            .ip_limits
-            .check(Group::SendCode, requester.ip.as_deref())
-        {
-            let (problem, retry, policy, remaining) = rate_limited(&limited);
-            return Ok(CodeSentResponse::RateLimited(
-                problem, retry, policy, remaining,
-            ));
-        }
+    ) -> Result<CodeSentResponse, ApiError<Public>> {
+        let requester = guard::limited(&state, request, Group::SendCode)?;
         let email = match EmailAddress::parse(&body.email) {
             Ok(email) => email,
             Err(problem) => {
-                return Ok(CodeSentResponse::ValidationFailed(validation(vec![
-                    problem,
-                ])));
+                let refused = ProblemJson::validation(vec![problem]);
+                return Ok(CodeSentResponse::ValidationFailed(refused));
             }
         };
-        let outcome = recovery::forgot_password(&state, &email, &requester).await?;
-        Ok(code_sent(
+        password::forgot_password(&state, &email, &requester).await?;
+        Ok(CodeSentResponse::accepted(
             &state,
             &email,
             CodePurpose::ResetPassword,
-            outcome,
         ))
     }
 
@@ -274,33 +229,18 @@ impl PasswordApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<CheckResetCodeRequest>,
-    ) -> Result<CheckResetCodeResponse, JsonBodyError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        if let Err(limited) = state
-            .ip_limits
-            .check(Group::VerifyCode, requester.ip.as_deref())
-        {
-            let (problem, retry, policy, remaining) = rate_limited(&limited);
-            return Ok(CheckResetCodeResponse::RateLimited(
-                problem, retry, policy, remaining,
-            ));
-        }
+    ) -> Result<CheckResetCodeResponse, ApiError<CodeCheck>> {
+        let requester = guard::limited(&state, request, Group::VerifyCode)?;
         let email = match EmailAddress::parse(&body.email) {
             Ok(email) => email,
             Err(problem) => {
-                return Ok(CheckResetCodeResponse::ValidationFailed(validation(vec![
-                    problem,
-                ])));
+                let refused = ProblemJson::validation(vec![problem]);
+                return Ok(CheckResetCodeResponse::ValidationFailed(refused));
             }
         };
         let code = OtpCode::parse(&body.code);
-        Ok(
-            if recovery::check_reset_code(&state, &email, code, &requester).await? {
-                CheckResetCodeResponse::Usable
-            } else {
-                CheckResetCodeResponse::InvalidCode(invalid_code())
-            },
-        )
+        let outcome = password::check_reset_code(&state, &email, code, &requester).await?;
+        Ok(outcome.into())
     }
 
     /// Reset the password with a code
@@ -320,39 +260,24 @@ impl PasswordApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<ResetPasswordRequest>,
-    ) -> Result<ResetPasswordResponse, JsonBodyError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        if let Err(limited) = state
-            .ip_limits
-            .check(Group::VerifyCode, requester.ip.as_deref())
-        {
-            let (problem, retry, policy, remaining) = rate_limited(&limited);
-            return Ok(ResetPasswordResponse::RateLimited(
-                problem, retry, policy, remaining,
+    ) -> Result<ResetPasswordResponse, ApiError<CodeCheckHashing>> {
+        let requester = guard::limited(&state, request, Group::VerifyCode)?;
+        let mut fields = FieldCheck::default();
+        let email = fields.check(EmailAddress::parse(&body.email));
+        let new_password = fields.check(NewPassword::parse(
+            &body.new_password,
+            email.as_ref(),
+            "new_password",
+        ));
+        let (Some(email), Some(new_password), true) = (email, new_password, fields.passed()) else {
+            return Ok(ResetPasswordResponse::ValidationFailed(
+                fields.into_problem(),
             ));
-        }
-        let mut problems = Vec::new();
-        let email = EmailAddress::parse(&body.email)
-            .map_err(|p| problems.push(p))
-            .ok();
-        let password = NewPassword::parse(&body.new_password, email.as_ref(), "new_password")
-            .map_err(|p| problems.push(p))
-            .ok();
-        let (Some(email), Some(password), true) = (email, password, problems.is_empty()) else {
-            return Ok(ResetPasswordResponse::ValidationFailed(validation(
-                problems,
-            )));
         };
         let code = OtpCode::parse(&body.code);
-        match recovery::reset_password(&state, &email, code, &password, &requester).await {
-            Ok(true) => Ok(ResetPasswordResponse::Reset),
-            Ok(false) => Ok(ResetPasswordResponse::InvalidCode(invalid_code())),
-            Err(Error::Overloaded(_)) => {
-                let (problem, retry) = overloaded();
-                Ok(ResetPasswordResponse::Overloaded(problem, retry))
-            }
-            Err(other) => Err(other.into()),
-        }
+        let outcome =
+            password::reset_password(&state, &email, code, &new_password, &requester).await?;
+        Ok(outcome.into())
     }
 
     /// Change the password
@@ -362,7 +287,8 @@ impl PasswordApi {
     #[oai(
         path = "/v1/password/change",
         method = "post",
-        operation_id = "change_password"
+        operation_id = "change_password",
+        transform = "wake_outbox"
     )]
     async fn change_password(
         &self,
@@ -370,47 +296,18 @@ impl PasswordApi {
         request: &Request,
         auth: BearerAuth,
         body: Json<ChangePasswordRequest>,
-    ) -> Result<ChangePasswordResponse, JsonBodyError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        if let Err(limited) = state.ip_limits.check(Group::Login, requester.ip.as_deref()) {
-            let (problem, retry, policy, remaining) = rate_limited(&limited);
-            return Ok(ChangePasswordResponse::RateLimited(
-                problem, retry, policy, remaining,
-            ));
-        }
+    ) -> Result<ChangePasswordResponse, ApiError<SignedInHashing>> {
+        let requester = guard::limited(&state, request, Group::Login)?;
         let current = match PasswordAttempt::parse(&body.current_password, "current_password") {
             Ok(current) => current,
             Err(problem) => {
-                return Ok(ChangePasswordResponse::ValidationFailed(validation(vec![
-                    problem,
-                ])));
+                let refused = ProblemJson::validation(vec![problem]);
+                return Ok(ChangePasswordResponse::ValidationFailed(refused));
             }
         };
-        match recovery::change_password(&state, &auth.0, &current, &body.new_password, &requester)
-            .await
-        {
-            Ok(Ok(())) => Ok(ChangePasswordResponse::Changed),
-            Ok(Err(ChangeRefused::Invalid(problem))) => {
-                Ok(ChangePasswordResponse::ValidationFailed(validation(vec![
-                    problem,
-                ])))
-            }
-            Ok(Err(ChangeRefused::WrongPassword)) => Ok(ChangePasswordResponse::WrongPassword(
-                ProblemJson(Problem::new(
-                    StatusCode::FORBIDDEN,
-                    ProblemCode::WrongPassword,
-                    "The current password is wrong.".to_owned(),
-                )),
-            )),
-            Ok(Err(ChangeRefused::NoUser)) => {
-                let (problem, challenge) = crate::http::account::unauthorized();
-                Ok(ChangePasswordResponse::Unauthorized(problem, challenge))
-            }
-            Err(Error::Overloaded(_)) => {
-                let (problem, retry) = overloaded();
-                Ok(ChangePasswordResponse::Overloaded(problem, retry))
-            }
-            Err(other) => Err(other.into()),
-        }
+        let new_password = &body.new_password;
+        let outcome =
+            password::change_password(&state, &auth.0, &current, new_password, &requester).await?;
+        outcome.try_into()
     }
 }

@@ -2,13 +2,18 @@
 //! framework's own (unknown path, wrong method, malformed JSON, oversized body, panics).
 
 use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
-use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry};
+use poem_openapi::registry::{MetaResponses, MetaSchemaRef, Registry};
 use poem_openapi::types::{Example, ToJSON, Type};
 
 use poem_openapi::{ApiResponse, Enum, Object, payload::Payload};
+
+use crate::core::limits::Limited;
+use crate::domain::FieldProblem;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -139,7 +144,7 @@ pub struct Problem {
 
 impl Example for Problem {
     fn example() -> Self {
-        Self::validation(vec![crate::domain::FieldProblem {
+        Self::validation(vec![FieldProblem {
             field: "password",
             code: "too_short",
             message: "The password needs at least 8 characters.".to_owned(),
@@ -161,7 +166,7 @@ impl Problem {
     }
 
     /// 422 `validation_failed`, one `errors[]` entry per refused field.
-    pub fn validation(problems: Vec<crate::domain::FieldProblem>) -> Self {
+    pub fn validation(problems: Vec<FieldProblem>) -> Self {
         let mut problem = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             ProblemCode::ValidationFailed,
@@ -184,8 +189,17 @@ impl Problem {
         problem
     }
 
+    /// 400 `invalid_code`: one answer for every kind of bad code.
+    pub fn invalid_code() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ProblemCode::InvalidCode,
+            "The code is wrong, expired or already used. Request a new one if needed.".to_owned(),
+        )
+    }
+
     /// 429 `rate_limited`, saying when to retry.
-    pub fn rate_limited(limited: &crate::core::limits::Limited) -> Self {
+    pub fn rate_limited(limited: &Limited) -> Self {
         let mut problem = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             ProblemCode::RateLimited,
@@ -262,18 +276,15 @@ impl IntoResponse for ProblemJson {
 /// cause, while the whole cause chain goes to the log.
 #[derive(Debug, thiserror::Error)]
 pub enum InternalError {
-    #[error("database error")]
-    Database(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Core(#[from] crate::core::Error),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-impl From<crate::app::Error> for InternalError {
-    fn from(error: crate::app::Error) -> Self {
-        match error {
-            crate::app::Error::Database(error) => Self::Database(error),
-            other => Self::Other(other.into()),
-        }
+impl From<sea_orm::DbErr> for InternalError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Self::Core(error.into())
     }
 }
 
@@ -290,18 +301,7 @@ impl poem::error::ResponseError for InternalError {
 
 impl ApiResponse for InternalError {
     fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: vec![MetaResponse {
-                description: "An unexpected failure; the body is generic and the cause is logged.",
-                status: Some(500),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: PROBLEM_CONTENT_TYPE,
-                    schema: Problem::schema_ref(),
-                }],
-                headers: vec![],
-            }],
-        }
+        InternalAnswer::meta()
     }
 
     fn register(registry: &mut Registry) {
@@ -309,61 +309,267 @@ impl ApiResponse for InternalError {
     }
 }
 
-/// The failures of an operation that takes a JSON body: besides the unexpected 500, what the
-/// framework and the body limit answer before the handler runs. (Its 400 `invalid_request` is a
-/// variant of each operation's own response, which may share that status with `invalid_code`.)
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct JsonBodyError(#[from] pub InternalError);
+/// The answers many operations share, each declared once, here. An operation returns
+/// `Result<ItsOwnResponse, ApiError<S>>`: its own enum holds the outcomes that are its own, and
+/// `S` (one of the `Shares` kinds below) names which shared answers it can also give, so the
+/// spec lists exactly those. `?` reaches them from a limit, the hashing queue or a failure.
+pub struct ApiError<S> {
+    answer: SharedAnswer,
+    shares: PhantomData<fn() -> S>,
+}
 
-impl From<crate::app::Error> for JsonBodyError {
-    fn from(error: crate::app::Error) -> Self {
-        Self(error.into())
+enum SharedAnswer {
+    Unauthorized,
+    RateLimited(Limited),
+    Overloaded,
+    Internal(InternalError),
+}
+
+/// One of the answers `ApiError` can declare, in the order the spec lists them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    /// 400 `invalid_request`, which the framework answers for a malformed body. Not for an
+    /// operation whose own 400 says more (`invalid_code`).
+    InvalidRequest,
+    /// 401 `unauthorized` with its `WWW-Authenticate` challenge.
+    Unauthorized,
+    /// 503 `overloaded`, for operations that hash a password.
+    Overloaded,
+    /// 429 `rate_limited` with its three headers.
+    RateLimited,
+    /// 413 and 415, which the body limit and the framework answer before the handler runs.
+    JsonBody,
+}
+
+/// Which shared answers an operation can give, besides the 500 every one can.
+pub trait Shares {
+    const ANSWERS: &'static [Shared];
+}
+
+/// A JSON operation anyone may call, under a per-IP quota: `signup`, `resend_signup_code`,
+/// `forgot_password`, `refresh_token`.
+pub enum Public {}
+/// `login`: `Public`, and it hashes.
+pub enum PublicHashing {}
+/// `check_reset_code`: `Public`, but its own 400 is `invalid_code` (which names the malformed
+/// body too).
+pub enum CodeCheck {}
+/// `verify_signup`, `reset_password`: `CodeCheck`, and they hash.
+pub enum CodeCheckHashing {}
+/// An operation that needs an access token and takes no JSON body.
+pub enum SignedIn {}
+/// `change_password`: signed in, a JSON body, a per-IP quota, and it hashes.
+pub enum SignedInHashing {}
+
+impl Shares for Public {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::InvalidRequest,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+impl Shares for PublicHashing {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::InvalidRequest,
+        Shared::Overloaded,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+impl Shares for CodeCheck {
+    const ANSWERS: &'static [Shared] = &[Shared::RateLimited, Shared::JsonBody];
+}
+impl Shares for CodeCheckHashing {
+    const ANSWERS: &'static [Shared] = &[Shared::Overloaded, Shared::RateLimited, Shared::JsonBody];
+}
+impl Shares for SignedIn {
+    const ANSWERS: &'static [Shared] = &[Shared::Unauthorized];
+}
+impl Shares for SignedInHashing {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::InvalidRequest,
+        Shared::Unauthorized,
+        Shared::Overloaded,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+
+impl<S> ApiError<S> {
+    fn new(answer: SharedAnswer) -> Self {
+        Self {
+            answer,
+            shares: PhantomData,
+        }
+    }
+
+    /// 401: the access token's session or account is gone.
+    pub fn unauthorized() -> Self {
+        Self::new(SharedAnswer::Unauthorized)
     }
 }
 
-impl From<sea_orm::DbErr> for JsonBodyError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        Self(error.into())
+impl<S> From<crate::core::Error> for ApiError<S> {
+    fn from(error: crate::core::Error) -> Self {
+        Self::new(match error {
+            crate::core::Error::Limited(limited) => SharedAnswer::RateLimited(limited),
+            crate::core::Error::Overloaded => SharedAnswer::Overloaded,
+            other => SharedAnswer::Internal(other.into()),
+        })
     }
 }
 
-impl From<JsonBodyError> for poem::Error {
-    fn from(error: JsonBodyError) -> Self {
-        error.0.into()
+impl<S> From<Limited> for ApiError<S> {
+    fn from(limited: Limited) -> Self {
+        Self::new(SharedAnswer::RateLimited(limited))
     }
 }
 
-impl ApiResponse for JsonBodyError {
+impl<S> fmt::Debug for ApiError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.answer {
+            SharedAnswer::Unauthorized => f.write_str("Unauthorized"),
+            SharedAnswer::RateLimited(limited) => write!(f, "RateLimited({limited:?})"),
+            SharedAnswer::Overloaded => f.write_str("Overloaded"),
+            SharedAnswer::Internal(error) => write!(f, "Internal({error:?})"),
+        }
+    }
+}
+
+impl<S> IntoResponse for ApiError<S> {
+    fn into_response(self) -> Response {
+        match self.answer {
+            SharedAnswer::Unauthorized => UnauthorizedAnswer::Unauthorized(
+                ProblemJson(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    ProblemCode::Unauthorized,
+                    UNAUTHORIZED_DETAIL.to_owned(),
+                )),
+                "Bearer".to_owned(),
+            )
+            .into_response(),
+            SharedAnswer::RateLimited(limited) => RateLimitedAnswer::RateLimited(
+                ProblemJson(Problem::rate_limited(&limited)),
+                limited.retry_after,
+                limited.policy_header(),
+                limited.state_header(),
+            )
+            .into_response(),
+            SharedAnswer::Overloaded => {
+                let problem = Problem::overloaded();
+                let retry = problem.retry_after.unwrap_or(1);
+                OverloadedAnswer::Overloaded(ProblemJson(problem), retry).into_response()
+            }
+            SharedAnswer::Internal(error) => poem::error::ResponseError::as_response(&error),
+        }
+    }
+}
+
+impl<S> From<ApiError<S>> for poem::Error {
+    fn from(error: ApiError<S>) -> Self {
+        // A ready answer: `error_to_problem` passes it through as it is.
+        poem::Error::from_response(error.into_response())
+    }
+}
+
+impl<S: Shares> ApiResponse for ApiError<S> {
     fn meta() -> MetaResponses {
-        let problem = |status, description| MetaResponse {
-            description,
-            status: Some(status),
-            status_range: None,
-            content: vec![MetaMediaType {
-                content_type: PROBLEM_CONTENT_TYPE,
-                schema: Problem::schema_ref(),
-            }],
-            headers: vec![],
-        };
-        let mut responses = vec![
-            problem(
-                413,
-                "`payload_too_large`: the body is larger than `CODEWARD_MAX_BODY_BYTES` \
-                 (16 KiB by default); it was not read.",
-            ),
-            problem(
-                415,
-                "`unsupported_media_type`: the body is not sent as `application/json`.",
-            ),
-        ];
-        responses.extend(InternalError::meta().responses);
+        let mut responses = Vec::new();
+        for shared in S::ANSWERS {
+            let meta = match shared {
+                Shared::InvalidRequest => InvalidRequestAnswer::meta(),
+                Shared::Unauthorized => UnauthorizedAnswer::meta(),
+                Shared::Overloaded => OverloadedAnswer::meta(),
+                Shared::RateLimited => RateLimitedAnswer::meta(),
+                Shared::JsonBody => JsonBodyAnswer::meta(),
+            };
+            responses.extend(meta.responses);
+        }
+        responses.extend(InternalAnswer::meta().responses);
         MetaResponses { responses }
     }
 
     fn register(registry: &mut Registry) {
         Problem::register(registry);
     }
+}
+
+/// What the bearer check says when it refuses a token.
+pub const UNAUTHORIZED_DETAIL: &str = "The access token is missing, unknown, expired or revoked.";
+
+// The shared answers as the spec shows them; `ApiError` declares and builds them.
+
+// Declared for the spec only: the framework answers these before any handler runs.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum InvalidRequestAnswer {
+    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
+    #[oai(status = 400)]
+    InvalidRequest(ProblemJson),
+}
+
+#[derive(ApiResponse)]
+enum UnauthorizedAnswer {
+    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum OverloadedAnswer {
+    /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Overloaded(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum RateLimitedAnswer {
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
+}
+
+// Declared for the spec only: the body limit and the framework answer these.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum JsonBodyAnswer {
+    /// `payload_too_large`: the body is larger than `CODEWARD_MAX_BODY_BYTES` (16 KiB by default); it was not read.
+    #[oai(status = 413)]
+    PayloadTooLarge(ProblemJson),
+    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(ProblemJson),
+}
+
+// Declared for the spec only: `InternalError` builds this answer itself, after logging.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum InternalAnswer {
+    /// An unexpected failure; the body is generic and the cause is logged.
+    #[oai(status = 500)]
+    Internal(ProblemJson),
 }
 
 /// `error: cause: cause`, for one log line.
@@ -380,7 +586,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Turns any error that reached the outside of the app into a problem+json response.
 pub async fn error_to_problem(error: poem::Error) -> Response {
-    if error.is::<InternalError>() {
+    if error.is_from_response() || error.is::<InternalError>() {
         return error.into_response();
     }
     let status = error.status();
@@ -422,15 +628,35 @@ pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
     ProblemJson(Problem::internal()).into_response()
 }
 
-/// The parts of a 429 answer: the problem body and the `Retry-After`, `RateLimit-Policy` and
-/// `RateLimit` headers, in the order the `RateLimited` response variants take them.
-pub type RateLimitedParts = (ProblemJson, u64, String, String);
+impl ProblemJson {
+    /// 422 `validation_failed`, one `errors[]` entry per refused field.
+    pub fn validation(problems: Vec<FieldProblem>) -> Self {
+        Self(Problem::validation(problems))
+    }
 
-pub fn rate_limited(limited: &crate::core::limits::Limited) -> RateLimitedParts {
-    (
-        ProblemJson(Problem::rate_limited(limited)),
-        limited.retry_after,
-        limited.policy_header(),
-        limited.state_header(),
-    )
+    /// 400 `invalid_code`.
+    pub fn invalid_code() -> Self {
+        Self(Problem::invalid_code())
+    }
+}
+
+/// Collects the refusals of a request's fields, so one 422 names all of them.
+#[derive(Default)]
+pub struct FieldCheck(Vec<FieldProblem>);
+
+impl FieldCheck {
+    /// The parsed value, or `None` with its refusal noted.
+    pub fn check<T>(&mut self, parsed: Result<T, FieldProblem>) -> Option<T> {
+        parsed.map_err(|problem| self.0.push(problem)).ok()
+    }
+
+    /// Whether every field checked so far was accepted.
+    pub fn passed(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The 422 naming every refused field.
+    pub fn into_problem(self) -> ProblemJson {
+        ProblemJson::validation(self.0)
+    }
 }

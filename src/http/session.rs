@@ -1,77 +1,26 @@
 //! Tag `session`: sign in, rotate tokens, list and revoke sessions.
 
 use poem::Request;
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::app::Error;
-use crate::app::signup as accounts;
+use crate::app::session::{self, DeviceSession, Login, Refresh, RevokeSession};
 use crate::core::limits::Group;
-use crate::core::sessions::{self, IssuedSession, RevokeReason};
 use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
-use crate::http::account::User;
 use crate::http::auth::BearerAuth;
 use crate::http::middleware::equal_time;
 use crate::http::problem::{
-    InternalError, JsonBodyError, Problem, ProblemCode, ProblemJson, rate_limited,
+    ApiError, FieldCheck, Problem, ProblemCode, ProblemJson, Public, PublicHashing, SignedIn,
 };
-use crate::http::signup::{EXAMPLE_EMAIL, EXAMPLE_PASSWORD, overloaded, validation};
+use crate::http::schemas::{EXAMPLE_EMAIL, EXAMPLE_PASSWORD, SessionBody, example_time};
 use crate::http::types::{EmailText, OptionalText, SecretText, Text};
-use crate::http::{ApiTags, AppState, client};
+use crate::http::{ApiTags, AppState, guard};
 
 pub struct SessionApi;
-
-/// A signed-in session: a short-lived access token and a refresh token that rotates on use.
-#[derive(Object)]
-#[oai(rename = "Session", example)]
-pub struct SessionBody {
-    /// Opaque bearer token (`cwa_…`) for `Authorization: Bearer`.
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds the access token lives.
-    pub expires_in: i64,
-    /// Opaque refresh token (`cwr_…`); `refresh_token` swaps it for a new pair, once.
-    pub refresh_token: String,
-    /// Seconds the refresh token stays usable if not used.
-    pub refresh_expires_in: i64,
-    /// This session's id, as listed by `list_sessions`.
-    pub session_id: uuid::Uuid,
-    // No doc comment: a described field becomes `allOf: [$ref]`, which generators turn into
-    // a copy of the type. `User`'s description says it.
-    pub user: User,
-}
-
-impl From<IssuedSession> for SessionBody {
-    fn from(session: IssuedSession) -> Self {
-        Self {
-            access_token: session.access.expose().to_owned(),
-            token_type: "Bearer".to_owned(),
-            expires_in: session.access_expires_in,
-            refresh_token: session.refresh.expose().to_owned(),
-            refresh_expires_in: session.refresh_expires_in,
-            session_id: session.session_id,
-            user: session.user.into(),
-        }
-    }
-}
-
-impl Example for SessionBody {
-    fn example() -> Self {
-        Self {
-            access_token: "cwa_ExampleAccessToken-not-a-real-one_000000000".to_owned(),
-            token_type: "Bearer".to_owned(),
-            expires_in: 900,
-            refresh_token: "cwr_ExampleRefreshToken-not-a-real-one_00000000".to_owned(),
-            refresh_expires_in: 2_592_000,
-            session_id: uuid::uuid!("0195f3a2-6c1e-7d40-9b8a-3f2e1d0c4b5a"),
-            user: User::example(),
-        }
-    }
-}
 
 /// One signed-in device.
 #[derive(Debug, Object)]
@@ -98,7 +47,7 @@ pub struct SessionInfo {
 
 impl Example for SessionInfo {
     fn example() -> Self {
-        let at = crate::http::account::example_time();
+        let at = example_time();
         Self {
             id: uuid::uuid!("0195f3a2-6c1e-7d40-9b8a-3f2e1d0c4b5a"),
             device_name: Some("Ada's iPhone".to_owned()),
@@ -149,43 +98,44 @@ impl Example for RefreshRequest {
     }
 }
 
+impl From<DeviceSession> for SessionInfo {
+    fn from(session: DeviceSession) -> Self {
+        Self {
+            id: session.id,
+            device_name: session.device_name,
+            ip: session.ip,
+            user_agent: session.user_agent,
+            created_at: session.created_at,
+            last_used_at: session.last_used_at,
+            current: session.current,
+        }
+    }
+}
+
 #[derive(ApiResponse)]
 pub enum LoginResponse {
     /// Signed in.
     #[oai(status = 200)]
     SignedIn(Json<SessionBody>),
-    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
-    #[oai(status = 400)]
-    InvalidRequest(ProblemJson),
     /// `invalid_credentials`: unknown email or wrong password (one answer for both).
     #[oai(status = 401)]
     InvalidCredentials(ProblemJson),
     /// The email address or password is malformed; `errors` says why.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
-    /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
-    #[oai(status = 503)]
-    Overloaded(
-        ProblemJson,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
-    /// `rate_limited`: too many requests from this client or for this address; retry after
-    /// `Retry-After` seconds.
-    #[oai(status = 429)]
-    RateLimited(
-        ProblemJson,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-        /// What remains of it: `"resend-cooldown";r=0;t=42`.
-        #[oai(header = "RateLimit")]
-        String,
-    ),
+}
+
+impl From<Login> for LoginResponse {
+    fn from(outcome: Login) -> Self {
+        match outcome {
+            Login::SignedIn(session) => Self::SignedIn(Json(session.into())),
+            Login::InvalidCredentials => Self::InvalidCredentials(ProblemJson(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                ProblemCode::InvalidCredentials,
+                "The email address or the password is wrong.".to_owned(),
+            ))),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -193,28 +143,23 @@ pub enum RefreshResponse {
     /// A new access and refresh token; the presented refresh token is used up.
     #[oai(status = 200)]
     Rotated(Json<SessionBody>),
-    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
-    #[oai(status = 400)]
-    InvalidRequest(ProblemJson),
     /// `invalid_token`: unknown, expired, revoked or replayed refresh token. A replayed one
     /// also ends its session.
     #[oai(status = 401)]
     InvalidToken(ProblemJson),
-    /// `rate_limited`: too many requests from this client or for this address; retry after
-    /// `Retry-After` seconds.
-    #[oai(status = 429)]
-    RateLimited(
-        ProblemJson,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-        /// What remains of it: `"resend-cooldown";r=0;t=42`.
-        #[oai(header = "RateLimit")]
-        String,
-    ),
+}
+
+impl From<Refresh> for RefreshResponse {
+    fn from(outcome: Refresh) -> Self {
+        match outcome {
+            Refresh::Rotated(session) => Self::Rotated(Json(session.into())),
+            Refresh::InvalidToken => Self::InvalidToken(ProblemJson(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                ProblemCode::InvalidToken,
+                "The refresh token is unknown, expired, revoked or already used.".to_owned(),
+            ))),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -222,14 +167,6 @@ pub enum RevokeResponse {
     /// Revoked.
     #[oai(status = 204)]
     Revoked,
-    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(
-        ProblemJson,
-        /// Always `Bearer`: the scheme to authenticate with.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
 }
 
 #[derive(ApiResponse)]
@@ -240,17 +177,22 @@ pub enum RevokeOneResponse {
     /// `invalid_request`: the id is not a UUID.
     #[oai(status = 400)]
     InvalidRequest(ProblemJson),
-    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(
-        ProblemJson,
-        /// Always `Bearer`: the scheme to authenticate with.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
     /// `not_found`: the user has no live session with this id.
     #[oai(status = 404)]
     NotFound(ProblemJson),
+}
+
+impl From<RevokeSession> for RevokeOneResponse {
+    fn from(outcome: RevokeSession) -> Self {
+        match outcome {
+            RevokeSession::Revoked => Self::Revoked,
+            RevokeSession::NotFound => Self::NotFound(ProblemJson(Problem::new(
+                StatusCode::NOT_FOUND,
+                ProblemCode::NotFound,
+                "You have no live session with this id.".to_owned(),
+            ))),
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -258,18 +200,6 @@ pub enum SessionsResponse {
     /// The user's live sessions, most recently used first.
     #[oai(status = 200)]
     Ok(Json<Vec<SessionInfo>>),
-    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(
-        ProblemJson,
-        /// Always `Bearer`: the scheme to authenticate with.
-        #[oai(header = "WWW-Authenticate")]
-        String,
-    ),
-}
-
-fn problem(status: poem::http::StatusCode, code: ProblemCode, detail: &str) -> ProblemJson {
-    ProblemJson(Problem::new(status, code, detail.to_owned()))
 }
 
 #[OpenApi(tag = "ApiTags::Session")]
@@ -289,48 +219,19 @@ impl SessionApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<LoginRequest>,
-    ) -> Result<LoginResponse, JsonBodyError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        if let Err(limited) = state.ip_limits.check(Group::Login, requester.ip.as_deref()) {
-            let (problem, retry, policy, remaining) = rate_limited(&limited);
-            return Ok(LoginResponse::RateLimited(
-                problem, retry, policy, remaining,
-            ));
-        }
-        let mut problems = Vec::new();
-        let email = EmailAddress::parse(&body.email)
-            .map_err(|p| problems.push(p))
-            .ok();
-        let password = PasswordAttempt::parse(&body.password, "password")
-            .map_err(|p| problems.push(p))
-            .ok();
-        let device = domain::parse_device_name(body.device_name.as_deref())
-            .map_err(|p| problems.push(p))
-            .ok();
+    ) -> Result<LoginResponse, ApiError<PublicHashing>> {
+        let requester = guard::limited(&state, request, Group::Login)?;
+        let mut fields = FieldCheck::default();
+        let email = fields.check(EmailAddress::parse(&body.email));
+        let password = fields.check(PasswordAttempt::parse(&body.password, "password"));
+        let device = fields.check(domain::parse_device_name(body.device_name.as_deref()));
         let (Some(email), Some(password), Some(device), true) =
-            (email, password, device, problems.is_empty())
+            (email, password, device, fields.passed())
         else {
-            return Ok(LoginResponse::ValidationFailed(validation(problems)));
+            return Ok(LoginResponse::ValidationFailed(fields.into_problem()));
         };
-        match accounts::login(&state, &email, &password, device, &requester).await {
-            Ok(Ok(Some(session))) => Ok(LoginResponse::SignedIn(Json(session.into()))),
-            Ok(Err(limited)) => {
-                let (problem, retry, policy, remaining) = rate_limited(&limited);
-                Ok(LoginResponse::RateLimited(
-                    problem, retry, policy, remaining,
-                ))
-            }
-            Ok(Ok(None)) => Ok(LoginResponse::InvalidCredentials(problem(
-                poem::http::StatusCode::UNAUTHORIZED,
-                ProblemCode::InvalidCredentials,
-                "The email address or the password is wrong.",
-            ))),
-            Err(Error::Overloaded(_)) => {
-                let (problem, retry) = overloaded();
-                Ok(LoginResponse::Overloaded(problem, retry))
-            }
-            Err(other) => Err(other.into()),
-        }
+        let outcome = session::login(&state, &email, &password, device, &requester).await?;
+        Ok(outcome.into())
     }
 
     /// Rotate the tokens
@@ -347,28 +248,12 @@ impl SessionApi {
         state: Data<&AppState>,
         request: &Request,
         body: Json<RefreshRequest>,
-    ) -> Result<RefreshResponse, JsonBodyError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        if let Err(limited) = state
-            .ip_limits
-            .check(Group::Refresh, requester.ip.as_deref())
-        {
-            let (problem, retry, policy, remaining) = rate_limited(&limited);
-            return Ok(RefreshResponse::RateLimited(
-                problem, retry, policy, remaining,
-            ));
-        }
+    ) -> Result<RefreshResponse, ApiError<Public>> {
+        let requester = guard::limited(&state, request, Group::Refresh)?;
         let presented = RefreshToken::parse(body.refresh_token.trim());
-        Ok(
-            match sessions::refresh(&state, presented, &requester).await? {
-                Some(session) => RefreshResponse::Rotated(Json(session.into())),
-                None => RefreshResponse::InvalidToken(problem(
-                    poem::http::StatusCode::UNAUTHORIZED,
-                    ProblemCode::InvalidToken,
-                    "The refresh token is unknown, expired, revoked or already used.",
-                )),
-            },
-        )
+        Ok(session::refresh(&state, presented, &requester)
+            .await?
+            .into())
     }
 
     /// Sign out
@@ -380,17 +265,9 @@ impl SessionApi {
         state: Data<&AppState>,
         request: &Request,
         auth: BearerAuth,
-    ) -> Result<RevokeResponse, InternalError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        sessions::revoke(
-            &state,
-            &auth.0,
-            auth.0.session_id,
-            RevokeReason::Logout,
-            &requester,
-        )
-        .await?;
-        tracing::info!(user_id = %auth.0.user_id, session_id = %auth.0.session_id, "logout");
+    ) -> Result<RevokeResponse, ApiError<SignedIn>> {
+        let requester = guard::requester(&state, request);
+        session::logout(&state, &auth.0, &requester).await?;
         Ok(RevokeResponse::Revoked)
     }
 
@@ -402,22 +279,10 @@ impl SessionApi {
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-    ) -> Result<SessionsResponse, InternalError> {
-        let sessions = sessions::list(&state, auth.0.user_id).await?;
-        Ok(SessionsResponse::Ok(Json(
-            sessions
-                .into_iter()
-                .map(|s| SessionInfo {
-                    current: s.id == auth.0.session_id,
-                    id: s.id,
-                    device_name: s.device_name,
-                    ip: s.ip,
-                    user_agent: s.user_agent,
-                    created_at: s.created_at,
-                    last_used_at: s.last_used_at,
-                })
-                .collect(),
-        )))
+    ) -> Result<SessionsResponse, ApiError<SignedIn>> {
+        let sessions = session::list_sessions(&state, &auth.0).await?;
+        let sessions = sessions.into_iter().map(SessionInfo::from).collect();
+        Ok(SessionsResponse::Ok(Json(sessions)))
     }
 
     /// Revoke a session
@@ -436,18 +301,10 @@ impl SessionApi {
         auth: BearerAuth,
         /// The session's id, from `list_sessions`.
         id: Path<uuid::Uuid>,
-    ) -> Result<RevokeOneResponse, InternalError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        if sessions::revoke(&state, &auth.0, id.0, RevokeReason::Revoked, &requester).await? {
-            tracing::info!(user_id = %auth.0.user_id, revoked = %id.0, "session revoked");
-            Ok(RevokeOneResponse::Revoked)
-        } else {
-            Ok(RevokeOneResponse::NotFound(problem(
-                poem::http::StatusCode::NOT_FOUND,
-                ProblemCode::NotFound,
-                "You have no live session with this id.",
-            )))
-        }
+    ) -> Result<RevokeOneResponse, ApiError<SignedIn>> {
+        let requester = guard::requester(&state, request);
+        let outcome = session::revoke_session(&state, &auth.0, id.0, &requester).await?;
+        Ok(outcome.into())
     }
 
     /// Revoke every other session
@@ -463,10 +320,9 @@ impl SessionApi {
         state: Data<&AppState>,
         request: &Request,
         auth: BearerAuth,
-    ) -> Result<RevokeResponse, InternalError> {
-        let requester = client::requester(request, &state.config.trusted_proxies);
-        let count = sessions::revoke_others(&state, &auth.0, &requester).await?;
-        tracing::info!(user_id = %auth.0.user_id, count, "other sessions revoked");
+    ) -> Result<RevokeResponse, ApiError<SignedIn>> {
+        let requester = guard::requester(&state, request);
+        session::revoke_other_sessions(&state, &auth.0, &requester).await?;
         Ok(RevokeResponse::Revoked)
     }
 }

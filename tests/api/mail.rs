@@ -28,7 +28,7 @@ fn test_seal() -> CodeSeal {
         .expect("defaults")
         .config;
     config.validate().expect("valid defaults");
-    CodeSeal::new(&config.peppers)
+    CodeSeal::new(config.peppers.all())
 }
 
 fn code_email(to: &str, code: &str, locale: &str) -> Email {

@@ -52,9 +52,10 @@ pub enum OpenError {
 }
 
 impl CodeSeal {
-    pub fn new(peppers: &[Pepper]) -> Self {
+    /// Keys for every pepper, the current one first (`Peppers::all`).
+    pub fn new<'a>(peppers: impl IntoIterator<Item = &'a Pepper>) -> Self {
         let keys = peppers
-            .iter()
+            .into_iter()
             .map(|pepper| {
                 let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper.key())
                     .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));

@@ -1,0 +1,62 @@
+//! Tag `account`: the signed-in user's own account and security activity.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::app::{Account, AuthUser, Error, Services};
+use crate::core::accounts;
+use crate::core::audit::{self, Cursor};
+
+/// What `me` can answer.
+pub enum Me {
+    Found(Account),
+    /// The account is gone (deleted between authentication and now).
+    SignedOut,
+}
+
+/// One security event, as its owner reads it.
+pub struct ActivityEvent {
+    pub id: Uuid,
+    pub event: String,
+    pub outcome: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub session_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of events, newest first, and where the next page starts.
+pub struct ActivityPage {
+    pub events: Vec<ActivityEvent>,
+    pub next: Option<Cursor>,
+}
+
+pub async fn me(services: &Services, auth: &AuthUser) -> Result<Me, Error> {
+    Ok(match accounts::by_id(&services.db, auth.user_id).await? {
+        Some(account) => Me::Found(account),
+        None => Me::SignedOut,
+    })
+}
+
+/// One page of the user's events, newest first.
+pub async fn activity(
+    services: &Services,
+    auth: &AuthUser,
+    limit: u64,
+    after: Option<Cursor>,
+) -> Result<ActivityPage, Error> {
+    let (rows, next) = audit::list(&services.db, auth.user_id, limit, after).await?;
+    let events = rows
+        .into_iter()
+        .map(|e| ActivityEvent {
+            id: e.id,
+            event: e.event,
+            outcome: e.outcome,
+            ip: e.ip,
+            user_agent: e.user_agent,
+            session_id: e.session_id,
+            created_at: e.created_at,
+        })
+        .collect();
+    Ok(ActivityPage { events, next })
+}

@@ -1,0 +1,240 @@
+//! Tag `session`: sign in, rotate tokens, list and revoke sessions.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::app::{AuthUser, Error, IssuedSession, Services};
+use crate::core::accounts::find_user;
+use crate::core::audit::{self, Entry, Event, Outcome};
+use crate::core::sessions::{self, RevokeReason, Rotation};
+use crate::domain::{EmailAddress, PasswordAttempt, RefreshToken, Requester};
+use crate::infra::db;
+
+/// What `login` can answer.
+pub enum Login {
+    SignedIn(IssuedSession),
+    /// Unknown address, never-verified account or wrong password: one answer for all.
+    InvalidCredentials,
+}
+
+/// What `refresh` can answer.
+pub enum Refresh {
+    Rotated(IssuedSession),
+    /// Unknown, expired, revoked or replayed (a replay also ended its session).
+    InvalidToken,
+}
+
+/// What revoking one session can answer.
+pub enum RevokeSession {
+    Revoked,
+    /// The user has no live session with this id.
+    NotFound,
+}
+
+/// One signed-in device, as its owner sees it.
+pub struct DeviceSession {
+    pub id: Uuid,
+    pub device_name: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    /// Whether this is the session asking.
+    pub current: bool,
+}
+
+/// Signs in with email and password. Every refusal verifies one argon2 hash (a dummy where
+/// there is none), so they all take the same time.
+#[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
+pub async fn login(
+    services: &Services,
+    email: &EmailAddress,
+    password: &PasswordAttempt,
+    device_name: Option<String>,
+    requester: &Requester,
+) -> Result<Login, Error> {
+    let now = services.clock.now();
+    let limits = &services.address_limits;
+    if let Err(error) = limits.check_login_delay(&services.db, now, email).await {
+        if let Error::Limited(limited) = &error {
+            tracing::info!(
+                outcome = "delayed",
+                retry_after = limited.retry_after,
+                "login"
+            );
+        }
+        return Err(error);
+    }
+    let user = find_user(&services.db, email)
+        .await?
+        .filter(|user| user.email_verified_at.is_some());
+    let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
+    let matches = services.passwords.verify(password.expose(), stored).await?;
+    let user_id = user.as_ref().map(|user| user.id);
+    let Some(user) = user.filter(|_| matches) else {
+        limits.login_failed(&services.db, now, email).await?;
+        // Recorded for unknown addresses too (without a user), so both cost the same.
+        let entry = Entry {
+            event: Event::Login,
+            outcome: Outcome::Failure,
+            user_id,
+            session_id: None,
+            requester,
+        };
+        audit::record(&services.db, now, entry).await?;
+        tracing::info!(outcome = "invalid_credentials", "login");
+        return Ok(Login::InvalidCredentials);
+    };
+    limits.login_succeeded(&services.db, email).await?;
+    let txn = db::begin_write(&services.db).await?;
+    let lifetimes = &services.sessions;
+    let session = sessions::start(&txn, now, lifetimes, user, device_name, requester).await?;
+    let entry = Entry {
+        event: Event::Login,
+        outcome: Outcome::Success,
+        user_id: Some(session.user.id),
+        session_id: Some(session.session_id),
+        requester,
+    };
+    audit::record(&txn, now, entry).await?;
+    txn.commit().await?;
+    tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
+    Ok(Login::SignedIn(session))
+}
+
+/// Swaps a refresh token for a new pair; `None` is a token that is not even well-formed.
+pub async fn refresh(
+    services: &Services,
+    presented: Option<RefreshToken>,
+    requester: &Requester,
+) -> Result<Refresh, Error> {
+    let Some(presented) = presented else {
+        return Ok(Refresh::InvalidToken);
+    };
+    let now = services.clock.now();
+    let txn = db::begin_write(&services.db).await?;
+    let rotation = sessions::rotate(&txn, now, &services.sessions, &presented, requester).await?;
+    Ok(match rotation {
+        Rotation::Rotated(session) => {
+            txn.commit().await?;
+            Refresh::Rotated(session)
+        }
+        Rotation::Replayed => {
+            txn.commit().await?;
+            Refresh::InvalidToken
+        }
+        Rotation::Refused => Refresh::InvalidToken,
+    })
+}
+
+/// The live session an access token belongs to, if any.
+pub async fn authenticate(
+    services: &Services,
+    token: &crate::domain::AccessToken,
+) -> Result<Option<AuthUser>, Error> {
+    let now = services.clock.now();
+    Ok(sessions::authenticate(&services.db, now, token).await?)
+}
+
+/// Ends the current session.
+pub async fn logout(
+    services: &Services,
+    auth: &AuthUser,
+    requester: &Requester,
+) -> Result<(), Error> {
+    let reason = RevokeReason::Logout;
+    revoke(services, auth, auth.session_id, reason, requester).await?;
+    tracing::info!(user_id = %auth.user_id, session_id = %auth.session_id, "logout");
+    Ok(())
+}
+
+/// Ends one of the user's sessions (a lost phone, say).
+pub async fn revoke_session(
+    services: &Services,
+    auth: &AuthUser,
+    session_id: Uuid,
+    requester: &Requester,
+) -> Result<RevokeSession, Error> {
+    let reason = RevokeReason::Revoked;
+    if revoke(services, auth, session_id, reason, requester).await? {
+        tracing::info!(user_id = %auth.user_id, revoked = %session_id, "session revoked");
+        Ok(RevokeSession::Revoked)
+    } else {
+        Ok(RevokeSession::NotFound)
+    }
+}
+
+/// Revokes one session of the signed-in user and records it; `false` if the user has no such
+/// live session.
+async fn revoke(
+    services: &Services,
+    auth: &AuthUser,
+    session_id: Uuid,
+    reason: RevokeReason,
+    requester: &Requester,
+) -> Result<bool, Error> {
+    let now = services.clock.now();
+    let txn = db::begin_write(&services.db).await?;
+    let revoked = sessions::revoke_one(&txn, now, auth.user_id, session_id, reason).await?;
+    if revoked {
+        let event = match reason {
+            RevokeReason::Logout => Event::Logout,
+            _ => Event::SessionRevoked,
+        };
+        let entry = Entry {
+            event,
+            outcome: Outcome::Success,
+            user_id: Some(auth.user_id),
+            session_id: Some(session_id),
+            requester,
+        };
+        audit::record(&txn, now, entry).await?;
+    }
+    txn.commit().await?;
+    Ok(revoked)
+}
+
+/// Ends every session of the signed-in user but the current one, and records it.
+pub async fn revoke_other_sessions(
+    services: &Services,
+    auth: &AuthUser,
+    requester: &Requester,
+) -> Result<u64, Error> {
+    let now = services.clock.now();
+    let txn = db::begin_write(&services.db).await?;
+    let keep = Some(auth.session_id);
+    let reason = RevokeReason::Revoked;
+    let count = sessions::revoke_all_but(&txn, now, auth.user_id, keep, reason).await?;
+    let entry = Entry {
+        event: Event::SessionRevoked,
+        outcome: Outcome::Revoked(count),
+        user_id: Some(auth.user_id),
+        session_id: keep,
+        requester,
+    };
+    audit::record(&txn, now, entry).await?;
+    txn.commit().await?;
+    tracing::info!(user_id = %auth.user_id, count, "other sessions revoked");
+    Ok(count)
+}
+
+/// The user's live sessions, most recently used first, the current one marked.
+pub async fn list_sessions(
+    services: &Services,
+    auth: &AuthUser,
+) -> Result<Vec<DeviceSession>, Error> {
+    let now = services.clock.now();
+    let live = sessions::live(&services.db, now, auth.user_id).await?;
+    Ok(live
+        .into_iter()
+        .map(|s| DeviceSession {
+            current: s.id == auth.session_id,
+            id: s.id,
+            device_name: s.device_name,
+            ip: s.ip,
+            user_agent: s.user_agent,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+        })
+        .collect())
+}

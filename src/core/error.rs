@@ -1,0 +1,42 @@
+//! What can stop a use-case besides the outcomes it names: a limit, a full hashing queue, or
+//! a failure of the machinery. One type, so `?` carries it up to the HTTP layer, which answers
+//! each kind once (`http::problem::ApiError`).
+
+use crate::core::limits::Limited;
+use crate::core::passwords::HashError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A rate limit refused the request; answered 429 with the limit's policy.
+    #[error("rate limited by {}", .0.policy)]
+    Limited(Limited),
+    /// The password-hashing queue is full; answered 503 `overloaded`.
+    #[error("the password hashing queue is full")]
+    Overloaded,
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+    /// argon2 itself failed (not the queue).
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    /// A code could not be sealed for its email.
+    #[error("cannot seal a code for its email")]
+    Seal,
+    /// A stored value broke a rule it was checked against when stored.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl From<Limited> for Error {
+    fn from(limited: Limited) -> Self {
+        Self::Limited(limited)
+    }
+}
+
+impl From<HashError> for Error {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Overloaded(_) => Self::Overloaded,
+            HashError::Failed(message) => Self::Hashing(message),
+        }
+    }
+}
