@@ -41,7 +41,7 @@ pub enum Command {
     },
     /// Validate the configuration and print it, secrets masked.
     CheckConfig,
-    /// Print the README's configuration table (for maintainers).
+    /// Print the configuration table of docs/operations.md (for maintainers).
     #[command(hide = true)]
     ConfigTable,
 }

@@ -1,5 +1,5 @@
 //! sea-orm entities of codeward's tables. Plain data: behaviour lives in the `codeward` crate and
-//! the API schema lives in `codeward::api`, so the database schema never leaks into the contract.
+//! the API schema lives in `codeward::http`, so the database schema never leaks into the contract.
 
 pub mod audit_events;
 pub mod email_outbox;

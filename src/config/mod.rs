@@ -1,6 +1,6 @@
 //! Configuration: one `Config`, every field a flag and a `CODEWARD_*` environment variable.
 //!
-//! The flag and variable names are part of the operator contract (README "Configuration").
+//! The flag and variable names are part of the operator contract (docs/operations.md, "Configuration").
 //! Secrets are typed so that `Debug` and `check-config` never print them.
 
 use std::fmt;
@@ -835,7 +835,7 @@ fn mask_url_password(raw: &str) -> String {
     }
 }
 
-/// The README's configuration table, generated from the CLI definition so they cannot drift.
+/// The configuration table of docs/operations.md, generated from the CLI definition so they cannot drift.
 pub fn markdown_table() -> String {
     let command = <crate::cli::Cli as clap::CommandFactory>::command();
     let mut out = String::from("| variable | flag | default | meaning |\n|---|---|---|---|\n");

@@ -17,21 +17,22 @@ fn committed_openapi_yaml_matches_the_code() {
 
 #[test]
 fn readme_configuration_table_matches_the_cli() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+            .expect("docs/operations.md");
     let start = "<!-- config-table:start -->\n";
     let end = "<!-- config-table:end -->";
     let table = readme
         .split_once(start)
         .and_then(|(_, rest)| rest.split_once(end))
         .map(|(table, _)| table)
-        .expect("README has the config-table markers");
+        .expect("docs/operations.md has the config-table markers");
 
     let generated = codeward::config::markdown_table();
 
     assert!(
         table == generated,
-        "README.md's configuration table is out of date; print the new one with \
+        "docs/operations.md's configuration table is out of date; print the new one with \
          `cargo run -q -- config-table` and paste it between the markers\n{generated}"
     );
 }
@@ -65,7 +66,7 @@ fn the_spec_declares_every_problem_code_of_the_contract() {
         .filter_map(|v| v.as_str())
         .collect();
 
-    // The codes API.md lists, plus the ones codeward adds where the contract is silent.
+    // The codes docs/api.md lists, plus the ones codeward adds where the contract is silent.
     let contract = [
         "invalid_request",
         "invalid_code",
