@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use codeward::cli::{Cli, Command, MigrateAction, OutboxAction};
 use codeward::config::Config;
 use codeward::core::mail::outbox;
@@ -13,10 +13,11 @@ use migration::{Migrator, MigratorTrait};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
     let Cli {
         command,
         mut config,
-    } = Cli::parse();
+    } = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let command = command.unwrap_or(Command::Serve);
 
     // These two print documents and need no valid configuration.
@@ -53,7 +54,7 @@ async fn main() -> ExitCode {
 
     let result = match command {
         Command::CheckConfig => {
-            check_config(&config);
+            check_config(&config, &matches);
             Ok(())
         }
         Command::Serve => serve(config).await,
@@ -71,9 +72,9 @@ async fn main() -> ExitCode {
     }
 }
 
-fn check_config(config: &Config) {
+fn check_config(config: &Config, matches: &clap::ArgMatches) {
     println!("configuration is valid; effective settings:");
-    for (name, value) in config.describe() {
+    for (name, value) in config.describe(matches) {
         println!("{name}={value}");
     }
 }
@@ -135,12 +136,8 @@ async fn purge(config: &Config) -> anyhow::Result<()> {
     let db = db::connect(config).await?;
     let retention = codeward::core::housekeeping::Retention::from_config(config);
     let purged = codeward::core::housekeeping::purge(&db, chrono::Utc::now(), &retention).await?;
-    println!("otp_codes\t{}", purged.otp_codes);
-    println!("otp_budgets\t{}", purged.otp_budgets);
-    println!("sessions\t{}", purged.sessions);
-    println!("refresh_tokens\t{}", purged.refresh_tokens);
-    println!("email_outbox\t{}", purged.email_outbox);
-    println!("rate_counters\t{}", purged.rate_counters);
-    println!("audit_events\t{}", purged.audit_events);
+    for (table, rows) in purged.by_table() {
+        println!("{table}\t{rows}");
+    }
     Ok(())
 }

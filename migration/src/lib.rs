@@ -5,17 +5,6 @@ pub use sea_orm_migration::seaql_migrations;
 
 mod columns;
 
-/// The decoys' fixed ids (see `m20261122_000007_insert_decoy`); the code engine uses them.
-pub mod decoy {
-    /// How many decoys there are: a wrong guess for an unknown address picks one at random,
-    /// so their rows are as spread out (and as cold) as those of the accounts real guesses hit.
-    pub const COUNT: u128 = 64;
-    /// User ids no `users` row has, so no address leads to them: `FIRST_USER_ID + i`.
-    pub const FIRST_USER_ID: u128 = 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0000;
-    /// Code ids: `FIRST_CODE_ID + 2 i` (verify_email) and `+ 2 i + 1` (reset_password).
-    pub const FIRST_CODE_ID: u128 = 0xdec0_dec0_dec0_4dec_8dec_0001_0000_0000;
-    pub const PURPOSES: [&str; 2] = ["verify_email", "reset_password"];
-}
 mod m20261122_000001_create_users;
 mod m20261122_000002_create_email_outbox;
 mod m20261122_000003_create_otp_codes;

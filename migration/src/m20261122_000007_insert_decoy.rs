@@ -7,7 +7,17 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::prelude::{ChronoDateTimeUtc, Uuid};
 
-use crate::decoy;
+/// Frozen with this migration: the code engine keeps its own copy of these ids
+/// (`codeward::core::codes`), and a test checks that the two agree.
+mod decoy {
+    /// How many decoys there are.
+    pub const COUNT: u128 = 64;
+    /// User ids no `users` row has, so no address leads to them: `FIRST_USER_ID + i`.
+    pub const FIRST_USER_ID: u128 = 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0000;
+    /// Code ids: `FIRST_CODE_ID + 2 i` (verify_email) and `+ 2 i + 1` (reset_password).
+    pub const FIRST_CODE_ID: u128 = 0xdec0_dec0_dec0_4dec_8dec_0001_0000_0000;
+    pub const PURPOSES: [&str; 2] = ["verify_email", "reset_password"];
+}
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;

@@ -52,13 +52,20 @@ pub struct CodeRecipient<'a> {
 /// real wrong guess costs. Their codes hash no digits at all, and `attempt` never reports a
 /// match for a decoy.
 pub fn decoy_user_ids() -> impl Iterator<Item = Uuid> {
-    (0..migration::decoy::COUNT).map(|i| Uuid::from_u128(migration::decoy::FIRST_USER_ID + i))
+    (0..DECOY_COUNT).map(|i| Uuid::from_u128(FIRST_DECOY_USER_ID + i))
 }
+
+/// How many decoys migration 7 inserted: a wrong guess for an unknown address picks one at
+/// random, so their rows are as spread out (and as cold) as those of the accounts real guesses
+/// hit. The migration holds its own frozen copy of these values.
+const DECOY_COUNT: u128 = 64;
+/// The first decoy's user id; the others follow it.
+const FIRST_DECOY_USER_ID: u128 = 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0000;
 
 fn random_decoy() -> Uuid {
     use rand::Rng;
-    let i = rand::rng().random_range(0..migration::decoy::COUNT);
-    Uuid::from_u128(migration::decoy::FIRST_USER_ID + i)
+    let i = rand::rng().random_range(0..DECOY_COUNT);
+    Uuid::from_u128(FIRST_DECOY_USER_ID + i)
 }
 
 /// A live code whose digits matched; `consume` turns it into a one-time success.
@@ -82,7 +89,7 @@ impl CodeEngine {
             current: config.peppers.current().clone(),
             peppers: config.peppers.all().cloned().collect(),
             seal: CodeSeal::new(config.peppers.all()),
-            ttl: chrono::Duration::seconds(i64::try_from(config.code_ttl_secs).unwrap_or(600)),
+            ttl: config.code_ttl(),
             max_attempts: i32::try_from(config.code_max_attempts).unwrap_or(5),
             daily_failure_budget: i32::try_from(config.code_daily_failure_budget).unwrap_or(25),
             metrics: Metrics::default(),

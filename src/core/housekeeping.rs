@@ -29,11 +29,10 @@ pub struct Retention {
 
 impl Retention {
     pub fn from_config(config: &Config) -> Self {
-        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
         Self {
-            finished: secs(config.retention_secs),
-            rotated_refresh_tokens: secs(config.refresh_token_idle_secs),
-            audit: secs(config.audit_retention_secs),
+            finished: config.retention(),
+            rotated_refresh_tokens: config.refresh_token_idle(),
+            audit: config.audit_retention(),
             batch_size: config.purge_batch_size,
         }
     }
@@ -52,13 +51,21 @@ pub struct Purged {
 }
 
 impl Purged {
+    /// Rows removed per table, every table once: what `codeward purge` prints and `total` sums.
+    pub fn by_table(&self) -> [(&'static str, u64); 7] {
+        [
+            ("otp_codes", self.otp_codes),
+            ("otp_budgets", self.otp_budgets),
+            ("sessions", self.sessions),
+            ("refresh_tokens", self.refresh_tokens),
+            ("email_outbox", self.email_outbox),
+            ("rate_counters", self.rate_counters),
+            ("audit_events", self.audit_events),
+        ]
+    }
+
     pub fn total(&self) -> u64 {
-        self.otp_codes
-            + self.otp_budgets
-            + self.sessions
-            + self.refresh_tokens
-            + self.email_outbox
-            + self.rate_counters
+        self.by_table().iter().map(|(_, rows)| rows).sum()
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,50 +14,9 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 use sha2::Sha256;
 
-use crate::config::{Config, Pepper};
+use crate::config::{Config, Pepper, Rate};
 use crate::core::Error;
 use crate::domain::{EmailAddress, Purpose};
-
-/// `N/s`, `N/min` or `N/h`: N requests, refilled evenly over the period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub per: Duration,
-}
-
-impl FromStr for Rate {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let (count, unit) = value
-            .split_once('/')
-            .ok_or("expected N/s, N/min or N/h, e.g. 10/min")?;
-        let count: u32 = count
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or("the count must be a positive whole number")?;
-        let per = match unit.trim() {
-            "s" => Duration::from_secs(1),
-            "min" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            _ => return Err("the unit must be s, min or h".into()),
-        };
-        Ok(Self { count, per })
-    }
-}
-
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let unit = match self.per.as_secs() {
-            1 => "s",
-            60 => "min",
-            _ => "h",
-        };
-        write!(f, "{}/{unit}", self.count)
-    }
-}
 
 /// A limit was hit: what the 429 says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,14 +156,13 @@ const LOGIN_BASE_DELAY_SECS: i64 = 30;
 
 impl AddressLimits {
     pub fn from_config(config: &Config) -> Self {
-        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
         Self {
             pepper: config.peppers.current().clone(),
-            resend_cooldown: secs(config.code_resend_cooldown_secs),
+            resend_cooldown: config.code_resend_cooldown(),
             codes_per_hour: i32::try_from(config.codes_per_address_per_hour).unwrap_or(5),
             login_free_failures: i32::try_from(config.login_failures_before_delay).unwrap_or(5),
-            login_window: secs(config.login_failure_window_secs),
-            login_max_delay: secs(config.login_max_delay_secs),
+            login_window: config.login_failure_window(),
+            login_max_delay: config.login_max_delay(),
         }
     }
 
@@ -402,25 +359,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rates_parse_and_print() {
-        assert_eq!(
-            "10/min".parse::<Rate>(),
-            Ok(Rate {
-                count: 10,
-                per: Duration::from_secs(60)
-            })
-        );
-        assert_eq!("3/s".parse::<Rate>().unwrap().to_string(), "3/s");
-        assert_eq!(
-            "100/h".parse::<Rate>().unwrap().per,
-            Duration::from_secs(3600)
-        );
-        for bad in ["", "10", "0/min", "-1/min", "ten/min", "10/day", "10/"] {
-            assert!(bad.parse::<Rate>().is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn the_ip_quota_refuses_past_its_burst_with_a_retry_time() {
         let limits = IpLimits::from_config(&test_config(&["--ip-rate-send-code=3/min"]));
 
@@ -444,9 +382,5 @@ mod tests {
         );
     }
 
-    fn test_config(flags: &[&str]) -> Config {
-        use clap::Parser;
-        let args = std::iter::once("codeward").chain(flags.iter().copied());
-        crate::cli::Cli::parse_from(args).config
-    }
+    use crate::config::tests::test_config;
 }

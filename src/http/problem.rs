@@ -282,6 +282,12 @@ pub enum InternalError {
     Other(#[from] anyhow::Error),
 }
 
+impl From<crate::infra::metrics::RenderError> for InternalError {
+    fn from(error: crate::infra::metrics::RenderError) -> Self {
+        Self::Other(error.into())
+    }
+}
+
 impl From<sea_orm::DbErr> for InternalError {
     fn from(error: sea_orm::DbErr) -> Self {
         Self::Core(error.into())

@@ -182,7 +182,7 @@ impl Metrics {
     }
 
     /// The text exposition, after reading the database-backed gauges.
-    pub async fn render(&self, db: &DatabaseConnection) -> Result<String, sea_orm::DbErr> {
+    pub async fn render(&self, db: &DatabaseConnection) -> Result<String, RenderError> {
         let now = Utc::now();
         let unsent = [email_outbox::Status::Pending, email_outbox::Status::Sending];
         let depth = email_outbox::Entity::find()
@@ -210,9 +210,18 @@ impl Metrics {
             .set(i64::try_from(active).unwrap_or(i64::MAX));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.0.registry)
-            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+            .map_err(RenderError::Encoding)?;
         Ok(text)
     }
+}
+
+/// Why the metrics could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("database error")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("cannot encode the metrics")]
+    Encoding(#[source] std::fmt::Error),
 }
 
 /// Maps a request (method and path) to its OpenAPI operation id, for metric labels; built from

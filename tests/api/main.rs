@@ -18,3 +18,4 @@ mod sessions;
 mod signup;
 mod smtp;
 mod spec;
+mod structure;
