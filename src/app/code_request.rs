@@ -1,11 +1,16 @@
-//! A code request for an address, shared by `resend_signup_code` and `forgot_password`.
+//! What the code use-cases share: a code request for an address (`resend_signup_code`,
+//! `forgot_password`) and a code attempt that ends the use-case when it fails (`verify_signup`,
+//! `reset_password`).
 
+use chrono::{DateTime, Utc};
 use entity::users;
+use uuid::Uuid;
 
 use crate::app::{Error, Services};
 use crate::core::accounts::find_user;
-use crate::core::codes::CodeRecipient;
-use crate::domain::{EmailAddress, Purpose, Requester};
+use crate::core::audit::{self, Entry, Event, Outcome};
+use crate::core::codes::{CodeRecipient, Matched};
+use crate::domain::{EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::db;
 
 /// Takes the address's send counters (refused: `Error::Limited`), then issues a code of
@@ -55,4 +60,50 @@ pub(super) async fn send_code(
         None => tracing::info!(outcome = "no_account", "{operation}"),
     }
     Ok(())
+}
+
+/// The use-case a code attempt is for: the code's purpose, the audit event a failure records,
+/// and the operation's name in the log.
+pub(super) struct AttemptFor {
+    pub purpose: Purpose,
+    pub event: Event,
+    pub operation: &'static str,
+}
+
+/// One attempt with `code` at the user's live code (a decoy's when there is no user). `Some`
+/// when it matched. A failure is recorded for unknown addresses too (without a user), so both
+/// cost the same.
+pub(super) async fn attempt_code(
+    services: &Services,
+    now: DateTime<Utc>,
+    user_id: Option<Uuid>,
+    code: &OtpCode,
+    attempt: AttemptFor,
+    requester: &Requester,
+) -> Result<Option<Matched>, Error> {
+    let AttemptFor {
+        purpose,
+        event,
+        operation,
+    } = attempt;
+    let codes = &services.codes;
+    let matched = codes
+        .attempt(&services.db, now, user_id, purpose, code)
+        .await?;
+    if matched.is_none() {
+        let entry = Entry {
+            event,
+            outcome: Outcome::Failure,
+            user_id,
+            session_id: None,
+            requester,
+        };
+        audit::record(&services.db, now, entry).await?;
+        tracing::info!(
+            user_id = user_id.map(tracing::field::display),
+            outcome = "invalid_code",
+            "{operation}"
+        );
+    }
+    Ok(matched)
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::users;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 
-use crate::app::code_request::send_code;
+use crate::app::code_request::{AttemptFor, attempt_code, send_code};
 use crate::app::{AuthUser, Error, Services};
 use crate::core::accounts::find_account;
 use crate::core::audit::{self, Entry, Event, Outcome};
@@ -113,25 +113,13 @@ pub async fn reset_password(
         return Ok(ResetPassword::InvalidCode);
     };
     let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
-    let matched = services
-        .codes
-        .attempt(&services.db, now, user_id, Purpose::ResetPassword, &code)
-        .await?;
+    let attempt = AttemptFor {
+        purpose: Purpose::ResetPassword,
+        event: Event::PasswordReset,
+        operation: "reset_password",
+    };
+    let matched = attempt_code(services, now, user_id, &code, attempt, requester).await?;
     let Some(matched) = matched else {
-        // Recorded for unknown addresses too (without a user), so both cost the same.
-        let entry = Entry {
-            event: Event::PasswordReset,
-            outcome: Outcome::Failure,
-            user_id,
-            session_id: None,
-            requester,
-        };
-        audit::record(&services.db, now, entry).await?;
-        tracing::info!(
-            user_id = user_id.map(tracing::field::display),
-            outcome = "invalid_code",
-            "reset_password"
-        );
         return Ok(ResetPassword::InvalidCode);
     };
     let txn = db::begin_write(&services.db).await?;

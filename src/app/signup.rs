@@ -5,7 +5,7 @@ use entity::users;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use uuid::Uuid;
 
-use crate::app::code_request::send_code;
+use crate::app::code_request::{AttemptFor, attempt_code, send_code};
 use crate::app::{Error, IssuedSession, Services};
 use crate::core::accounts::{find_account, find_user};
 use crate::core::audit::{self, Entry, Event, Outcome};
@@ -181,25 +181,13 @@ pub async fn verify_signup(
         tracing::info!(outcome = "malformed_code", "verify_signup");
         return Ok(VerifySignup::InvalidCode);
     };
-    let matched = services
-        .codes
-        .attempt(&services.db, now, user_id, Purpose::VerifyEmail, &code)
-        .await?;
+    let attempt = AttemptFor {
+        purpose: Purpose::VerifyEmail,
+        event: Event::Verification,
+        operation: "verify_signup",
+    };
+    let matched = attempt_code(services, now, user_id, &code, attempt, requester).await?;
     let Some(matched) = matched else {
-        // Recorded for unknown addresses too (without a user), so both cost the same.
-        let entry = Entry {
-            event: Event::Verification,
-            outcome: Outcome::Failure,
-            user_id,
-            session_id: None,
-            requester,
-        };
-        audit::record(&services.db, now, entry).await?;
-        tracing::info!(
-            user_id = user_id.map(tracing::field::display),
-            outcome = "invalid_code",
-            "verify_signup"
-        );
         return Ok(VerifySignup::InvalidCode);
     };
     let password = match password.judge(Some(email), "password") {
