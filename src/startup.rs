@@ -17,7 +17,7 @@ use crate::core::limits::{AddressLimits, IpLimits};
 use crate::core::mail::worker::{Worker, WorkerSettings};
 use crate::core::mail::{OutboxSignal, Templates, Transport};
 use crate::core::passwords::Passwords;
-use crate::http::middleware::{BodyLimit, RequestContext};
+use crate::http::middleware::{BodyLimit, RequestContext, RequestMetrics};
 use crate::http::problem::{error_to_problem, panic_to_problem};
 use crate::http::{self, AppState};
 use crate::infra::clock::Clock;
@@ -100,10 +100,7 @@ impl Application {
             &http::spec_json(),
         ));
         let endpoint = with_middleware(routes().data(state.clone()), max_body_bytes)
-            .with(RequestMetrics {
-                metrics,
-                operations,
-            })
+            .with(RequestMetrics::new(metrics, operations))
             .boxed();
         Ok(Self {
             acceptor,
@@ -200,46 +197,6 @@ async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Rec
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "housekeeping failed; retrying next time"),
         }
-    }
-}
-
-/// Counts every request by operation and status, with its latency.
-struct RequestMetrics {
-    metrics: crate::infra::metrics::Metrics,
-    operations: Arc<crate::infra::metrics::OperationIndex>,
-}
-
-impl<E: Endpoint<Output = poem::Response>> poem::Middleware<E> for RequestMetrics {
-    type Output = RequestMetricsEndpoint<E>;
-
-    fn transform(&self, next: E) -> Self::Output {
-        RequestMetricsEndpoint {
-            next,
-            metrics: self.metrics.clone(),
-            operations: self.operations.clone(),
-        }
-    }
-}
-
-struct RequestMetricsEndpoint<E> {
-    next: E,
-    metrics: crate::infra::metrics::Metrics,
-    operations: Arc<crate::infra::metrics::OperationIndex>,
-}
-
-impl<E: Endpoint<Output = poem::Response>> Endpoint for RequestMetricsEndpoint<E> {
-    type Output = poem::Response;
-
-    async fn call(&self, request: poem::Request) -> poem::Result<Self::Output> {
-        let operation = self
-            .operations
-            .operation(request.method().as_str(), request.uri().path())
-            .to_owned();
-        let started = std::time::Instant::now();
-        let response = self.next.call(request).await?;
-        self.metrics
-            .request(&operation, response.status().as_u16(), started.elapsed());
-        Ok(response)
     }
 }
 

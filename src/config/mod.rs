@@ -6,18 +6,20 @@
 mod describe;
 mod rate;
 mod secrets;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 pub use describe::markdown_table;
 pub use rate::Rate;
 use secrets::wrap_secret;
 pub use secrets::{DEV_PEPPER_KEY_ID, DatabaseUrl, Pepper, Peppers, SmtpUrl};
+pub use validate::ConfigError;
 
 /// Which rules apply to secrets and defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -338,129 +340,7 @@ pub struct Config {
     pub argon2_iterations: u32,
 }
 
-/// Why a configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
-pub struct ConfigError {
-    pub problems: Vec<String>,
-}
-
 impl Config {
-    /// Checks what flags cannot check one at a time, and picks the dev pepper where allowed.
-    /// Returns warnings an operator should see in the start-up log.
-    pub fn validate(&mut self) -> Result<Vec<String>, ConfigError> {
-        let mut problems = Vec::new();
-        let mut warnings = Vec::new();
-        let production = self.environment == Environment::Production;
-
-        if let Err(why) = self.database_url.check() {
-            problems.push(format!("CODEWARD_DATABASE_URL {why}"));
-        }
-        if let Some(Err(why)) = self.smtp_url.as_ref().map(SmtpUrl::check) {
-            problems.push(format!("CODEWARD_SMTP_URL {why}"));
-        }
-
-        let mut peppers = Vec::new();
-        match &self.pepper_setting {
-            Some(value) => match Pepper::parse(value.expose_secret()) {
-                Ok(pepper) => peppers.push(pepper),
-                Err(why) => problems.push(format!("CODEWARD_PEPPER: {why}")),
-            },
-            None if production => problems.push(
-                "CODEWARD_PEPPER is required in production: generate one with \
-                 `echo \"k1:$(openssl rand -base64 32)\"`"
-                    .to_owned(),
-            ),
-            None => {
-                warnings.push(
-                    "CODEWARD_PEPPER is unset: using the built-in INSECURE development pepper; \
-                     never run like this with real users"
-                        .to_owned(),
-                );
-                peppers.push(Pepper::development());
-            }
-        }
-        let previous = self.previous_peppers_setting.as_ref();
-        for (index, value) in previous
-            .map(|v| v.expose_secret().split(',').collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            match Pepper::parse(value) {
-                Ok(pepper) => peppers.push(pepper),
-                Err(why) => problems.push(format!(
-                    "CODEWARD_PREVIOUS_PEPPERS entry {}: {why}",
-                    index + 1
-                )),
-            }
-        }
-        if production {
-            for pepper in &peppers {
-                if let Some(weakness) = pepper.weakness() {
-                    problems.push(format!("pepper {:?} {weakness}", pepper.key_id));
-                }
-            }
-        }
-        let mut key_ids: Vec<&str> = peppers.iter().map(|p| p.key_id.as_str()).collect();
-        key_ids.sort_unstable();
-        if let Some(w) = key_ids.windows(2).find(|w| w[0] == w[1]) {
-            problems.push(format!(
-                "pepper key id {:?} is used twice; every key needs its own id",
-                w[0]
-            ));
-        }
-
-        if production && self.smtp_url.is_none() {
-            problems.push(
-                "CODEWARD_SMTP_URL is required in production: without it emails only reach a local folder"
-                    .to_owned(),
-            );
-        }
-        if self.app_name.trim().is_empty() {
-            problems.push("CODEWARD_APP_NAME must not be empty".to_owned());
-        }
-        if let Err(error) = self.mail_from.parse::<lettre::message::Mailbox>() {
-            problems.push(format!(
-                "CODEWARD_MAIL_FROM is not a mailbox like `Name <no-reply@example.com>`: {error}"
-            ));
-        }
-        if let Some(dir) = self.template_dir.as_ref().filter(|dir| !dir.is_dir()) {
-            problems.push(format!(
-                "CODEWARD_TEMPLATE_DIR {} is not a folder",
-                dir.display()
-            ));
-        }
-        if self.email_lease_secs <= self.smtp_timeout_secs {
-            problems.push(
-                "CODEWARD_EMAIL_LEASE_SECS must be longer than CODEWARD_SMTP_TIMEOUT_SECS, \
-                 or a slow send could be claimed and sent twice"
-                    .to_owned(),
-            );
-        }
-        let plain_smtp = self.smtp_url.as_ref().is_some_and(|url| {
-            url.expose().starts_with("smtp://") && !url.expose().contains("tls=")
-        });
-        if production && plain_smtp {
-            warnings.push(
-                "CODEWARD_SMTP_URL uses smtp:// without ?tls=required: codes cross the network \
-                 in clear text"
-                    .to_owned(),
-            );
-        }
-        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
-            problems.push(format!("CODEWARD_LOG is not a valid filter: {error}"));
-        }
-
-        // Without a usable key the problems above say why.
-        if let (true, Some(peppers)) = (problems.is_empty(), Peppers::new(peppers)) {
-            self.peppers = peppers;
-            Ok(warnings)
-        } else {
-            Err(ConfigError { problems })
-        }
-    }
-
     pub fn access_token_ttl(&self) -> chrono::Duration {
         seconds(self.access_token_ttl_secs)
     }

@@ -1,0 +1,277 @@
+//! The answers many operations share, declared once: 400 `invalid_request`, 401
+//! `unauthorized`, 429 `rate_limited`, 503 `overloaded`, 413, 415 and 500.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::ApiResponse;
+use poem_openapi::registry::{MetaResponses, Registry};
+use poem_openapi::types::Type;
+
+use crate::core::limits::Limited;
+use crate::http::problem::{InternalError, Problem, ProblemCode, ProblemJson};
+
+/// The answers many operations share, each declared once, here. An operation returns
+/// `Result<ItsOwnResponse, ApiError<S>>`: its own enum holds the outcomes that are its own, and
+/// `S` (one of the `Shares` kinds below) names which shared answers it can also give, so the
+/// spec lists exactly those. `?` reaches them from a limit, the hashing queue or a failure.
+pub struct ApiError<S> {
+    answer: SharedAnswer,
+    shares: PhantomData<fn() -> S>,
+}
+
+enum SharedAnswer {
+    Unauthorized,
+    RateLimited(Limited),
+    Overloaded,
+    Internal(InternalError),
+}
+
+/// One of the answers `ApiError` can declare, in the order the spec lists them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    /// 400 `invalid_request`, which the framework answers for a malformed body. Not for an
+    /// operation whose own 400 says more (`invalid_code`).
+    InvalidRequest,
+    /// 401 `unauthorized` with its `WWW-Authenticate` challenge.
+    Unauthorized,
+    /// 503 `overloaded`, for operations that hash a password.
+    Overloaded,
+    /// 429 `rate_limited` with its three headers.
+    RateLimited,
+    /// 413 and 415, which the body limit and the framework answer before the handler runs.
+    JsonBody,
+}
+
+/// Which shared answers an operation can give, besides the 500 every one can.
+pub trait Shares {
+    const ANSWERS: &'static [Shared];
+}
+
+/// A JSON operation anyone may call, under a per-IP quota: `signup`, `resend_signup_code`,
+/// `forgot_password`, `refresh_token`.
+pub enum Public {}
+/// `login`: `Public`, and it hashes.
+pub enum PublicHashing {}
+/// `check_reset_code`: `Public`, but its own 400 is `invalid_code` (which names the malformed
+/// body too).
+pub enum CodeCheck {}
+/// `verify_signup`, `reset_password`: `CodeCheck`, and they hash.
+pub enum CodeCheckHashing {}
+/// An operation that needs an access token and takes no JSON body.
+pub enum SignedIn {}
+/// `change_password`: signed in, a JSON body, a per-IP quota, and it hashes.
+pub enum SignedInHashing {}
+
+impl Shares for Public {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::InvalidRequest,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+impl Shares for PublicHashing {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::InvalidRequest,
+        Shared::Overloaded,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+impl Shares for CodeCheck {
+    const ANSWERS: &'static [Shared] = &[Shared::RateLimited, Shared::JsonBody];
+}
+impl Shares for CodeCheckHashing {
+    const ANSWERS: &'static [Shared] = &[Shared::Overloaded, Shared::RateLimited, Shared::JsonBody];
+}
+impl Shares for SignedIn {
+    const ANSWERS: &'static [Shared] = &[Shared::Unauthorized];
+}
+impl Shares for SignedInHashing {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::InvalidRequest,
+        Shared::Unauthorized,
+        Shared::Overloaded,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+
+impl<S> ApiError<S> {
+    fn new(answer: SharedAnswer) -> Self {
+        Self {
+            answer,
+            shares: PhantomData,
+        }
+    }
+
+    /// 401: the access token's session or account is gone.
+    pub fn unauthorized() -> Self {
+        Self::new(SharedAnswer::Unauthorized)
+    }
+}
+
+impl<S> From<crate::core::Error> for ApiError<S> {
+    fn from(error: crate::core::Error) -> Self {
+        Self::new(match error {
+            crate::core::Error::Limited(limited) => SharedAnswer::RateLimited(limited),
+            crate::core::Error::Overloaded => SharedAnswer::Overloaded,
+            other => SharedAnswer::Internal(other.into()),
+        })
+    }
+}
+
+impl<S> From<Limited> for ApiError<S> {
+    fn from(limited: Limited) -> Self {
+        Self::new(SharedAnswer::RateLimited(limited))
+    }
+}
+
+impl<S> fmt::Debug for ApiError<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.answer {
+            SharedAnswer::Unauthorized => f.write_str("Unauthorized"),
+            SharedAnswer::RateLimited(limited) => write!(f, "RateLimited({limited:?})"),
+            SharedAnswer::Overloaded => f.write_str("Overloaded"),
+            SharedAnswer::Internal(error) => write!(f, "Internal({error:?})"),
+        }
+    }
+}
+
+impl<S> IntoResponse for ApiError<S> {
+    fn into_response(self) -> Response {
+        match self.answer {
+            SharedAnswer::Unauthorized => UnauthorizedAnswer::Unauthorized(
+                ProblemJson(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    ProblemCode::Unauthorized,
+                    UNAUTHORIZED_DETAIL.to_owned(),
+                )),
+                "Bearer".to_owned(),
+            )
+            .into_response(),
+            SharedAnswer::RateLimited(limited) => RateLimitedAnswer::RateLimited(
+                ProblemJson(Problem::rate_limited(&limited)),
+                limited.retry_after,
+                limited.policy_header(),
+                limited.state_header(),
+            )
+            .into_response(),
+            SharedAnswer::Overloaded => {
+                let problem = Problem::overloaded();
+                let retry = problem.retry_after.unwrap_or(1);
+                OverloadedAnswer::Overloaded(ProblemJson(problem), retry).into_response()
+            }
+            SharedAnswer::Internal(error) => poem::error::ResponseError::as_response(&error),
+        }
+    }
+}
+
+impl<S> From<ApiError<S>> for poem::Error {
+    fn from(error: ApiError<S>) -> Self {
+        // A ready answer: `error_to_problem` passes it through as it is.
+        poem::Error::from_response(error.into_response())
+    }
+}
+
+impl<S: Shares> ApiResponse for ApiError<S> {
+    fn meta() -> MetaResponses {
+        let mut responses = Vec::new();
+        for shared in S::ANSWERS {
+            let meta = match shared {
+                Shared::InvalidRequest => InvalidRequestAnswer::meta(),
+                Shared::Unauthorized => UnauthorizedAnswer::meta(),
+                Shared::Overloaded => OverloadedAnswer::meta(),
+                Shared::RateLimited => RateLimitedAnswer::meta(),
+                Shared::JsonBody => JsonBodyAnswer::meta(),
+            };
+            responses.extend(meta.responses);
+        }
+        responses.extend(InternalAnswer::meta().responses);
+        MetaResponses { responses }
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+/// What the bearer check says when it refuses a token.
+pub const UNAUTHORIZED_DETAIL: &str = "The access token is missing, unknown, expired or revoked.";
+
+// The shared answers as the spec shows them; `ApiError` declares and builds them.
+
+// Declared for the spec only: the framework answers these before any handler runs.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum InvalidRequestAnswer {
+    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
+    #[oai(status = 400)]
+    InvalidRequest(ProblemJson),
+}
+
+#[derive(ApiResponse)]
+enum UnauthorizedAnswer {
+    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum OverloadedAnswer {
+    /// `overloaded`: too many passwords are being hashed; retry after `Retry-After` seconds.
+    #[oai(status = 503)]
+    Overloaded(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum RateLimitedAnswer {
+    /// `rate_limited`: too many requests from this client or for this address; retry after
+    /// `Retry-After` seconds.
+    #[oai(status = 429)]
+    RateLimited(
+        ProblemJson,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// The policy that was hit, e.g. `"resend-cooldown";q=1;w=60`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+        /// What remains of it: `"resend-cooldown";r=0;t=42`.
+        #[oai(header = "RateLimit")]
+        String,
+    ),
+}
+
+// Declared for the spec only: the body limit and the framework answer these.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum JsonBodyAnswer {
+    /// `payload_too_large`: the body is larger than `CODEWARD_MAX_BODY_BYTES` (16 KiB by default); it was not read.
+    #[oai(status = 413)]
+    PayloadTooLarge(ProblemJson),
+    /// `unsupported_media_type`: the body is not sent as `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(ProblemJson),
+}
+
+// Declared for the spec only: `InternalError` builds this answer itself, after logging.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+pub(super) enum InternalAnswer {
+    /// An unexpected failure; the body is generic and the cause is logged.
+    #[oai(status = 500)]
+    Internal(ProblemJson),
+}
