@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::users;
+use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use crate::app::{Error, Services};
@@ -28,20 +29,7 @@ pub(super) async fn send_code(
 ) -> Result<(), Error> {
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
-    if let Err(error) = services
-        .address_limits
-        .take_code_send(&txn, now, email, purpose)
-        .await
-    {
-        if let Error::Limited(limited) = &error {
-            tracing::info!(
-                outcome = "rate_limited",
-                policy = limited.policy,
-                "{operation}"
-            );
-        }
-        return Err(error);
-    }
+    take_code_send(services, &txn, now, email, purpose, operation).await?;
     let user = find_user(&txn, email).await?.filter(|user| eligible(user));
     let recipient = CodeRecipient {
         user_id: user.as_ref().map(|user| user.id),
@@ -60,6 +48,31 @@ pub(super) async fn send_code(
         None => tracing::info!(outcome = "no_account", "{operation}"),
     }
     Ok(())
+}
+
+/// Takes one code send for `email` from its counters, inside the caller's transaction (see
+/// `AddressLimits::take_code_send`); a refusal is logged as `operation`'s.
+pub(super) async fn take_code_send(
+    services: &Services,
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    email: &EmailAddress,
+    purpose: Purpose,
+    operation: &'static str,
+) -> Result<(), Error> {
+    services
+        .address_limits
+        .take_code_send(txn, now, email, purpose)
+        .await
+        .inspect_err(|error| {
+            if let Error::Limited(limited) = error {
+                tracing::info!(
+                    outcome = "rate_limited",
+                    policy = limited.policy,
+                    "{operation}"
+                );
+            }
+        })
 }
 
 /// The use-case a code attempt is for: the code's purpose, the audit event a failure records,

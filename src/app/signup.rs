@@ -5,7 +5,7 @@ use entity::users;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use uuid::Uuid;
 
-use crate::app::code_request::{AttemptFor, attempt_code, send_code};
+use crate::app::code_request::{AttemptFor, attempt_code, send_code, take_code_send};
 use crate::app::{Error, IssuedSession, Services};
 use crate::core::accounts::{find_account, find_user};
 use crate::core::audit::{self, Entry, Event, Outcome};
@@ -39,16 +39,7 @@ pub async fn signup(
 ) -> Result<(), Error> {
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
-    if let Err(error) = services
-        .address_limits
-        .take_code_send(&txn, now, email, Purpose::VerifyEmail)
-        .await
-    {
-        if let Error::Limited(limited) = &error {
-            tracing::info!(outcome = "rate_limited", policy = limited.policy, "signup");
-        }
-        return Err(error);
-    }
+    take_code_send(services, &txn, now, email, Purpose::VerifyEmail, "signup").await?;
     let existing = find_user(&txn, email).await?;
     let verified = existing
         .as_ref()
