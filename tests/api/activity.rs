@@ -1,54 +1,37 @@
 //! The audit trail as its owner sees it: `GET /v1/me/activity`, newest first, paginated.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::{assert_problem, spawn_app};
-
-const PASSWORD: &str = "correct horse battery staple";
+use crate::helpers::{NEW_PASSWORD, PASSWORD, assert_problem, spawn_app};
 
 #[tokio::test]
 async fn the_owner_sees_their_security_events_newest_first_page_by_page() {
     let app = spawn_app().await;
     let first: Value = app.signed_up("ada@example.com", PASSWORD).await;
     app.signed_up("bob@example.com", PASSWORD).await;
-    let wrong = app
-        .post(
-            "/v1/login",
-            &json!({"email": "ada@example.com", "password": "not it at all"}),
-        )
-        .await;
+    let wrong = app.login("ada@example.com", "not it at all").await;
     assert_eq!(wrong.status().as_u16(), 401);
     let second: Value = app
-        .post(
-            "/v1/login",
-            &json!({"email": "ada@example.com", "password": PASSWORD}),
-        )
+        .login("ada@example.com", PASSWORD)
         .await
         .json()
         .await
         .unwrap();
     // A stolen refresh token replayed after rotation ends the second session.
-    app.post(
-        "/v1/token/refresh",
-        &json!({"refresh_token": second["refresh_token"]}),
-    )
-    .await;
-    app.post(
-        "/v1/token/refresh",
-        &json!({"refresh_token": second["refresh_token"]}),
-    )
-    .await;
+    let stolen = second["refresh_token"].as_str().unwrap();
+    app.refresh(stolen).await;
+    app.refresh(stolen).await;
     let access = first["access_token"].as_str().unwrap();
 
     let mut events = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
     loop {
-        let path = match &cursor {
-            Some(cursor) => format!("/v1/me/activity?limit=2&cursor={cursor}"),
-            None => "/v1/me/activity?limit=2".to_owned(),
+        let query = match &cursor {
+            Some(cursor) => format!("limit=2&cursor={cursor}"),
+            None => "limit=2".to_owned(),
         };
-        let page: Value = app.get_authed(&path, access).await.json().await.unwrap();
+        let page: Value = app.activity(access, &query).await.json().await.unwrap();
         pages += 1;
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);
@@ -85,14 +68,14 @@ async fn activity_refuses_bad_cursors_limits_and_missing_tokens() {
     let session: Value = app.signed_up("ada@example.com", PASSWORD).await;
     let access = session["access_token"].as_str().unwrap();
 
-    for (path, status, code) in [
-        ("/v1/me/activity?cursor=bm9wZQ", 400, "invalid_request"),
-        ("/v1/me/activity?cursor=%%%", 400, "invalid_request"),
-        ("/v1/me/activity?limit=0", 400, "invalid_request"),
-        ("/v1/me/activity?limit=101", 400, "invalid_request"),
-        ("/v1/me/activity?limit=ten", 400, "invalid_request"),
+    for (query, status, code) in [
+        ("cursor=bm9wZQ", 400, "invalid_request"),
+        ("cursor=%%%", 400, "invalid_request"),
+        ("limit=0", 400, "invalid_request"),
+        ("limit=101", 400, "invalid_request"),
+        ("limit=ten", 400, "invalid_request"),
     ] {
-        assert_problem(app.get_authed(path, access).await, status, code).await;
+        assert_problem(app.activity(access, query).await, status, code).await;
     }
     assert_problem(app.get("/v1/me/activity").await, 401, "unauthorized").await;
 }
@@ -102,59 +85,30 @@ async fn logout_password_changes_and_revocations_are_recorded() {
     let app = spawn_app().await;
     let this: Value = app.signed_up("ada@example.com", PASSWORD).await;
     let other: Value = app
-        .post(
-            "/v1/login",
-            &json!({"email": "ada@example.com", "password": PASSWORD}),
-        )
+        .login("ada@example.com", PASSWORD)
         .await
         .json()
         .await
         .unwrap();
     let third: Value = app
-        .post(
-            "/v1/login",
-            &json!({"email": "ada@example.com", "password": PASSWORD}),
-        )
+        .login("ada@example.com", PASSWORD)
         .await
         .json()
         .await
         .unwrap();
     let access = this["access_token"].as_str().unwrap();
     let revoke = app
-        .client
-        .delete(app.url(&format!(
-            "/v1/sessions/{}",
-            other["session_id"].as_str().unwrap()
-        )))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+        .revoke_session(access, other["session_id"].as_str().unwrap())
+        .await;
     assert_eq!(revoke.status().as_u16(), 204);
     let change = app
-        .client
-        .post(app.url("/v1/password/change"))
-        .bearer_auth(access)
-        .json(&json!({"current_password": "wrong one here", "new_password": "a brand new lantern orbit"}))
-        .send()
-        .await
-        .unwrap();
+        .change_password(access, "wrong one here", NEW_PASSWORD)
+        .await;
     assert_eq!(change.status().as_u16(), 403);
-    let logout = app
-        .client
-        .post(app.url("/v1/logout"))
-        .bearer_auth(third["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let logout = app.logout(third["access_token"].as_str().unwrap()).await;
     assert_eq!(logout.status().as_u16(), 204);
 
-    let page: Value = app
-        .get_authed("/v1/me/activity", access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.activity(access, "").await.json().await.unwrap();
 
     let events: Vec<String> = page["items"]
         .as_array()

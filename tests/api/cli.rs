@@ -1,8 +1,10 @@
 //! The `codeward` binary as an operator runs it: check-config, refusals, openapi, shutdown.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::helpers::{Api, NEW_PASSWORD, PASSWORD, codeward_command, run_codeward as codeward};
 
 const KEY_A: &str = "k1:rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=";
 const KEY_A_SECRET: &str = "rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=";
@@ -10,16 +12,6 @@ const KEY_B: &str = "k0:af0vwBWD3rB1MxphEQnO7kzTfg4UWKuUWzVf7lnZiis=";
 const KEY_B_SECRET: &str = "af0vwBWD3rB1MxphEQnO7kzTfg4UWKuUWzVf7lnZiis=";
 /// 32 zero bytes: valid base64 and long enough, but not random.
 const ZERO_KEY: &str = "z1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-
-/// Runs the binary with exactly these variables (nothing inherited from the developer's shell).
-fn codeward(args: &[&str], vars: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_codeward"))
-        .args(args)
-        .env_clear()
-        .envs(vars.iter().copied())
-        .output()
-        .expect("codeward binary runs")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -259,9 +251,8 @@ fn openapi_prints_yaml_and_json_of_the_same_spec() {
 fn serve_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_codeward"))
+    let mut child = codeward_command()
         .arg("serve")
-        .env_clear()
         .env("CODEWARD_LISTEN", "127.0.0.1:0")
         .env("CODEWARD_DATABASE_URL", &database)
         .env("CODEWARD_LOG_FORMAT", "json")
@@ -293,6 +284,7 @@ fn serve_stops_cleanly_on_sigterm() {
             started.elapsed() < Duration::from_secs(20),
             "still running after SIGTERM"
         );
+        // Polling: std has no wait with a timeout, and the exit comes on the child's own time.
         std::thread::sleep(Duration::from_millis(50));
     };
 
@@ -308,13 +300,11 @@ fn serve_stops_cleanly_on_sigterm() {
 /// where, and no password, code or token ever appears in it.
 #[tokio::test]
 async fn the_log_records_each_security_event_and_never_a_secret() {
-    use serde_json::json;
     let sink = crate::smtp::SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_codeward"))
+    let mut child = codeward_command()
         .arg("serve")
-        .env_clear()
         .env("CODEWARD_LISTEN", "127.0.0.1:0")
         .env("CODEWARD_DATABASE_URL", &database)
         .env("CODEWARD_SMTP_URL", sink.url())
@@ -348,52 +338,28 @@ async fn the_log_records_each_security_event_and_never_a_secret() {
             break addr;
         }
     };
-    let base = format!("http://{addr}");
-    let client = reqwest::Client::new();
-    let post = |path: &str, body: serde_json::Value| {
-        client.post(format!("{base}{path}")).json(&body).send()
-    };
-    let password = "correct horse battery staple";
-    let new_password = "a brand new lantern orbit";
+    let api = Api::new(&format!("http://{addr}"));
 
-    post(
-        "/v1/signup",
-        json!({"email": "ada@example.com", "password": password}),
-    )
-    .await
-    .unwrap();
+    api.signup("ada@example.com", PASSWORD).await;
     let code = sink
         .wait_for_nth_message_to("ada@example.com", 1)
         .await
         .code();
-    let session: serde_json::Value = post(
-        "/v1/signup/verify",
-        json!({"email": "ada@example.com", "code": code, "password": password}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    post(
-        "/v1/login",
-        json!({"email": "ada@example.com", "password": "wrong password here"}),
-    )
-    .await
-    .unwrap();
-    post("/v1/password/forgot", json!({"email": "ada@example.com"}))
+    let session: serde_json::Value = api
+        .verify_signup("ada@example.com", &code, PASSWORD)
+        .await
+        .json()
         .await
         .unwrap();
+    api.login("ada@example.com", "wrong password here").await;
+    api.forgot_password("ada@example.com").await;
     let reset_code = sink
         .wait_for_nth_message_to("ada@example.com", 2)
         .await
         .code();
-    let reset = post(
-        "/v1/password/reset",
-        json!({"email": "ada@example.com", "code": reset_code, "new_password": new_password}),
-    )
-    .await
-    .unwrap();
+    let reset = api
+        .reset_password("ada@example.com", &reset_code, NEW_PASSWORD)
+        .await;
     assert_eq!(reset.status().as_u16(), 204);
     sink.wait_for_nth_message_to("ada@example.com", 3).await;
     Command::new("kill")
@@ -405,8 +371,8 @@ async fn the_log_records_each_security_event_and_never_a_secret() {
     let log = log.join("\n");
 
     let secrets = [
-        password,
-        new_password,
+        PASSWORD,
+        NEW_PASSWORD,
         "wrong password here",
         code.as_str(),
         reset_code.as_str(),

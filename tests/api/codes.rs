@@ -8,16 +8,12 @@ use codeward::domain::{OtpCode, Purpose};
 use entity::{otp_budgets, otp_codes, users};
 use futures::future::join_all;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use serde_json::json;
 
-use crate::helpers::{assert_problem, fresh_database, spawn_app, start_instance, test_config};
+use crate::helpers::{
+    PASSWORD, assert_problem, fresh_database, other_code, signup_code_via, spawn_app,
+    start_instance, test_config,
+};
 use crate::smtp::SmtpSink;
-
-const PASSWORD: &str = "correct horse battery staple";
-
-fn other_code(code: &str) -> String {
-    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
-}
 
 async fn live_code(db: &DatabaseConnection, email: &str) -> otp_codes::Model {
     otp_codes::Entity::find()
@@ -44,9 +40,9 @@ async fn a_hundred_concurrent_wrong_guesses_leave_exactly_five_attempts_and_the_
     let app = spawn_app().await;
     let code = app.signup_code("ada@example.com", PASSWORD).await;
     let wrong = other_code(&code);
-    let body = json!({"email": "ada@example.com", "code": wrong, "password": PASSWORD});
 
-    let responses = join_all((0..100).map(|_| app.post("/v1/signup/verify", &body))).await;
+    let responses =
+        join_all((0..100).map(|_| app.verify_signup("ada@example.com", &wrong, PASSWORD))).await;
 
     assert!(responses.iter().all(|r| r.status().as_u16() == 400));
     let db = app.connect_db().await;
@@ -55,12 +51,7 @@ async fn a_hundred_concurrent_wrong_guesses_leave_exactly_five_attempts_and_the_
         5,
         "exactly the limit"
     );
-    let right = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
-        )
-        .await;
+    let right = app.verify_signup("ada@example.com", &code, PASSWORD).await;
     assert_problem(right, 400, "invalid_code").await;
 }
 
@@ -68,9 +59,9 @@ async fn a_hundred_concurrent_wrong_guesses_leave_exactly_five_attempts_and_the_
 async fn fifty_concurrent_submissions_of_the_right_code_give_exactly_one_session() {
     let app = spawn_app().await;
     let code = app.signup_code("ada@example.com", PASSWORD).await;
-    let body = json!({"email": "ada@example.com", "code": code, "password": PASSWORD});
 
-    let responses = join_all((0..50).map(|_| app.post("/v1/signup/verify", &body))).await;
+    let responses =
+        join_all((0..50).map(|_| app.verify_signup("ada@example.com", &code, PASSWORD))).await;
 
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(
@@ -109,10 +100,7 @@ async fn a_code_never_works_for_another_user_or_another_purpose() {
         .await
         .unwrap();
     let as_bob = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "bob@example.com", "code": ada_code, "password": PASSWORD}),
-        )
+        .verify_signup("bob@example.com", &ada_code, PASSWORD)
         .await;
 
     assert!(
@@ -121,10 +109,7 @@ async fn a_code_never_works_for_another_user_or_another_purpose() {
     );
     assert_problem(as_bob, 400, "invalid_code").await;
     let as_ada = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": ada_code, "password": PASSWORD}),
-        )
+        .verify_signup("ada@example.com", &ada_code, PASSWORD)
         .await;
     assert_eq!(
         as_ada.status().as_u16(),
@@ -139,14 +124,12 @@ async fn a_resend_kills_the_older_code_and_keeps_the_failure_budget() {
     let first = app.signup_code("ada@example.com", PASSWORD).await;
     for _ in 0..3 {
         let wrong = app
-            .post("/v1/signup/verify", &json!({"email": "ada@example.com", "code": other_code(&first), "password": PASSWORD}))
+            .verify_signup("ada@example.com", &other_code(&first), PASSWORD)
             .await;
         assert_eq!(wrong.status().as_u16(), 400);
     }
 
-    let resend = app
-        .post("/v1/signup/resend", &json!({"email": "ada@example.com"}))
-        .await;
+    let resend = app.resend_signup_code("ada@example.com").await;
     assert_eq!(resend.status().as_u16(), 202);
     let second = app
         .smtp
@@ -170,19 +153,11 @@ async fn a_resend_kills_the_older_code_and_keeps_the_failure_budget() {
         "the new code has its own attempts"
     );
     if first != second {
-        let old = app
-            .post(
-                "/v1/signup/verify",
-                &json!({"email": "ada@example.com", "code": first, "password": PASSWORD}),
-            )
-            .await;
+        let old = app.verify_signup("ada@example.com", &first, PASSWORD).await;
         assert_problem(old, 400, "invalid_code").await;
     }
     let new = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": second, "password": PASSWORD}),
-        )
+        .verify_signup("ada@example.com", &second, PASSWORD)
         .await;
     assert_eq!(new.status().as_u16(), 200);
 }
@@ -193,12 +168,7 @@ async fn an_expired_code_fails_even_with_the_right_digits() {
     let code = app.signup_code("ada@example.com", PASSWORD).await;
 
     app.instance.clock.advance(Duration::from_secs(601));
-    let late = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
-        )
-        .await;
+    let late = app.verify_signup("ada@example.com", &code, PASSWORD).await;
 
     assert_problem(late, 400, "invalid_code").await;
 }
@@ -211,12 +181,11 @@ async fn the_daily_failure_budget_holds_across_codes_until_the_window_ends() {
     for round in 1..=5 {
         for _ in 0..5 {
             let wrong = app
-                .post("/v1/signup/verify", &json!({"email": "ada@example.com", "code": other_code(&code), "password": PASSWORD}))
+                .verify_signup("ada@example.com", &other_code(&code), PASSWORD)
                 .await;
             assert_eq!(wrong.status().as_u16(), 400);
         }
-        app.post("/v1/signup/resend", &json!({"email": "ada@example.com"}))
-            .await;
+        app.resend_signup_code("ada@example.com").await;
         code = app
             .smtp
             .wait_for_nth_message_to("ada@example.com", round + 1)
@@ -224,30 +193,19 @@ async fn the_daily_failure_budget_holds_across_codes_until_the_window_ends() {
             .code();
     }
 
-    let exhausted = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
-        )
-        .await;
+    let exhausted = app.verify_signup("ada@example.com", &code, PASSWORD).await;
     assert_problem(exhausted, 400, "invalid_code").await;
 
     app.instance
         .clock
         .advance(Duration::from_secs(24 * 3600 + 60));
-    app.post("/v1/signup/resend", &json!({"email": "ada@example.com"}))
-        .await;
+    app.resend_signup_code("ada@example.com").await;
     let fresh = app
         .smtp
         .wait_for_nth_message_to("ada@example.com", 7)
         .await
         .code();
-    let next_day = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": fresh, "password": PASSWORD}),
-        )
-        .await;
+    let next_day = app.verify_signup("ada@example.com", &fresh, PASSWORD).await;
     assert_eq!(next_day.status().as_u16(), 200);
 }
 
@@ -257,18 +215,7 @@ async fn codes_hashed_under_a_previous_pepper_verify_while_they_live() {
     let sink = SmtpSink::start();
     let old = "--pepper=k1:rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=";
     let mut before = start_instance(&database.url, &sink.url(), &[old]).await;
-    let client = crate::helpers::http_client();
-    let signup = client
-        .post(format!("{}/v1/signup", before.address))
-        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status().as_u16(), 202);
-    let code = sink
-        .wait_for_nth_message_to("ada@example.com", 1)
-        .await
-        .code();
+    let code = signup_code_via(&before.api(), &sink, "ada@example.com", PASSWORD).await;
     before.stop().await;
 
     // Rotate: a new current key, the old one kept as previous.
@@ -281,20 +228,13 @@ async fn codes_hashed_under_a_previous_pepper_verify_while_they_live() {
         ],
     )
     .await;
-    let verify = client
-        .post(format!("{}/v1/signup/verify", after.address))
-        .json(&json!({"email": "ada@example.com", "code": code, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let verify = after
+        .api()
+        .verify_signup("ada@example.com", &code, PASSWORD)
+        .await;
 
     assert_eq!(verify.status().as_u16(), 200);
-    let reset = client
-        .post(format!("{}/v1/signup", after.address))
-        .json(&json!({"email": "bob@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let reset = after.api().signup("bob@example.com", PASSWORD).await;
     assert_eq!(reset.status().as_u16(), 202);
     let db = sea_orm::Database::connect(&database.url).await.unwrap();
     let bob_code = live_code(&db, "bob@example.com").await;

@@ -1,5 +1,10 @@
-//! `spawn_app()`: the real server on port 0 against a fresh database of its own.
+//! `spawn_app()`: the real server on port 0 against a fresh database of its own; `Api`: one
+//! typed request per operation; the `codeward` binary run as an operator runs it; the values
+//! every file shares.
 
+use std::future::Future;
+use std::ops::Deref;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use clap::Parser;
@@ -8,11 +13,26 @@ use codeward::config::Config;
 use codeward::core::mail::OutboxSignal;
 use codeward::infra::clock::Clock;
 use codeward::startup::Application;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use serde_json::Value;
+use entity::email_outbox;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder,
+};
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::smtp::SmtpSink;
+
+/// The password the test accounts sign up with: strong enough for the strength check.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// The password a test changes or resets to.
+pub const NEW_PASSWORD: &str = "a brand new lantern orbit";
+
+/// A six-digit code that is not `code` (the next one, wrapping at 999999).
+pub fn other_code(code: &str) -> String {
+    let n: u32 = code.parse().expect("six digits");
+    format!("{:06}", (n + 1) % 1_000_000)
+}
 
 /// A database created for one test; SQLite files live in `_dir`, removed on drop.
 pub struct TestDatabase {
@@ -186,13 +206,21 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
     }
 }
 
-/// A server, its own fresh database and its own SMTP sink.
+/// A server, its own fresh database and its own SMTP sink. Derefs to its [`Api`], so
+/// `app.login(…)`, `app.client` and `app.address` work on it directly.
 pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
+    pub api: Api,
     pub database: TestDatabase,
     pub smtp: SmtpSink,
     pub instance: Instance,
+}
+
+impl Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -205,8 +233,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let smtp = SmtpSink::start();
     let instance = start_instance(&database.url, &smtp.url(), extra).await;
     TestApp {
-        address: instance.address.clone(),
-        client: http_client(),
+        api: instance.api(),
         database,
         smtp,
         instance,
@@ -220,69 +247,256 @@ pub fn http_client() -> reqwest::Client {
         .expect("HTTP client")
 }
 
-impl TestApp {
+impl Instance {
+    /// A client of this instance.
+    pub fn api(&self) -> Api {
+        Api::new(&self.address)
+    }
+}
+
+/// A response on its way. Each request is built before the future is returned, so many can be
+/// built from temporaries and awaited together (`join_all`).
+pub trait Pending: Future<Output = reqwest::Response> + Send + 'static {}
+impl<T: Future<Output = reqwest::Response> + Send + 'static> Pending for T {}
+
+fn send(request: reqwest::RequestBuilder) -> impl Pending + use<> {
+    async move { request.send().await.expect("request sent") }
+}
+
+/// A client of one codeward server (an in-process instance or a `codeward serve` process):
+/// the raw verbs, and one typed request per operation of `openapi.yaml`.
+#[derive(Clone)]
+pub struct Api {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// Sent as `X-Forwarded-For` on every request (see [`Api::forwarded_for`]).
+    forwarded: Option<String>,
+}
+
+impl Api {
+    /// A client of the server at `address` (`http://host:port`).
+    pub fn new(address: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            client: http_client(),
+            forwarded: None,
+        }
+    }
+
+    /// The same client, speaking as the client `ip` behind a proxy (`X-Forwarded-For`).
+    pub fn forwarded_for(&self, ip: &str) -> Self {
+        Self {
+            forwarded: Some(ip.to_owned()),
+            ..self.clone()
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match &self.forwarded {
+            Some(ip) => request.header("x-forwarded-for", ip),
+            None => request,
+        }
     }
 
-    /// Posts JSON. The body is serialized before the future is returned, so many posts can
-    /// be built from temporaries and awaited together.
-    pub fn post(
+    pub fn get(&self, path: &str) -> impl Pending + use<> {
+        send(self.request(reqwest::Method::GET, path))
+    }
+
+    /// Posts JSON, whatever its shape: for the tests of odd and malformed bodies. A normal
+    /// request goes through its typed method below.
+    pub fn post(&self, path: &str, body: &Value) -> impl Pending + use<> {
+        send(self.request(reqwest::Method::POST, path).json(body))
+    }
+
+    pub fn get_authed(&self, path: &str, access_token: &str) -> impl Pending + use<> {
+        send(self.authed(reqwest::Method::GET, path, access_token))
+    }
+
+    fn authed(
         &self,
+        method: reqwest::Method,
         path: &str,
-        body: &Value,
-    ) -> impl std::future::Future<Output = reqwest::Response> + use<> {
-        let request = self.client.post(self.url(path)).json(body);
-        async move { request.send().await.expect("request sent") }
+        access_token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.request(method, path).bearer_auth(access_token)
     }
 
-    pub async fn get_authed(&self, path: &str, access_token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .expect("request sent")
+    /// `POST /v1/signup`.
+    pub fn signup(&self, email: &str, password: &str) -> impl Pending + use<> {
+        self.post("/v1/signup", &json!({"email": email, "password": password}))
     }
 
+    /// `POST /v1/signup` with a `locale` for the emails.
+    pub fn signup_in_locale(
+        &self,
+        email: &str,
+        password: &str,
+        locale: &str,
+    ) -> impl Pending + use<> {
+        self.post(
+            "/v1/signup",
+            &json!({"email": email, "password": password, "locale": locale}),
+        )
+    }
+
+    /// `POST /v1/signup/resend`.
+    pub fn resend_signup_code(&self, email: &str) -> impl Pending + use<> {
+        self.post("/v1/signup/resend", &json!({"email": email}))
+    }
+
+    /// `POST /v1/signup/verify`.
+    pub fn verify_signup(&self, email: &str, code: &str, password: &str) -> impl Pending + use<> {
+        self.post(
+            "/v1/signup/verify",
+            &json!({"email": email, "code": code, "password": password}),
+        )
+    }
+
+    /// `POST /v1/signup/verify` naming the device the session is for.
+    pub fn verify_signup_on_device(
+        &self,
+        email: &str,
+        code: &str,
+        password: &str,
+        device_name: &str,
+    ) -> impl Pending + use<> {
+        self.post(
+            "/v1/signup/verify",
+            &json!({"email": email, "code": code, "password": password, "device_name": device_name}),
+        )
+    }
+
+    /// `POST /v1/login`.
+    pub fn login(&self, email: &str, password: &str) -> impl Pending + use<> {
+        self.post("/v1/login", &json!({"email": email, "password": password}))
+    }
+
+    /// `POST /v1/login` naming the device the session is for.
+    pub fn login_on_device(
+        &self,
+        email: &str,
+        password: &str,
+        device_name: &str,
+    ) -> impl Pending + use<> {
+        self.post(
+            "/v1/login",
+            &json!({"email": email, "password": password, "device_name": device_name}),
+        )
+    }
+
+    /// `POST /v1/token/refresh`.
+    pub fn refresh(&self, refresh_token: &str) -> impl Pending + use<> {
+        self.post(
+            "/v1/token/refresh",
+            &json!({"refresh_token": refresh_token}),
+        )
+    }
+
+    /// `POST /v1/logout`.
+    pub fn logout(&self, access_token: &str) -> impl Pending + use<> {
+        send(self.authed(reqwest::Method::POST, "/v1/logout", access_token))
+    }
+
+    /// `GET /v1/sessions`.
+    pub fn list_sessions(&self, access_token: &str) -> impl Pending + use<> {
+        self.get_authed("/v1/sessions", access_token)
+    }
+
+    /// `DELETE /v1/sessions/{id}`.
+    pub fn revoke_session(&self, access_token: &str, id: &str) -> impl Pending + use<> {
+        let path = format!("/v1/sessions/{id}");
+        send(self.authed(reqwest::Method::DELETE, &path, access_token))
+    }
+
+    /// `DELETE /v1/sessions`: every session but this one.
+    pub fn revoke_other_sessions(&self, access_token: &str) -> impl Pending + use<> {
+        send(self.authed(reqwest::Method::DELETE, "/v1/sessions", access_token))
+    }
+
+    /// `POST /v1/password/forgot`.
+    pub fn forgot_password(&self, email: &str) -> impl Pending + use<> {
+        self.post("/v1/password/forgot", &json!({"email": email}))
+    }
+
+    /// `POST /v1/password/reset/check`.
+    pub fn check_reset_code(&self, email: &str, code: &str) -> impl Pending + use<> {
+        self.post(
+            "/v1/password/reset/check",
+            &json!({"email": email, "code": code}),
+        )
+    }
+
+    /// `POST /v1/password/reset`.
+    pub fn reset_password(
+        &self,
+        email: &str,
+        code: &str,
+        new_password: &str,
+    ) -> impl Pending + use<> {
+        self.post(
+            "/v1/password/reset",
+            &json!({"email": email, "code": code, "new_password": new_password}),
+        )
+    }
+
+    /// `POST /v1/password/change`.
+    pub fn change_password(
+        &self,
+        access_token: &str,
+        current_password: &str,
+        new_password: &str,
+    ) -> impl Pending + use<> {
+        let body = json!({"current_password": current_password, "new_password": new_password});
+        send(
+            self.authed(reqwest::Method::POST, "/v1/password/change", access_token)
+                .json(&body),
+        )
+    }
+
+    /// `GET /v1/me`.
+    pub fn me(&self, access_token: &str) -> impl Pending + use<> {
+        self.get_authed("/v1/me", access_token)
+    }
+
+    /// `GET /v1/me/activity?{query}`; `query` goes into the URL as it is (`""` for none).
+    pub fn activity(&self, access_token: &str, query: &str) -> impl Pending + use<> {
+        let path = if query.is_empty() {
+            "/v1/me/activity".to_owned()
+        } else {
+            format!("/v1/me/activity?{query}")
+        };
+        self.get_authed(&path, access_token)
+    }
+}
+
+/// Signs `email` up through `api` and returns the code the email carried to `smtp`.
+pub async fn signup_code_via(api: &Api, smtp: &SmtpSink, email: &str, password: &str) -> String {
+    let before = smtp.messages_to(email).len();
+    let response = api.signup(email, password).await;
+    assert_eq!(
+        response.status().as_u16(),
+        202,
+        "{}",
+        response.text().await.unwrap()
+    );
+    smtp.wait_for_nth_message_to(email, before + 1).await.code()
+}
+
+impl TestApp {
     /// Signs up `email` and returns the code the email carried.
     pub async fn signup_code(&self, email: &str, password: &str) -> String {
-        let before = self.smtp.messages_to(email).len();
-        let response = self
-            .post(
-                "/v1/signup",
-                &serde_json::json!({"email": email, "password": password}),
-            )
-            .await;
-        assert_eq!(
-            response.status().as_u16(),
-            202,
-            "{}",
-            response.text().await.unwrap()
-        );
-        self.smtp
-            .wait_for_nth_message_to(email, before + 1)
-            .await
-            .code()
+        signup_code_via(self, &self.smtp, email, password).await
     }
 
     /// Signs up and verifies `email`; returns the session body.
     pub async fn signed_up(&self, email: &str, password: &str) -> Value {
         let code = self.signup_code(email, password).await;
-        let response = self
-            .post(
-                "/v1/signup/verify",
-                &serde_json::json!({"email": email, "code": code, "password": password}),
-            )
-            .await;
+        let response = self.verify_signup(email, &code, password).await;
         assert_eq!(response.status().as_u16(), 200, "verify_signup");
         response.json().await.expect("session JSON")
     }
@@ -292,6 +506,80 @@ impl TestApp {
             .await
             .expect("test database reachable")
     }
+
+    /// Every outbox row addressed to `email`, oldest first. A request's rows are committed
+    /// before it is answered, so what is not here after the answer will never be sent.
+    pub async fn outbox_to(&self, email: &str) -> Vec<email_outbox::Model> {
+        outbox_to(&self.connect_db().await, email).await
+    }
+
+    /// Waits until every outbox row addressed to `email` is recorded as sent.
+    pub async fn wait_until_sent(&self, email: &str) {
+        let db = self.connect_db().await;
+        eventually(
+            &format!("every email to {email} recorded as sent"),
+            async || {
+                let rows = outbox_to(&db, email).await;
+                !rows.is_empty()
+                    && rows
+                        .iter()
+                        .all(|row| row.status == email_outbox::Status::Sent)
+            },
+        )
+        .await;
+    }
+}
+
+/// Every outbox row addressed to `email`, oldest first.
+pub async fn outbox_to(db: &DatabaseConnection, email: &str) -> Vec<email_outbox::Model> {
+    email_outbox::Entity::find()
+        .filter(email_outbox::Column::Recipient.eq(email))
+        .order_by_asc(email_outbox::Column::CreatedAt)
+        .all(db)
+        .await
+        .expect("outbox readable")
+}
+
+/// Checks `condition` until it holds (panics, naming `what`, after 20 s).
+pub async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        // Polling: another task or process makes the condition true, on its own time.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `codeward` binary with an empty environment: nothing inherited from the developer's
+/// shell. Add the arguments and variables, then run or spawn it.
+pub fn codeward_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codeward"));
+    command.env_clear();
+    command
+}
+
+/// Runs `codeward <args>` with exactly the variables `vars` and returns what it did.
+pub fn run_codeward(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    codeward_command()
+        .args(args)
+        .envs(vars.iter().copied())
+        .output()
+        .expect("codeward binary runs")
+}
+
+/// Runs `codeward <args>` against `database_url`, asserts that it succeeded and returns its
+/// standard output.
+pub fn run_codeward_on(database_url: &str, args: &[&str]) -> String {
+    let output = run_codeward(args, &[("CODEWARD_DATABASE_URL", database_url)]);
+    assert!(
+        output.status.success(),
+        "codeward {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Asserts an RFC 9457 answer with the given status and code, and returns its body.

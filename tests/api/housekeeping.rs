@@ -4,11 +4,9 @@ use chrono::{Duration, Utc};
 use codeward::core::housekeeping::{Retention, purge};
 use entity::{email_outbox, otp_budgets, otp_codes, rate_counters, refresh_tokens, sessions};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::{spawn_app, test_config};
-
-const PASSWORD: &str = "correct horse battery staple";
+use crate::helpers::{PASSWORD, eventually, run_codeward_on, spawn_app, test_config};
 
 #[tokio::test]
 async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
@@ -17,36 +15,31 @@ async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
     // a delivered email, an idle counter.
     let old: Value = app.signed_up("old@example.com", PASSWORD).await;
     let rotated: Value = app
-        .post(
-            "/v1/token/refresh",
-            &json!({"refresh_token": old["refresh_token"]}),
-        )
+        .refresh(old["refresh_token"].as_str().unwrap())
         .await
         .json()
         .await
         .unwrap();
-    let logout = app
-        .client
-        .post(app.url("/v1/logout"))
-        .bearer_auth(rotated["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let logout = app.logout(rotated["access_token"].as_str().unwrap()).await;
     assert_eq!(logout.status().as_u16(), 204);
-    app.post(
-        "/v1/password/forgot",
-        &json!({"email": "nobody@example.com"}),
-    )
-    .await;
+    app.forgot_password("nobody@example.com").await;
     // A sign-up for the verified address: a notice, and a set of budgets no account has.
-    app.post(
-        "/v1/signup",
-        &json!({"email": "old@example.com", "password": PASSWORD}),
-    )
-    .await;
+    app.signup("old@example.com", PASSWORD).await;
     app.smtp.wait_for_nth_message_to("old@example.com", 2).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let db = app.connect_db().await;
+    // The worker records the deliveries after the sink has them.
+    eventually("both deliveries recorded", async || {
+        email_outbox::Entity::find()
+            .filter(
+                email_outbox::Column::Status
+                    .is_in([email_outbox::Status::Pending, email_outbox::Status::Sending]),
+            )
+            .count(&db)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
     let config = test_config(&app.database.url, &tempfile::tempdir().unwrap(), &[]);
     let retention = Retention::from_config(&config);
     let later = Utc::now() + Duration::days(40);
@@ -122,8 +115,7 @@ async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
 async fn purge_keeps_sessions_and_codes_that_are_still_live() {
     let app = spawn_app().await;
     let session: Value = app.signed_up("ada@example.com", PASSWORD).await;
-    app.post("/v1/password/forgot", &json!({"email": "ada@example.com"}))
-        .await;
+    app.forgot_password("ada@example.com").await;
     let db = app.connect_db().await;
     let config = test_config(&app.database.url, &tempfile::tempdir().unwrap(), &[]);
     let retention = Retention::from_config(&config);
@@ -134,9 +126,7 @@ async fn purge_keeps_sessions_and_codes_that_are_still_live() {
         .unwrap();
 
     assert_eq!(purged.sessions, 0);
-    let me = app
-        .get_authed("/v1/me", session["access_token"].as_str().unwrap())
-        .await;
+    let me = app.me(session["access_token"].as_str().unwrap()).await;
     assert_eq!(me.status().as_u16(), 200);
     let live_reset = otp_codes::Entity::find()
         .filter(otp_codes::Column::Email.eq("ada@example.com"))
@@ -151,23 +141,9 @@ async fn purge_keeps_sessions_and_codes_that_are_still_live() {
 fn the_purge_command_reports_what_it_removed() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let database = runtime.block_on(crate::helpers::fresh_database());
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeward"))
-            .args(args)
-            .env_clear()
-            .env("CODEWARD_DATABASE_URL", &database.url)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
-    run(&["migrate", "up"]);
+    run_codeward_on(&database.url, &["migrate", "up"]);
 
-    let report = run(&["purge"]);
+    let report = run_codeward_on(&database.url, &["purge"]);
 
     for table in [
         "otp_codes",

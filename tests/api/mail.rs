@@ -17,7 +17,10 @@ use sea_orm::{
 };
 use secrecy::SecretString;
 
-use crate::helpers::{fresh_database, spawn_app, spawn_app_with, start_instance};
+use crate::helpers::{
+    PASSWORD, eventually, fresh_database, run_codeward_on, spawn_app, spawn_app_with,
+    start_instance,
+};
 use crate::smtp::{SmtpSink, unused_port};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -91,6 +94,7 @@ async fn wait_for_status(
             "still {:?}, never {status:?}",
             current.status
         );
+        // Polling: the worker moves the row on its own time.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -142,7 +146,7 @@ async fn an_enqueued_message_is_sent_at_once_without_waiting_for_a_poll() {
     // A poll only every minute: arrival within seconds proves the wake-up.
     let app = spawn_app_with(&["--email-poll-ms=60000"]).await;
     let db = app.connect_db().await;
-    // Let the worker finish its start-up pass and go to sleep.
+    // A real wait: the start-up pass (nothing marks its end) must be over before the enqueue.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     enqueue_and_wake(&db, &app.instance.outbox, notice("quick@example.com")).await;
@@ -156,14 +160,10 @@ async fn an_enqueued_message_is_sent_at_once_without_waiting_for_a_poll() {
 async fn a_code_request_wakes_the_worker_after_its_answer_without_waiting_for_a_poll() {
     // The equal-time grid, not the handler, wakes the worker; a poll only every minute.
     let app = spawn_app_with(&["--email-poll-ms=60000"]).await;
+    // A real wait, as above: the start-up pass must be over before the request.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let response = app
-        .post(
-            "/v1/signup",
-            &serde_json::json!({"email": "woken@example.com", "password": "correct horse battery staple"}),
-        )
-        .await;
+    let response = app.signup("woken@example.com", PASSWORD).await;
     assert_eq!(response.status(), 202);
 
     app.smtp
@@ -189,7 +189,15 @@ async fn messages_enqueued_while_smtp_is_down_all_arrive_exactly_once_when_it_re
             .await,
         );
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually("a delivery attempted and failed", async || {
+        email_outbox::Entity::find()
+            .filter(email_outbox::Column::LastError.is_not_null())
+            .count(&db)
+            .await
+            .unwrap()
+            > 0
+    })
+    .await;
     let rows = email_outbox::Entity::find().all(&db).await.unwrap();
     assert_eq!(rows.len(), 50);
     assert!(
@@ -208,9 +216,17 @@ async fn messages_enqueued_while_smtp_is_down_all_arrive_exactly_once_when_it_re
     for id in &ids {
         wait_for_status(&db, *id, Status::Sent).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A later message: the one worker claims it only after every send before it has ended,
+    // so once it is in, nothing sent earlier (a duplicate included) is still on its way.
+    enqueue_and_wake(&db, &instance.outbox, notice("later@example.com")).await;
+    sink.wait_for_message_to("later@example.com", WAIT).await;
 
-    let received = sink.received();
+    let received: Vec<_> = sink
+        .received()
+        .into_iter()
+        .filter(|m| m.to != ["later@example.com"])
+        .collect();
+    assert_eq!(sink.received().len(), 51, "the 50 and the later one");
     assert_eq!(received.len(), 50, "exactly 50 deliveries");
     let mut per_recipient: HashMap<String, usize> = HashMap::new();
     for message in &received {
@@ -232,7 +248,13 @@ async fn a_permanently_rejected_message_ends_dead_with_the_smtp_error_and_is_not
     )
     .await;
     let dead = wait_for_status(&db, id, Status::Dead).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Past any retry it could have had, the worker delivers a later message; a row it would
+    // retry would have gone out in that pass or before it.
+    app.instance.clock.advance(Duration::from_secs(3600));
+    enqueue_and_wake(&db, &app.instance.outbox, notice("later@example.com")).await;
+    app.smtp
+        .wait_for_message_to("later@example.com", WAIT)
+        .await;
 
     let later = row(&db, id).await;
     assert!(
@@ -246,7 +268,11 @@ async fn a_permanently_rejected_message_ends_dead_with_the_smtp_error_and_is_not
     assert_eq!(later.attempts, 1, "not retried");
     assert_eq!(later.status, Status::Dead);
     assert_eq!(later.code, None, "a dead message keeps no code");
-    assert!(app.smtp.received().is_empty());
+    assert_eq!(
+        app.smtp.received().len(),
+        1,
+        "only the later message arrived"
+    );
 }
 
 #[tokio::test]
@@ -257,7 +283,10 @@ async fn a_message_enqueued_before_a_stop_is_delivered_after_the_restart() {
     let mut first = start_instance(&database.url, &smtp_url, &[]).await;
     let db = sea_orm::Database::connect(&database.url).await.unwrap();
     let id = enqueue_and_wake(&db, &first.outbox, notice("restart@example.com")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the first instance tried to deliver", async || {
+        row(&db, id).await.last_error.is_some()
+    })
+    .await;
 
     first.stop().await;
     assert_ne!(
@@ -289,16 +318,24 @@ async fn a_claim_whose_worker_died_is_retried_when_its_lease_runs_out() {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     let sink = SmtpSink::start();
-    let _rescuer = start_instance(&database.url, &sink.url(), &[]).await;
+    let rescuer = start_instance(&database.url, &sink.url(), &[]).await;
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The rescuer delivers a later message while the lease holds: it has claimed since, and
+    // left the orphan alone.
+    enqueue_and_wake(&db, &rescuer.outbox, notice("later@example.com")).await;
+    sink.wait_for_message_to("later@example.com", WAIT).await;
     assert!(
         Utc::now() < now + chrono::Duration::seconds(3),
-        "the machine took over 2.5 s to start a server; the check below would mean nothing"
+        "the machine took over 3 s to start a server and send; the checks below would mean nothing"
     );
     assert!(
-        sink.received().is_empty(),
+        sink.messages_to("orphan@example.com").is_empty(),
         "not taken while the lease holds"
+    );
+    assert_eq!(
+        row(&db, id).await.attempts,
+        1,
+        "not claimed while the lease holds"
     );
     sink.wait_for_message_to("orphan@example.com", WAIT).await;
 
@@ -337,19 +374,11 @@ async fn two_workers_on_one_database_deliver_200_messages_each_exactly_once() {
             tokio::time::Instant::now() < deadline,
             "deliveries never all recorded"
         );
+        // Polling: the two workers record their deliveries on their own time.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let received = sink.received();
-    let mut per_recipient: HashMap<String, usize> = HashMap::new();
-    for message in &received {
-        *per_recipient.entry(message.to[0].clone()).or_default() += 1;
-    }
-    assert_eq!(per_recipient.len(), 200, "every message arrived");
-    let twice: Vec<_> = per_recipient.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "sent more than once: {twice:?}");
-    assert_eq!(received.len(), 200);
+    // Every row is sent after a single claim, so each was handed to SMTP once and every
+    // hand-over has ended: what the sink holds now is all it will ever get.
     let sent = email_outbox::Entity::find()
         .filter(email_outbox::Column::Status.eq(Status::Sent))
         .all(&db)
@@ -360,6 +389,16 @@ async fn two_workers_on_one_database_deliver_200_messages_each_exactly_once() {
         sent.iter().all(|r| r.attempts == 1),
         "no row was claimed twice"
     );
+
+    let received = sink.received();
+    let mut per_recipient: HashMap<String, usize> = HashMap::new();
+    for message in &received {
+        *per_recipient.entry(message.to[0].clone()).or_default() += 1;
+    }
+    assert_eq!(per_recipient.len(), 200, "every message arrived");
+    let twice: Vec<_> = per_recipient.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(received.len(), 200);
 }
 
 #[tokio::test]
@@ -393,12 +432,7 @@ async fn a_code_waiting_in_the_outbox_is_sealed_never_in_clear() {
     let smtp_url = format!("smtp://127.0.0.1:{port}");
     let instance = start_instance(&database.url, &smtp_url, &["--email-max-attempts=100"]).await;
     let db = sea_orm::Database::connect(&database.url).await.unwrap();
-    let response = crate::helpers::http_client()
-        .post(format!("{}/v1/signup", instance.address))
-        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery staple"}))
-        .send()
-        .await
-        .unwrap();
+    let response = instance.api().signup("ada@example.com", PASSWORD).await;
     assert_eq!(response.status(), 202);
     let waiting = email_outbox::Entity::find()
         .filter(email_outbox::Column::Recipient.eq("ada@example.com"))
@@ -497,8 +531,16 @@ async fn an_expired_message_is_dropped_as_dead_not_sent() {
 
     assert!(dead.last_error.unwrap_or_default().contains("expired"));
     assert_eq!(dead.code, None);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(app.smtp.received().is_empty());
+    // A later message to the same mailbox is the first one it gets.
+    enqueue_and_wake(&db, &app.instance.outbox, notice("late@example.com")).await;
+    let first = app.smtp.wait_for_message_to("late@example.com", WAIT).await;
+    assert!(
+        first.subject().contains("tried to sign up"),
+        "{}",
+        first.subject()
+    );
+    assert!(!first.text().contains("424242"), "{}", first.text());
+    assert_eq!(app.smtp.received().len(), 1, "the expired one never went");
 }
 
 #[tokio::test]
@@ -552,6 +594,7 @@ async fn without_smtp_the_dev_mailbox_receives_an_eml_file() {
             tokio::time::Instant::now() < deadline,
             "no .eml file written"
         );
+        // Polling: the worker writes the file on its own time.
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let bytes = std::fs::read(&file).unwrap();
@@ -568,20 +611,7 @@ fn the_outbox_command_reports_and_requeues_only_what_can_still_help() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let database = runtime.block_on(fresh_database());
     let url = database.url.clone();
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeward"))
-            .args(args)
-            .env_clear()
-            .env("CODEWARD_DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let run = |args: &[&str]| run_codeward_on(&url, args);
     run(&["migrate", "up"]);
     let (dead_notice, dead_code, expired) = runtime.block_on(async {
         let db = sea_orm::Database::connect(&url).await.unwrap();

@@ -1,11 +1,8 @@
 //! `/metrics` in the Prometheus text format, on the main listener or a listener of its own.
 
 use prometheus_parse::{LineInfo, Scrape, Value};
-use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
-
-const PASSWORD: &str = "correct horse battery staple";
+use crate::helpers::{PASSWORD, assert_problem, spawn_app, spawn_app_with};
 
 /// Parses a scrape with a Prometheus text-format parser, after checking that the parser
 /// understood every line (it skips what it cannot read, which must be nothing here).
@@ -50,15 +47,11 @@ async fn metrics_parse_and_move_as_requests_codes_emails_sessions_and_hashing_ha
     let before = scrape(&app).await;
 
     app.signed_up("ada@example.com", PASSWORD).await;
-    let wrong = app
-        .post(
-            "/v1/login",
-            &json!({"email": "ada@example.com", "password": "nope nope nope"}),
-        )
-        .await;
+    let wrong = app.login("ada@example.com", "nope nope nope").await;
     assert_eq!(wrong.status().as_u16(), 401);
     app.smtp.wait_for_nth_message_to("ada@example.com", 1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The worker counts the delivery and then records it: the outbox empties after both.
+    app.wait_until_sent("ada@example.com").await;
     let after = scrape(&app).await;
 
     // (metric, labels, value before, value after); a series not yet seen counts as 0.

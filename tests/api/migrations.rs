@@ -3,7 +3,7 @@
 use migration::{Migrator, MigratorTrait};
 use sea_orm::Database;
 
-use crate::helpers::fresh_database;
+use crate::helpers::{fresh_database, run_codeward_on};
 
 #[tokio::test]
 async fn migrations_run_up_down_and_up_again() {
@@ -76,20 +76,7 @@ async fn the_users_email_is_unique() {
 fn the_migrate_command_applies_reports_and_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeward"))
-            .args(args)
-            .env_clear()
-            .env("CODEWARD_DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let run = |args: &[&str]| run_codeward_on(&url, args);
 
     run(&["migrate", "up"]);
     let applied = run(&["migrate", "status"]);
@@ -150,13 +137,8 @@ async fn two_instances_starting_at_once_on_an_empty_database_migrate_it_once() {
         crate::helpers::start_instance(&database.url, &sink, &[]),
     );
 
-    let client = crate::helpers::http_client();
     for instance in [&first, &second] {
-        let ready = client
-            .get(format!("{}/readyz", instance.address))
-            .send()
-            .await
-            .unwrap();
+        let ready = instance.api().get("/readyz").await;
         assert_eq!(ready.status().as_u16(), 200);
     }
     let db = Database::connect(&database.url).await.unwrap();

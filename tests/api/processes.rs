@@ -17,15 +17,17 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{FAST, fresh_database, http_client, last_of_each_flag};
+use crate::helpers::{
+    Api, FAST, PASSWORD, codeward_command, eventually, fresh_database, http_client,
+    last_of_each_flag, other_code, outbox_to, signup_code_via,
+};
 use crate::smtp::SmtpSink;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// A `codeward serve` child process logging JSON to a buffer the test can read.
 struct Server {
     child: Child,
-    base: String,
+    /// A client of this process.
+    api: Api,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -41,8 +43,7 @@ impl Server {
             "--database-max-connections=8".into(),
         ];
         args.extend(FAST.iter().chain(extra).map(|s| (*s).to_owned()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_codeward"))
-            .env_clear()
+        let mut child = codeward_command()
             .args(last_of_each_flag(&args))
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -70,13 +71,9 @@ impl Server {
             });
         Server {
             child,
-            base: format!("http://{addr}"),
+            api: Api::new(&format!("http://{addr}")),
             log,
         }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
     }
 
     /// The log lines so far that contain `text`.
@@ -114,6 +111,7 @@ impl Server {
                 std::time::Instant::now() < deadline,
                 "still running after {timeout:?}"
             );
+            // Polling: std has no wait with a timeout, and the exit comes on the child's own time.
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -139,38 +137,6 @@ fn start_at_once(n: usize, database_url: &str, smtp_url: &str, extra: &[&str]) -
             .map(|handle| handle.join().expect("server started"))
             .collect()
     })
-}
-
-async fn post(client: &reqwest::Client, url: String, body: Value) -> reqwest::Response {
-    client
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("request sent")
-}
-
-async fn signup_code(
-    client: &reqwest::Client,
-    server: &Server,
-    sink: &SmtpSink,
-    email: &str,
-) -> String {
-    let before = sink.messages_to(email).len();
-    let response = post(
-        client,
-        server.url("/v1/signup"),
-        json!({"email": email, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(response.status().as_u16(), 202);
-    sink.wait_for_nth_message_to(email, before + 1).await.code()
-}
-
-/// A six-digit code that is not `code`.
-fn wrong(code: &str) -> String {
-    let n: u32 = code.parse().expect("digits");
-    format!("{:06}", (n + 1) % 1_000_000)
 }
 
 async fn code_row(db: &DatabaseConnection, email: &str) -> otp_codes::Model {
@@ -248,15 +214,13 @@ async fn wrong_guesses_spread_over_two_processes_stop_at_the_attempt_limit() {
     let database = fresh_database().await;
     let sink = SmtpSink::start();
     let servers = start_at_once(2, &database.url, &sink.url(), &[]);
-    let client = http_client();
-    let code = signup_code(&client, &servers[0], &sink, "ada@example.com").await;
+    let code = signup_code_via(&servers[0].api, &sink, "ada@example.com", PASSWORD).await;
+    let wrong = other_code(&code);
 
     let guesses = (0..200).map(|i| {
-        post(
-            &client,
-            servers[i % 2].url("/v1/signup/verify"),
-            json!({"email": "ada@example.com", "code": wrong(&code), "password": PASSWORD}),
-        )
+        servers[i % 2]
+            .api
+            .verify_signup("ada@example.com", &wrong, PASSWORD)
     });
     let answers = join_all(guesses).await;
 
@@ -270,12 +234,10 @@ async fn wrong_guesses_spread_over_two_processes_stop_at_the_attempt_limit() {
         "exactly the limit was counted"
     );
     assert_eq!(row.max_attempts, 5);
-    let right = post(
-        &client,
-        servers[1].url("/v1/signup/verify"),
-        json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
-    )
-    .await;
+    let right = servers[1]
+        .api
+        .verify_signup("ada@example.com", &code, PASSWORD)
+        .await;
     assert_eq!(
         right.status().as_u16(),
         400,
@@ -288,49 +250,32 @@ async fn a_refresh_token_rotated_on_one_process_and_replayed_on_the_other_ends_t
     let database = fresh_database().await;
     let sink = SmtpSink::start();
     let servers = start_at_once(2, &database.url, &sink.url(), &[]);
-    let client = http_client();
-    let code = signup_code(&client, &servers[0], &sink, "ada@example.com").await;
-    let session: Value = post(
-        &client,
-        servers[0].url("/v1/signup/verify"),
-        json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let first = session["refresh_token"].as_str().unwrap().to_owned();
-    let rotated = post(
-        &client,
-        servers[0].url("/v1/token/refresh"),
-        json!({"refresh_token": first}),
-    )
-    .await;
+    let code = signup_code_via(&servers[0].api, &sink, "ada@example.com", PASSWORD).await;
+    let session: Value = servers[0]
+        .api
+        .verify_signup("ada@example.com", &code, PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = session["refresh_token"].as_str().unwrap();
+    let rotated = servers[0].api.refresh(first).await;
     assert_eq!(rotated.status().as_u16(), 200);
     let rotated: Value = rotated.json().await.unwrap();
 
-    let replay = post(
-        &client,
-        servers[1].url("/v1/token/refresh"),
-        json!({"refresh_token": first}),
-    )
-    .await;
+    let replay = servers[1].api.refresh(first).await;
 
     crate::helpers::assert_problem(replay, 401, "invalid_token").await;
     for server in &servers {
-        let newest = post(
-            &client,
-            server.url("/v1/token/refresh"),
-            json!({"refresh_token": rotated["refresh_token"]}),
-        )
-        .await;
+        let newest = server
+            .api
+            .refresh(rotated["refresh_token"].as_str().unwrap())
+            .await;
         crate::helpers::assert_problem(newest, 401, "invalid_token").await;
-        let me = client
-            .get(server.url("/v1/me"))
-            .bearer_auth(rotated["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
+        let me = server
+            .api
+            .me(rotated["access_token"].as_str().unwrap())
+            .await;
         assert_eq!(me.status().as_u16(), 401, "the access token died with it");
     }
 }
@@ -340,14 +285,11 @@ async fn two_processes_deliver_200_queued_emails_each_exactly_once() {
     let database = fresh_database().await;
     let sink = SmtpSink::start();
     let servers = start_at_once(2, &database.url, &sink.url(), &[]);
-    let client = http_client();
 
     let signups = (0..200).map(|i| {
-        post(
-            &client,
-            servers[i % 2].url("/v1/signup"),
-            json!({"email": format!("user{i}@example.com"), "password": PASSWORD}),
-        )
+        servers[i % 2]
+            .api
+            .signup(&format!("user{i}@example.com"), PASSWORD)
     });
     for answer in join_all(signups).await {
         assert_eq!(
@@ -358,18 +300,43 @@ async fn two_processes_deliver_200_queued_emails_each_exactly_once() {
         );
     }
     sink.wait_for(200, Duration::from_secs(60)).await;
-    // Anything sent twice would arrive within a few polls more.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let db = Database::connect(&database.url).await.unwrap();
+    eventually("every delivery recorded", async || {
+        email_outbox::Entity::find()
+            .filter(email_outbox::Column::Status.ne(email_outbox::Status::Sent))
+            .count(&db)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    // Every row is sent after a single claim, so each was handed to SMTP once and every
+    // hand-over has ended: what the sink holds now is all it will ever get.
+    let rows = email_outbox::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 200);
+    assert!(
+        rows.iter().all(|row| row.attempts == 1),
+        "no row was claimed twice"
+    );
 
     let received = sink.received();
     assert_eq!(received.len(), 200);
     for i in 0..200 {
         assert_eq!(sink.messages_to(&format!("user{i}@example.com")).len(), 1);
     }
-    let sent_by: Vec<usize> = servers
-        .iter()
-        .map(|server| server.log_lines("\"email sent\"").len())
-        .collect();
+    let sent_lines = || -> Vec<usize> {
+        servers
+            .iter()
+            .map(|server| server.log_lines("\"email sent\"").len())
+            .collect()
+    };
+    // The log lines come through a pipe: each is written before its row is recorded, but
+    // read on the reader thread's own time.
+    eventually("every \"email sent\" line read", async || {
+        sent_lines().iter().sum::<usize>() >= 200
+    })
+    .await;
+    let sent_by = sent_lines();
     assert_eq!(sent_by.iter().sum::<usize>(), 200, "{sent_by:?}");
     assert!(
         sent_by.iter().all(|&n| n > 0),
@@ -384,9 +351,8 @@ async fn two_processes_starting_at_once_on_an_empty_database_migrate_it_once() {
 
     let servers = start_at_once(2, &database.url, &sink.url(), &[]);
 
-    let client = http_client();
     for server in &servers {
-        let ready = client.get(server.url("/readyz")).send().await.unwrap();
+        let ready = server.api.get("/readyz").await;
         assert_eq!(ready.status().as_u16(), 200);
     }
     let applied: usize = servers
@@ -413,9 +379,10 @@ async fn a_process_killed_mid_load_loses_no_answered_signup_and_no_attempt_limit
     let mut server = Server::start(&database.url, &sink.url(), &flags);
     let client = http_client();
     let target = "target@example.com";
-    let code = signup_code(&client, &server, &sink, target).await;
+    let code = signup_code_via(&server.api, &sink, target, PASSWORD).await;
 
-    let base = server.base.clone();
+    // Raw requests here: the server is killed under them, and a failed send is expected.
+    let base = server.api.address.clone();
     let answered = Arc::new(Mutex::new(Vec::<String>::new()));
     let load = (0..8).map(|worker| {
         let client = client.clone();
@@ -440,7 +407,7 @@ async fn a_process_killed_mid_load_loses_no_answered_signup_and_no_attempt_limit
                 if i < 2 {
                     let guess = client
                         .post(format!("{base}/v1/signup/verify"))
-                        .json(&json!({"email": target, "code": wrong(&code), "password": PASSWORD}))
+                        .json(&json!({"email": target, "code": other_code(&code), "password": PASSWORD}))
                         .send()
                         .await;
                     if guess.is_err() {
@@ -452,6 +419,7 @@ async fn a_process_killed_mid_load_loses_no_answered_signup_and_no_attempt_limit
     });
     let load: Vec<_> = load.collect();
     while answered.lock().unwrap().len() < 60 {
+        // Polling: the load runs on its own time; the kill comes once 60 are answered.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     server.kill_9();
@@ -466,20 +434,13 @@ async fn a_process_killed_mid_load_loses_no_answered_signup_and_no_attempt_limit
             .await;
     }
     for _ in 0..5 {
-        let guess = post(
-            &client,
-            server.url("/v1/signup/verify"),
-            json!({"email": target, "code": wrong(&code), "password": PASSWORD}),
-        )
-        .await;
+        let guess = server
+            .api
+            .verify_signup(target, &other_code(&code), PASSWORD)
+            .await;
         assert_eq!(guess.status().as_u16(), 400);
     }
-    let right = post(
-        &client,
-        server.url("/v1/signup/verify"),
-        json!({"email": target, "code": code, "password": PASSWORD}),
-    )
-    .await;
+    let right = server.api.verify_signup(target, &code, PASSWORD).await;
     assert_eq!(
         right.status().as_u16(),
         400,
@@ -513,6 +474,7 @@ async fn a_process_killed_mid_load_loses_no_answered_signup_and_no_attempt_limit
             tokio::time::Instant::now() < deadline,
             "{undelivered} queued emails never sent after the restart"
         );
+        // Polling: the restarted worker takes the killed one's claims when their leases end.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Delivery is at least once: what the killed worker had handed to SMTP but not yet marked
@@ -538,15 +500,10 @@ async fn sigterm_lets_the_request_in_flight_and_the_email_being_sent_finish() {
     let database = fresh_database().await;
     let sink = SmtpSink::start_slow(Duration::from_millis(1500));
     let mut server = Server::start(&database.url, &sink.url(), &[]);
-    let client = http_client();
-    let first = post(
-        &client,
-        server.url("/v1/signup"),
-        json!({"email": "ada@example.com", "password": PASSWORD}),
-    )
-    .await;
+    let first = server.api.signup("ada@example.com", PASSWORD).await;
     assert_eq!(first.status().as_u16(), 202);
     while sink.started() == 0 {
+        // Polling: the worker begins the send on its own time.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // A second sign-up whose body arrives in two halves, the second after the SIGTERM.
@@ -555,17 +512,21 @@ async fn sigterm_lets_the_request_in_flight_and_the_email_being_sent_finish() {
     let (head, tail) = (head.to_owned(), tail.to_owned());
     let chunks = futures::stream::iter([head, tail]).then(|chunk| async move {
         if chunk.ends_with('}') {
+            // A real wait: the tail must arrive after the SIGTERM below.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Ok::<_, std::io::Error>(chunk)
     });
     let in_flight = tokio::spawn(
-        client
-            .post(server.url("/v1/signup"))
+        server
+            .api
+            .client
+            .post(server.api.url("/v1/signup"))
             .header("content-type", "application/json")
             .body(reqwest::Body::wrap_stream(chunks))
             .send(),
     );
+    // A real wait: the head must have reached the server, so the request is in flight.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     server.send_sigterm();
@@ -585,14 +546,26 @@ async fn sigterm_lets_the_request_in_flight_and_the_email_being_sent_finish() {
         "the email in flight was finished"
     );
 
+    // The finished email was recorded as sent before the exit, so no restart takes it again.
+    let db = Database::connect(&database.url).await.unwrap();
+    let ada = outbox_to(&db, "ada@example.com").await;
+    assert_eq!(ada.len(), 1);
+    assert_eq!(
+        ada[0].status,
+        email_outbox::Status::Sent,
+        "recorded as sent"
+    );
+    assert_eq!(ada[0].attempts, 1);
+
     let _restarted = Server::start(&database.url, &sink.url(), &[]);
     sink.wait_for_message_to("bob@example.com", Duration::from_secs(20))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         sink.messages_to("ada@example.com").len(),
         1,
         "not sent twice"
     );
     assert_eq!(sink.messages_to("bob@example.com").len(), 1);
+    let bob = outbox_to(&db, "bob@example.com").await;
+    assert_eq!(bob.len(), 1, "one email queued for the second sign-up");
 }

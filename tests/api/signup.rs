@@ -1,11 +1,9 @@
 //! Sign-up, verification and login through HTTP, codes read from the SMTP sink.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, spawn_app};
-
-const PASSWORD: &str = "correct horse battery staple";
+use crate::helpers::{PASSWORD, assert_problem, spawn_app};
 
 /// What a response reveals: status, the headers a client sees (without per-request ones and
 /// `content-length`, which follows the length of the echoed address) and the body with the
@@ -37,10 +35,7 @@ async fn the_whole_flow_works_signup_email_verify_me_refresh_sessions_logout() {
 
     // signup → email
     let response = app
-        .post(
-            "/v1/signup",
-            &json!({"email": "  Ada@Example.COM ", "password": PASSWORD, "locale": "es"}),
-        )
+        .signup_in_locale("  Ada@Example.COM ", PASSWORD, "es")
         .await;
     assert_eq!(response.status().as_u16(), 202);
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -59,10 +54,7 @@ async fn the_whole_flow_works_signup_email_verify_me_refresh_sessions_logout() {
 
     // verify → session
     let response = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": code, "password": PASSWORD, "device_name": "Ada's Pixel"}),
-        )
+        .verify_signup_on_device("ada@example.com", &code, PASSWORD, "Ada's Pixel")
         .await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -78,18 +70,11 @@ async fn the_whole_flow_works_signup_email_verify_me_refresh_sessions_logout() {
     assert_eq!(session["user"]["locale"], "es");
 
     // me
-    let me: Value = app
-        .get_authed("/v1/me", &access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = app.me(&access).await.json().await.unwrap();
     assert_eq!(me, session["user"]);
 
     // refresh
-    let response = app
-        .post("/v1/token/refresh", &json!({"refresh_token": refresh}))
-        .await;
+    let response = app.refresh(&refresh).await;
     assert_eq!(response.status().as_u16(), 200);
     let rotated: Value = response.json().await.unwrap();
     let access = rotated["access_token"].as_str().unwrap().to_owned();
@@ -97,12 +82,7 @@ async fn the_whole_flow_works_signup_email_verify_me_refresh_sessions_logout() {
     assert_eq!(rotated["session_id"], session["session_id"]);
 
     // list sessions
-    let sessions: Value = app
-        .get_authed("/v1/sessions", &access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value = app.list_sessions(&access).await.json().await.unwrap();
     let sessions = sessions.as_array().unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["id"], session["session_id"]);
@@ -111,22 +91,13 @@ async fn the_whole_flow_works_signup_email_verify_me_refresh_sessions_logout() {
     assert_eq!(sessions[0]["ip"], "127.0.0.1");
 
     // logout
-    let response = app
-        .client
-        .post(app.url("/v1/logout"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
+    let response = app.logout(&access).await;
     assert_eq!(response.status().as_u16(), 204);
-    let after = app.get_authed("/v1/me", &access).await;
+    let after = app.me(&access).await;
     assert_eq!(after.headers()["www-authenticate"], "Bearer");
     assert_problem(after, 401, "unauthorized").await;
     let refresh_after_logout = app
-        .post(
-            "/v1/token/refresh",
-            &json!({"refresh_token": rotated["refresh_token"]}),
-        )
+        .refresh(rotated["refresh_token"].as_str().unwrap())
         .await;
     assert_problem(refresh_after_logout, 401, "invalid_token").await;
 }
@@ -143,9 +114,7 @@ async fn signup_answers_the_same_for_new_unverified_and_verified_addresses() {
         "unverified@example.com",
         "verified@example.com",
     ] {
-        let response = app
-            .post("/v1/signup", &json!({"email": email, "password": PASSWORD}))
-            .await;
+        let response = app.signup(email, PASSWORD).await;
         answers.push(observable(response).await);
     }
 
@@ -187,9 +156,7 @@ async fn resend_answers_the_same_for_any_address_and_only_an_unverified_one_gets
         "pending@example.com",
         "verified@example.com",
     ] {
-        let response = app
-            .post("/v1/signup/resend", &json!({"email": email}))
-            .await;
+        let response = app.resend_signup_code(email).await;
         answers.push(observable(response).await);
     }
 
@@ -201,28 +168,27 @@ async fn resend_answers_the_same_for_any_address_and_only_an_unverified_one_gets
         .wait_for_nth_message_to("pending@example.com", 2)
         .await
         .code();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(app.smtp.messages_to("nobody@example.com").is_empty());
+    // The answers came after the outbox rows were committed: what is not queued now never goes.
+    assert!(
+        app.outbox_to("nobody@example.com").await.is_empty(),
+        "nothing queued for an unknown address"
+    );
     assert_eq!(
-        app.smtp.messages_to("verified@example.com").len(),
+        app.outbox_to("verified@example.com").await.len(),
         1,
         "a verified account gets nothing on resend"
     );
+    assert!(app.smtp.messages_to("nobody@example.com").is_empty());
+    assert_eq!(app.smtp.messages_to("verified@example.com").len(), 1);
     // The resend killed the first code.
     if first_code != second_code {
         let old = app
-            .post(
-                "/v1/signup/verify",
-                &json!({"email": "pending@example.com", "code": first_code, "password": PASSWORD}),
-            )
+            .verify_signup("pending@example.com", &first_code, PASSWORD)
             .await;
         assert_problem(old, 400, "invalid_code").await;
     }
     let new = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "pending@example.com", "code": second_code, "password": PASSWORD}),
-        )
+        .verify_signup("pending@example.com", &second_code, PASSWORD)
         .await;
     assert_eq!(new.status().as_u16(), 200);
 }
@@ -233,46 +199,23 @@ async fn a_strangers_earlier_signup_never_lets_the_stranger_into_the_account_the
     let stranger_password = "stranger's own secret phrase 42";
     let owner_password = "the owner's real passphrase";
     // The stranger signs up first with the owner's address; the code goes to the owner's mailbox.
-    let response = app
-        .post(
-            "/v1/signup",
-            &json!({"email": "owner@example.com", "password": stranger_password}),
-        )
-        .await;
+    let response = app.signup("owner@example.com", stranger_password).await;
     assert_eq!(response.status().as_u16(), 202);
     app.smtp
         .wait_for_nth_message_to("owner@example.com", 1)
         .await;
-    let stranger_login_before = app
-        .post(
-            "/v1/login",
-            &json!({"email": "owner@example.com", "password": stranger_password}),
-        )
-        .await;
+    let stranger_login_before = app.login("owner@example.com", stranger_password).await;
     assert_problem(stranger_login_before, 401, "invalid_credentials").await;
 
     // The owner signs up and verifies with their own password.
     let code = app.signup_code("owner@example.com", owner_password).await;
     let verified = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "owner@example.com", "code": code, "password": owner_password}),
-        )
+        .verify_signup("owner@example.com", &code, owner_password)
         .await;
     assert_eq!(verified.status().as_u16(), 200);
 
-    let stranger = app
-        .post(
-            "/v1/login",
-            &json!({"email": "owner@example.com", "password": stranger_password}),
-        )
-        .await;
-    let owner = app
-        .post(
-            "/v1/login",
-            &json!({"email": "owner@example.com", "password": owner_password}),
-        )
-        .await;
+    let stranger = app.login("owner@example.com", stranger_password).await;
+    let owner = app.login("owner@example.com", owner_password).await;
     assert_problem(stranger, 401, "invalid_credentials").await;
     assert_eq!(owner.status().as_u16(), 200);
 }
@@ -299,12 +242,7 @@ async fn verify_signup_answers_invalid_code_for_every_failure() {
     ];
     let mut bodies = Vec::new();
     for (why, email, code) in cases {
-        let response = app
-            .post(
-                "/v1/signup/verify",
-                &json!({"email": email, "code": code, "password": PASSWORD}),
-            )
-            .await;
+        let response = app.verify_signup(email, code, PASSWORD).await;
 
         assert_eq!(response.status().as_u16(), 400, "{why}");
         bodies.push(assert_problem(response, 400, "invalid_code").await);
@@ -314,19 +252,9 @@ async fn verify_signup_answers_invalid_code_for_every_failure() {
         "one answer for all: {bodies:?}"
     );
     // The right code still works (a wrong one counted, but the limit is 5).
-    let right = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
-        )
-        .await;
+    let right = app.verify_signup("ada@example.com", &code, PASSWORD).await;
     assert_eq!(right.status().as_u16(), 200);
-    let again = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
-        )
-        .await;
+    let again = app.verify_signup("ada@example.com", &code, PASSWORD).await;
     assert_problem(again, 400, "invalid_code").await;
 }
 
@@ -337,10 +265,7 @@ async fn a_weak_password_with_a_wrong_code_is_an_invalid_code_not_a_judged_passw
     let wrong = if code == "000000" { "111111" } else { "000000" };
 
     let response = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": wrong, "password": "password1"}),
-        )
+        .verify_signup("ada@example.com", wrong, "password1")
         .await;
 
     assert_problem(response, 400, "invalid_code").await;
@@ -352,18 +277,10 @@ async fn a_password_refused_at_verify_does_not_use_up_the_code() {
     let code = app.signup_code("ada@example.com", PASSWORD).await;
 
     let weak = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": code, "password": "password1"}),
-        )
+        .verify_signup("ada@example.com", &code, "password1")
         .await;
     let body = assert_problem(weak, 422, "validation_failed").await;
-    let strong = app
-        .post(
-            "/v1/signup/verify",
-            &json!({"email": "ada@example.com", "code": code, "password": PASSWORD}),
-        )
-        .await;
+    let strong = app.verify_signup("ada@example.com", &code, PASSWORD).await;
 
     assert_eq!(body["errors"][0]["field"], "password");
     assert_eq!(body["errors"][0]["code"], "too_weak");
@@ -382,9 +299,7 @@ async fn login_answers_the_same_for_unknown_unverified_and_wrong_password() {
         ("pending@example.com", PASSWORD),
         ("ada@example.com", "not the password at all"),
     ] {
-        let response = app
-            .post("/v1/login", &json!({"email": email, "password": password}))
-            .await;
+        let response = app.login(email, password).await;
         answers.push(observable(response).await);
     }
 
@@ -392,12 +307,7 @@ async fn login_answers_the_same_for_unknown_unverified_and_wrong_password() {
     assert_eq!(answers[0].2["code"], "invalid_credentials");
     assert_eq!(answers[0], answers[1], "unknown vs never verified");
     assert_eq!(answers[0], answers[2], "unknown vs wrong password");
-    let right = app
-        .post(
-            "/v1/login",
-            &json!({"email": "ADA@example.com ", "password": PASSWORD}),
-        )
-        .await;
+    let right = app.login("ADA@example.com ", PASSWORD).await;
     assert_eq!(right.status().as_u16(), 200);
 }
 
@@ -412,12 +322,7 @@ async fn weak_passwords_are_refused_at_signup_with_reasons_and_send_nothing() {
         (&*"x".repeat(1025), "too_long"),
     ];
     for (password, code) in cases {
-        let response = app
-            .post(
-                "/v1/signup",
-                &json!({"email": "ada@example.com", "password": password}),
-            )
-            .await;
+        let response = app.signup("ada@example.com", password).await;
 
         let body = assert_problem(response, 422, "validation_failed").await;
         assert_eq!(body["errors"][0]["field"], "password", "{password}");
@@ -428,7 +333,12 @@ async fn weak_passwords_are_refused_at_signup_with_reasons_and_send_nothing() {
                 .is_some_and(|m| !m.is_empty())
         );
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Answered after any outbox row would have been committed: an empty outbox sends nothing.
+    let queued = entity::email_outbox::Entity::find()
+        .count(&app.connect_db().await)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0, "no email queued, not even a void one");
     assert!(app.smtp.received().is_empty());
 }
 

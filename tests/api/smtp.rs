@@ -82,6 +82,7 @@ impl Handler for Sink {
     }
 
     fn data_end(&mut self) -> Response {
+        // A real wait on purpose: a slow server, so a test can act while a message is sent.
         std::thread::sleep(self.delay);
         let received = Received {
             to: std::mem::take(&mut self.to),
@@ -172,6 +173,7 @@ impl SmtpSink {
                 "{} of {count} messages arrived within {timeout:?}",
                 received.len()
             );
+            // Polling: messages arrive on the sender's own time.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -195,6 +197,7 @@ impl SmtpSink {
                 tokio::time::Instant::now() < deadline,
                 "message {n} to {address} never arrived"
             );
+            // Polling: messages arrive on the sender's own time.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -214,6 +217,7 @@ impl SmtpSink {
                 tokio::time::Instant::now() < deadline,
                 "no message to {address} within {timeout:?}"
             );
+            // Polling: messages arrive on the sender's own time.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -9,7 +9,7 @@ use codeward::config::Config;
 use entity::otp_codes;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{run_codeward, spawn_app};
 
 /// Each top-level module of `src/` and its layer; a module may import only from its own layer
 /// or the ones below.
@@ -281,11 +281,7 @@ fn check_config_shows_every_setting_the_command_line_defines() {
         .collect();
     assert!(defined.len() >= 48, "{defined:?}");
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_codeward"))
-        .arg("check-config")
-        .env_clear()
-        .output()
-        .expect("run codeward");
+    let output = run_codeward(&["check-config"], &[]);
 
     assert!(output.status.success(), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
