@@ -1,6 +1,8 @@
 //! Tag `session`: sign in, rotate tokens, list and revoke sessions.
 
 use chrono::{DateTime, Utc};
+use entity::users;
+use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use crate::app::{AuthUser, Error, IssuedSession, Services};
@@ -87,19 +89,42 @@ pub async fn login(
     };
     limits.login_succeeded(&services.db, email).await?;
     let txn = db::begin_write(&services.db).await?;
+    let session = sign_in(
+        services,
+        &txn,
+        now,
+        user,
+        device_name,
+        requester,
+        Event::Login,
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
+    Ok(Login::SignedIn(session))
+}
+
+/// Starts a session for `user` inside the caller's transaction and records it as `event`.
+pub(super) async fn sign_in(
+    services: &Services,
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    user: users::Model,
+    device_name: Option<String>,
+    requester: &Requester,
+    event: Event,
+) -> Result<IssuedSession, Error> {
     let lifetimes = &services.sessions;
-    let session = sessions::start(&txn, now, lifetimes, user, device_name, requester).await?;
+    let session = sessions::start(txn, now, lifetimes, user, device_name, requester).await?;
     let entry = Entry {
-        event: Event::Login,
+        event,
         outcome: Outcome::Success,
         user_id: Some(session.user.id),
         session_id: Some(session.session_id),
         requester,
     };
-    audit::record(&txn, now, entry).await?;
-    txn.commit().await?;
-    tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
-    Ok(Login::SignedIn(session))
+    audit::record(txn, now, entry).await?;
+    Ok(session)
 }
 
 /// Swaps a refresh token for a new pair; `None` is a token that is not even well-formed.

@@ -6,12 +6,12 @@ use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use uuid::Uuid;
 
 use crate::app::code_request::{AttemptFor, attempt_code, send_code, take_code_send};
+use crate::app::session::sign_in;
 use crate::app::{Error, IssuedSession, Services};
 use crate::core::accounts::{find_account, find_user};
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::codes::CodeRecipient;
 use crate::core::mail::{Email, Message};
-use crate::core::sessions;
 use crate::domain::{EmailAddress, FieldProblem, OtpCode, PendingPassword, Purpose, Requester};
 use crate::infra::db;
 
@@ -213,16 +213,8 @@ pub async fn verify_signup(
     active.email_verified_at = Set(Some(now));
     active.updated_at = Set(now);
     let user = active.update(&txn).await?;
-    let lifetimes = &services.sessions;
-    let session = sessions::start(&txn, now, lifetimes, user, device_name, requester).await?;
-    let entry = Entry {
-        event: Event::Verification,
-        outcome: Outcome::Success,
-        user_id: Some(session.user.id),
-        session_id: Some(session.session_id),
-        requester,
-    };
-    audit::record(&txn, now, entry).await?;
+    let event = Event::Verification;
+    let session = sign_in(services, &txn, now, user, device_name, requester, event).await?;
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "verified", "verify_signup");
     Ok(VerifySignup::SignedIn(session))

@@ -199,12 +199,9 @@ impl PasswordApi {
         body: Json<ForgotPasswordRequest>,
     ) -> Result<CodeSentResponse, ApiError<Public>> {
         let requester = guard::limited(&state, request, Group::SendCode)?;
-        let email = match EmailAddress::parse(&body.email) {
+        let email = match FieldCheck::one(EmailAddress::parse(&body.email)) {
             Ok(email) => email,
-            Err(problem) => {
-                let refused = ProblemJson::validation(vec![problem]);
-                return Ok(CodeSentResponse::ValidationFailed(refused));
-            }
+            Err(refused) => return Ok(CodeSentResponse::ValidationFailed(refused)),
         };
         password::forgot_password(&state, &email, &requester).await?;
         Ok(CodeSentResponse::accepted(
@@ -231,12 +228,9 @@ impl PasswordApi {
         body: Json<CheckResetCodeRequest>,
     ) -> Result<CheckResetCodeResponse, ApiError<CodeCheck>> {
         let requester = guard::limited(&state, request, Group::VerifyCode)?;
-        let email = match EmailAddress::parse(&body.email) {
+        let email = match FieldCheck::one(EmailAddress::parse(&body.email)) {
             Ok(email) => email,
-            Err(problem) => {
-                let refused = ProblemJson::validation(vec![problem]);
-                return Ok(CheckResetCodeResponse::ValidationFailed(refused));
-            }
+            Err(refused) => return Ok(CheckResetCodeResponse::ValidationFailed(refused)),
         };
         let code = OtpCode::parse(&body.code);
         let outcome = password::check_reset_code(&state, &email, code, &requester).await?;
@@ -298,12 +292,12 @@ impl PasswordApi {
         body: Json<ChangePasswordRequest>,
     ) -> Result<ChangePasswordResponse, ApiError<SignedInHashing>> {
         let requester = guard::limited(&state, request, Group::Login)?;
-        let current = match PasswordAttempt::parse(&body.current_password, "current_password") {
+        let current = match FieldCheck::one(PasswordAttempt::parse(
+            &body.current_password,
+            "current_password",
+        )) {
             Ok(current) => current,
-            Err(problem) => {
-                let refused = ProblemJson::validation(vec![problem]);
-                return Ok(ChangePasswordResponse::ValidationFailed(refused));
-            }
+            Err(refused) => return Ok(ChangePasswordResponse::ValidationFailed(refused)),
         };
         let new_password = &body.new_password;
         let outcome =

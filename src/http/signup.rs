@@ -169,12 +169,9 @@ impl SignupApi {
         body: Json<ResendRequest>,
     ) -> Result<CodeSentResponse, ApiError<Public>> {
         let requester = guard::limited(&state, request, Group::SendCode)?;
-        let email = match EmailAddress::parse(&body.email) {
+        let email = match FieldCheck::one(EmailAddress::parse(&body.email)) {
             Ok(email) => email,
-            Err(problem) => {
-                let refused = ProblemJson::validation(vec![problem]);
-                return Ok(CodeSentResponse::ValidationFailed(refused));
-            }
+            Err(refused) => return Ok(CodeSentResponse::ValidationFailed(refused)),
         };
         signup::resend_signup_code(&state, &email, &requester).await?;
         Ok(CodeSentResponse::accepted(

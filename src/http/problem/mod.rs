@@ -293,6 +293,11 @@ impl ProblemJson {
 pub struct FieldCheck(Vec<FieldProblem>);
 
 impl FieldCheck {
+    /// The one field of a request, or the 422 naming its refusal.
+    pub fn one<T>(parsed: Result<T, FieldProblem>) -> Result<T, ProblemJson> {
+        parsed.map_err(|problem| ProblemJson::validation(vec![problem]))
+    }
+
     /// The parsed value, or `None` with its refusal noted.
     pub fn check<T>(&mut self, parsed: Result<T, FieldProblem>) -> Option<T> {
         parsed.map_err(|problem| self.0.push(problem)).ok()
