@@ -12,7 +12,7 @@ use crate::http::middleware::{WakeOutbox, wake_outbox};
 /// a real account's rows are colder in the CPU and database caches than the decoys', and a
 /// pending account's resend revokes the code it had. Tens to hundreds of microseconds, which a
 /// few hundred samples can pick up. So the answer waits for the next multiple of
-/// `CODEWARD_EQUAL_TIME_STEP_MS` since the operation began, on `crate::timer`: below the
+/// `CODEWARD_EQUAL_TIME_STEP_MS` since the operation began, on `infra::timer`: below the
 /// step, how long the work took does not show.
 ///
 /// The email worker is woken only after the wait (`wake_outbox` around it): woken during the
@@ -36,7 +36,7 @@ impl<E: Endpoint<Output = Response>> Endpoint for EqualTime<E> {
         });
         let result = self.next.call(request).await;
         if let Some(state) = &state {
-            // Not tokio's timer: see `timer` for why its wake-up time gives the work away.
+            // Not tokio's timer: see `infra::timer` for why its wake-up time gives the work away.
             let deadline = started + on_grid(started.elapsed(), step);
             state.timer.sleep_until(deadline).await;
         }
