@@ -30,7 +30,7 @@ enum SharedAnswer {
 }
 
 /// One of the answers `ApiError` can declare, in the order the spec lists them.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shared {
     /// 400 `invalid_request`, which the framework answers for a malformed body. Not for an
     /// operation whose own 400 says more (`invalid_code`).
@@ -140,8 +140,27 @@ impl<S> fmt::Debug for ApiError<S> {
     }
 }
 
-impl<S> IntoResponse for ApiError<S> {
+impl SharedAnswer {
+    /// Which declaration this answer needs (a 500 needs none: every operation declares it).
+    fn declared_as(&self) -> Option<Shared> {
+        match self {
+            Self::Unauthorized => Some(Shared::Unauthorized),
+            Self::RateLimited(_) => Some(Shared::RateLimited),
+            Self::Overloaded => Some(Shared::Overloaded),
+            Self::Internal(_) => None,
+        }
+    }
+}
+
+impl<S: Shares> IntoResponse for ApiError<S> {
     fn into_response(self) -> Response {
+        // The type says what the spec promises; an answer outside it is a bug the tests catch.
+        if let Some(kind) = self.answer.declared_as() {
+            debug_assert!(
+                S::ANSWERS.contains(&kind),
+                "an operation answered {kind:?}, which its spec does not declare"
+            );
+        }
         match self.answer {
             SharedAnswer::Unauthorized => UnauthorizedAnswer::Unauthorized(
                 ProblemJson(Problem::new(
@@ -169,7 +188,7 @@ impl<S> IntoResponse for ApiError<S> {
     }
 }
 
-impl<S> From<ApiError<S>> for poem::Error {
+impl<S: Shares> From<ApiError<S>> for poem::Error {
     fn from(error: ApiError<S>) -> Self {
         // A ready answer: `error_to_problem` passes it through as it is.
         poem::Error::from_response(error.into_response())
