@@ -55,7 +55,7 @@ impl Application {
         let templates = Templates::load(config.template_dir.as_deref())?;
         let transport = Transport::from_config(&config)?;
         let outbox = OutboxSignal::default();
-        let metrics = crate::infra::metrics::Metrics::default();
+        let metrics = crate::infra::metrics::Metrics::new(config.metrics_cache());
         let worker = Worker {
             db: db.clone(),
             transport: Arc::new(transport),
@@ -145,7 +145,7 @@ impl Application {
             let endpoint = poem::endpoint::make(move |_| {
                 let services = services.clone();
                 async move {
-                    services.metrics.render(&services.db).await.map_err(|e| {
+                    crate::app::ops::metrics(&services).await.map_err(|e| {
                         poem::Error::from(crate::http::problem::InternalError::from(e))
                     })
                 }

@@ -48,9 +48,16 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
-    /// Serve `/metrics` on this address instead of the main listener (keep it private).
+    /// Serve `/metrics` on this address instead of the main listener (keep it private). In
+    /// production the main listener never serves them, so this is the only way to scrape.
     #[arg(long, env = "CODEWARD_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// Seconds the gauges read from the database (outbox depth and age, active sessions) are
+    /// reused, so scrapes cost at most one set of queries per window; 0 reads them every time.
+    #[arg(long, env = "CODEWARD_METRICS_CACHE_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=300), global = true)]
+    pub metrics_cache_secs: u64,
 
     /// Database URL: sqlite://…, postgres://… or mysql://… (MariaDB too).
     #[arg(
@@ -375,6 +382,17 @@ impl Config {
 
     pub fn audit_retention(&self) -> chrono::Duration {
         seconds(self.audit_retention_secs)
+    }
+
+    pub fn metrics_cache(&self) -> chrono::Duration {
+        seconds(self.metrics_cache_secs)
+    }
+
+    /// Whether the main (public) listener serves `/metrics`: only in development, and only
+    /// while no listener of their own is set. In production a scrape would let anyone watch
+    /// counters move with their own requests.
+    pub fn metrics_on_main_listener(&self) -> bool {
+        self.metrics_listen.is_none() && self.environment == Environment::Development
     }
 }
 
