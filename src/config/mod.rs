@@ -326,6 +326,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
     pub housekeeping_interval_secs: u64,
 
+    /// Seconds between two sweeps that forget client IPs whose per-IP quota is full again, so
+    /// memory follows the active clients; runs whatever the housekeeping interval.
+    #[arg(long, env = "CODEWARD_IP_QUOTA_PRUNE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub ip_quota_prune_secs: u64,
+
     /// Rows one housekeeping statement deletes at most, so none holds locks for long.
     #[arg(long, env = "CODEWARD_PURGE_BATCH_SIZE", default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]

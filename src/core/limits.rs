@@ -135,6 +135,7 @@ impl IpLimits {
     pub fn retain_recent(&self) {
         for limiter in self.all() {
             limiter.limiter.retain_recent();
+            limiter.limiter.shrink_to_fit();
         }
     }
 
