@@ -316,6 +316,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(3600..=3660 * 86_400), global = true)]
     pub retention_secs: u64,
 
+    /// Seconds an account whose address was never verified is kept after its last sign-up
+    /// and its last code; then housekeeping removes it with its codes and budgets.
+    #[arg(long, env = "CODEWARD_UNVERIFIED_RETENTION_SECS", default_value_t = 7 * 86_400,
+          value_parser = clap::value_parser!(u64).range(3600..=3660 * 86_400), global = true)]
+    pub unverified_retention_secs: u64,
+
     /// Seconds audit events are kept (what `GET /v1/me/activity` can show).
     #[arg(long, env = "CODEWARD_AUDIT_RETENTION_SECS", default_value_t = 365 * 86_400,
           value_parser = clap::value_parser!(u64).range(86_400..=3660 * 86_400), global = true)]
@@ -388,6 +394,10 @@ impl Config {
 
     pub fn audit_retention(&self) -> chrono::Duration {
         seconds(self.audit_retention_secs)
+    }
+
+    pub fn unverified_retention(&self) -> chrono::Duration {
+        seconds(self.unverified_retention_secs)
     }
 
     pub fn metrics_cache(&self) -> chrono::Duration {
