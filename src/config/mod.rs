@@ -310,6 +310,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(60..=3660 * 86_400), global = true)]
     pub session_max_secs: u64,
 
+    /// Live sessions one user may have; a new sign-in past this revokes the least recently
+    /// used one.
+    #[arg(long, env = "CODEWARD_MAX_SESSIONS_PER_USER", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000), global = true)]
+    pub max_sessions_per_user: u64,
+
     /// Seconds finished rows are kept (used codes, ended sessions, sent or dead emails)
     /// before housekeeping removes them.
     #[arg(long, env = "CODEWARD_RETENTION_SECS", default_value_t = 7 * 86_400,
