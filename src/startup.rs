@@ -55,7 +55,7 @@ impl Application {
         let templates = Templates::load(config.template_dir.as_deref())?;
         let transport = Transport::from_config(&config)?;
         let outbox = OutboxSignal::default();
-        let metrics = crate::infra::metrics::Metrics::default();
+        let metrics = crate::infra::metrics::Metrics::new(config.metrics_cache());
         let worker = Worker {
             db: db.clone(),
             transport: Arc::new(transport),
@@ -139,13 +139,15 @@ impl Application {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let (stop_worker, stop) = tokio::sync::watch::channel(false);
         let housekeeping = tokio::spawn(housekeeping_loop(self.services.clone(), stop.clone()));
+        let ip_quota_pruning =
+            tokio::spawn(ip_quota_prune_loop(self.services.clone(), stop.clone()));
         let metrics_server = self.metrics_acceptor.map(|(acceptor, addr)| {
             tracing::info!(%addr, "metrics listening");
             let services = self.services.clone();
             let endpoint = poem::endpoint::make(move |_| {
                 let services = services.clone();
                 async move {
-                    services.metrics.render(&services.db).await.map_err(|e| {
+                    crate::app::ops::metrics(&services).await.map_err(|e| {
                         poem::Error::from(crate::http::problem::InternalError::from(e))
                     })
                 }
@@ -162,6 +164,7 @@ impl Application {
         let _ = stop_worker.send(true);
         // A purge in progress is cut short; it deletes in batches, so nothing is half done.
         housekeeping.abort();
+        ip_quota_pruning.abort();
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
         }
@@ -177,8 +180,8 @@ impl Application {
     }
 }
 
-/// Purges finished rows and forgets idle per-IP quotas, every
-/// `CODEWARD_HOUSEKEEPING_INTERVAL_SECS` (never when 0), until `stop`.
+/// Purges finished rows every `CODEWARD_HOUSEKEEPING_INTERVAL_SECS` (never when 0), until
+/// `stop`.
 async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let interval = services.config.housekeeping_interval_secs;
     if interval == 0 {
@@ -190,13 +193,27 @@ async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Rec
             () = tokio::time::sleep(Duration::from_secs(interval)) => {}
             _ = stop.changed() => return,
         }
-        services.ip_limits.retain_recent();
         match crate::core::housekeeping::purge(&services.db, services.clock.now(), &retention).await
         {
             Ok(purged) if purged.total() > 0 => tracing::info!(?purged, "housekeeping"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "housekeeping failed; retrying next time"),
         }
+    }
+}
+
+/// Forgets client IPs whose per-IP quota is full again, every `CODEWARD_IP_QUOTA_PRUNE_SECS`,
+/// until `stop`. A timer of its own: the map lives in this process's memory and grows with
+/// every new client IP, whether or not housekeeping runs here (it may be off, with
+/// `codeward purge` run from cron, which cannot reach this memory).
+async fn ip_quota_prune_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = Duration::from_secs(services.config.ip_quota_prune_secs);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        services.ip_limits.retain_recent();
     }
 }
 

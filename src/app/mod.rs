@@ -4,6 +4,7 @@
 
 pub mod account;
 mod code_request;
+pub mod ops;
 pub mod password;
 pub mod session;
 pub mod signup;

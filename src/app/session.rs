@@ -6,7 +6,7 @@ use sea_orm::DatabaseTransaction;
 use uuid::Uuid;
 
 use crate::app::{AuthUser, Error, IssuedSession, Services};
-use crate::core::accounts::find_user;
+use crate::core::accounts::{self, find_user};
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::sessions::{self, RevokeReason, Rotation};
 use crate::domain::{EmailAddress, PasswordAttempt, RefreshToken, Requester};
@@ -88,7 +88,13 @@ pub async fn login(
         return Ok(Login::InvalidCredentials);
     };
     limits.login_succeeded(&services.db, email).await?;
+    let rehashed = rehash(services, &user, password).await;
     let txn = db::begin_write(&services.db).await?;
+    if let Some((old, new)) = rehashed
+        && accounts::rehash_password(&txn, user.id, &old, new).await?
+    {
+        tracing::info!(user_id = %user.id, "password rehashed with the current parameters");
+    }
     let session = sign_in(
         services,
         &txn,
@@ -102,6 +108,28 @@ pub async fn login(
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
     Ok(Login::SignedIn(session))
+}
+
+/// The user's stored hash and a new one of the same password, when the stored one was made
+/// with other argon2 parameters than the current ones: the right password was just given, the
+/// only moment it can be rehashed. Hashed before any transaction opens. A full hashing queue
+/// skips it (the sign-in still succeeds; the next one rehashes).
+async fn rehash(
+    services: &Services,
+    user: &users::Model,
+    password: &PasswordAttempt,
+) -> Option<(String, String)> {
+    let old = user
+        .password_hash
+        .clone()
+        .filter(|old| services.passwords.needs_rehash(old))?;
+    match services.passwords.hash(password.expose()).await {
+        Ok(new) => Some((old, new)),
+        Err(error) => {
+            tracing::warn!(user_id = %user.id, %error, "password not rehashed; the next sign-in will");
+            None
+        }
+    }
 }
 
 /// Starts a session for `user` inside the caller's transaction and records it as `event`.

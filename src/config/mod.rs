@@ -48,9 +48,16 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
-    /// Serve `/metrics` on this address instead of the main listener (keep it private).
+    /// Serve `/metrics` on this address instead of the main listener (keep it private). In
+    /// production the main listener never serves them, so this is the only way to scrape.
     #[arg(long, env = "CODEWARD_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// Seconds the gauges read from the database (outbox depth and age, active sessions) are
+    /// reused, so scrapes cost at most one set of queries per window; 0 reads them every time.
+    #[arg(long, env = "CODEWARD_METRICS_CACHE_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=300), global = true)]
+    pub metrics_cache_secs: u64,
 
     /// Database URL: sqlite://…, postgres://… or mysql://… (MariaDB too).
     #[arg(
@@ -303,11 +310,23 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(60..=3660 * 86_400), global = true)]
     pub session_max_secs: u64,
 
+    /// Live sessions one user may have; a new sign-in past this revokes the least recently
+    /// used one.
+    #[arg(long, env = "CODEWARD_MAX_SESSIONS_PER_USER", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000), global = true)]
+    pub max_sessions_per_user: u64,
+
     /// Seconds finished rows are kept (used codes, ended sessions, sent or dead emails)
     /// before housekeeping removes them.
     #[arg(long, env = "CODEWARD_RETENTION_SECS", default_value_t = 7 * 86_400,
           value_parser = clap::value_parser!(u64).range(3600..=3660 * 86_400), global = true)]
     pub retention_secs: u64,
+
+    /// Seconds an account whose address was never verified is kept after its last sign-up
+    /// and its last code; then housekeeping removes it with its codes and budgets.
+    #[arg(long, env = "CODEWARD_UNVERIFIED_RETENTION_SECS", default_value_t = 7 * 86_400,
+          value_parser = clap::value_parser!(u64).range(3600..=3660 * 86_400), global = true)]
+    pub unverified_retention_secs: u64,
 
     /// Seconds audit events are kept (what `GET /v1/me/activity` can show).
     #[arg(long, env = "CODEWARD_AUDIT_RETENTION_SECS", default_value_t = 365 * 86_400,
@@ -318,6 +337,12 @@ pub struct Config {
     #[arg(long, env = "CODEWARD_HOUSEKEEPING_INTERVAL_SECS", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
     pub housekeeping_interval_secs: u64,
+
+    /// Seconds between two sweeps that forget client IPs whose per-IP quota is full again, so
+    /// memory follows the active clients; runs whatever the housekeeping interval.
+    #[arg(long, env = "CODEWARD_IP_QUOTA_PRUNE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub ip_quota_prune_secs: u64,
 
     /// Rows one housekeeping statement deletes at most, so none holds locks for long.
     #[arg(long, env = "CODEWARD_PURGE_BATCH_SIZE", default_value_t = 500,
@@ -375,6 +400,21 @@ impl Config {
 
     pub fn audit_retention(&self) -> chrono::Duration {
         seconds(self.audit_retention_secs)
+    }
+
+    pub fn unverified_retention(&self) -> chrono::Duration {
+        seconds(self.unverified_retention_secs)
+    }
+
+    pub fn metrics_cache(&self) -> chrono::Duration {
+        seconds(self.metrics_cache_secs)
+    }
+
+    /// Whether the main (public) listener serves `/metrics`: only in development, and only
+    /// while no listener of their own is set. In production a scrape would let anyone watch
+    /// counters move with their own requests.
+    pub fn metrics_on_main_listener(&self) -> bool {
+        self.metrics_listen.is_none() && self.environment == Environment::Development
     }
 }
 

@@ -115,6 +115,14 @@ impl Config {
                     .to_owned(),
             );
         }
+        if production && self.metrics_listen.is_none() {
+            warnings.push(
+                "CODEWARD_METRICS_LISTEN is unset: in production /metrics is never served on the \
+                 main listener, so no metrics are served; set it to a private address to scrape \
+                 them"
+                    .to_owned(),
+            );
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             problems.push(format!("CODEWARD_LOG is not a valid filter: {error}"));
         }

@@ -79,3 +79,22 @@ pub async fn by_id<C: ConnectionTrait>(
         .await?
         .map(Account::from))
 }
+
+/// Replaces the user's password hash with `new`, an equivalent one (same password, current
+/// parameters), unless the hash changed since it was read as `old`: a password changed
+/// meanwhile is never overwritten with the previous one. `false` when it had changed.
+pub async fn rehash_password<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    old: &str,
+    new: String,
+) -> Result<bool, sea_orm::DbErr> {
+    use sea_orm::sea_query::Expr;
+    let replaced = users::Entity::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(new))
+        .filter(users::Column::Id.eq(user_id))
+        .filter(users::Column::PasswordHash.eq(old))
+        .exec(db)
+        .await?;
+    Ok(replaced.rows_affected == 1)
+}

@@ -50,6 +50,9 @@ pub enum Outcome {
     SessionRevoked,
     /// This many other sessions were ended.
     Revoked(u64),
+    /// A new sign-in took the place of this session, the user's least recently used one, at
+    /// the cap of live sessions per user.
+    SessionLimit,
 }
 
 impl Outcome {
@@ -62,6 +65,7 @@ impl Outcome {
             Self::WrongPassword => "wrong_password".to_owned(),
             Self::SessionRevoked => "session_revoked".to_owned(),
             Self::Revoked(count) => format!("{count} revoked"),
+            Self::SessionLimit => "session_limit".to_owned(),
         }
     }
 }

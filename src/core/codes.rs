@@ -133,7 +133,6 @@ impl CodeEngine {
         let email = self.issue_rows(txn, now, purpose, &to, requester).await?;
         if to.user_id.is_some() {
             outbox::enqueue(txn, email, now).await?;
-            self.metrics.code(purpose.name(), "issued");
         } else {
             outbox::enqueue_void(txn, email, now).await?;
         }
@@ -187,7 +186,9 @@ impl CodeEngine {
     /// The code statements: revoke the older live codes, insert the new code, make sure the
     /// failure budget exists (for accounts made before `create_budgets`; the upsert changes
     /// nothing otherwise). For nobody they run on a fresh id (the revoke matches nothing, the
-    /// code is born revoked) and the upsert on a decoy's budget.
+    /// code is born revoked) and the upsert on a decoy's budget. Counted as `issued` on every
+    /// path, void codes included: a count that moved for accounts only would tell anyone who
+    /// can read the metrics which addresses have one.
     async fn issue_rows<C: ConnectionTrait>(
         &self,
         txn: &C,
@@ -248,6 +249,7 @@ impl CodeEngine {
         .do_nothing()
         .exec(txn)
         .await?;
+        self.metrics.code(purpose.name(), "issued");
         let message = match purpose {
             Purpose::VerifyEmail => Message::VerifyEmail,
             Purpose::ResetPassword => Message::ResetPassword,
@@ -277,7 +279,27 @@ impl CodeEngine {
     /// autocommit statements: a wrong attempt stays counted whatever the caller does next.
     /// Without a user (unknown address), the same reads and writes hit the decoy's rows and
     /// change nothing, so a guess costs the same time whether or not the account exists.
+    ///
+    /// Every attempt that does not match counts as `failed`, whatever stopped it (wrong digits,
+    /// an expired, used-up or missing code, the budget, an unknown address): counting only
+    /// some of them would tell an unknown address from an account whose code has expired.
     pub async fn attempt<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        now: DateTime<Utc>,
+        user_id: Option<Uuid>,
+        purpose: Purpose,
+        code: &OtpCode,
+    ) -> Result<Option<Matched>, DbErr> {
+        let matched = self.try_code(db, now, user_id, purpose, code).await?;
+        if matched.is_none() {
+            self.metrics.code(purpose.name(), "failed");
+        }
+        Ok(matched)
+    }
+
+    /// `attempt` without the count.
+    async fn try_code<C: ConnectionTrait>(
         &self,
         db: &C,
         now: DateTime<Utc>,
@@ -344,7 +366,6 @@ impl CodeEngine {
                 })
             });
         if !matches || is_decoy {
-            self.metrics.code(purpose.name(), "failed");
             return Ok(None);
         }
         self.refund_budget(db, user_id, purpose).await?;

@@ -24,6 +24,8 @@ pub struct Retention {
     pub rotated_refresh_tokens: chrono::Duration,
     /// Audit events.
     pub audit: chrono::Duration,
+    /// Accounts never verified, counted from their last sign-up and their newest code.
+    pub unverified: chrono::Duration,
     pub batch_size: u64,
 }
 
@@ -33,6 +35,7 @@ impl Retention {
             finished: config.retention(),
             rotated_refresh_tokens: config.refresh_token_idle(),
             audit: config.audit_retention(),
+            unverified: config.unverified_retention(),
             batch_size: config.purge_batch_size,
         }
     }
@@ -41,6 +44,7 @@ impl Retention {
 /// Rows removed by one purge, per table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Purged {
+    pub users: u64,
     pub otp_codes: u64,
     pub otp_budgets: u64,
     pub sessions: u64,
@@ -52,8 +56,9 @@ pub struct Purged {
 
 impl Purged {
     /// Rows removed per table, every table once: what `codeward purge` prints and `total` sums.
-    pub fn by_table(&self) -> [(&'static str, u64); 7] {
+    pub fn by_table(&self) -> [(&'static str, u64); 8] {
         [
+            ("users", self.users),
             ("otp_codes", self.otp_codes),
             ("otp_budgets", self.otp_budgets),
             ("sessions", self.sessions),
@@ -77,6 +82,10 @@ pub async fn purge<C: ConnectionTrait>(
 ) -> Result<Purged, DbErr> {
     let before = now - retention.finished;
     let batch = retention.batch_size;
+
+    // Accounts never verified, with their codes and budgets, first: their expired codes then
+    // need no second pass.
+    let unverified = purge_unverified(db, now, now - retention.unverified, batch).await?;
 
     // Codes: expired, used or replaced, and past retention; void ones (written for an address
     // no account has, without the address) at once. The decoy's rows stay.
@@ -190,14 +199,91 @@ pub async fn purge<C: ConnectionTrait>(
     .await?;
 
     Ok(Purged {
-        otp_codes,
-        otp_budgets,
+        users: unverified.users,
+        otp_codes: otp_codes + unverified.otp_codes,
+        otp_budgets: otp_budgets + unverified.otp_budgets,
         audit_events,
         sessions,
         refresh_tokens,
         email_outbox,
         rate_counters,
     })
+}
+
+/// Deletes, `batch` at a time, the accounts whose address was never verified and that have
+/// been left alone since `before`: their last sign-up (`updated_at`, which a new sign-up for
+/// the address rewrites) is older, and none of their codes was issued since or still lives (a
+/// resend keeps the account too). Their codes and failure budgets go with them. Nobody can
+/// sign in to such an account, and a new sign-up for the address starts a new one.
+///
+/// The delete repeats the condition, so an account that a sign-up refreshed between the read
+/// and the delete stays; its codes and budgets are deleted only once no account has their
+/// user id.
+async fn purge_unverified<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    before: DateTime<Utc>,
+    batch: u64,
+) -> Result<Purged, DbErr> {
+    let recent_code = Query::select()
+        .expr(Expr::val(1))
+        .from(otp_codes::Entity)
+        .and_where(
+            Expr::col((otp_codes::Entity, otp_codes::Column::UserId))
+                .equals((users::Entity, users::Column::Id)),
+        )
+        .cond_where(
+            Condition::any()
+                .add(Expr::col((otp_codes::Entity, otp_codes::Column::CreatedAt)).gte(before))
+                .add(Expr::col((otp_codes::Entity, otp_codes::Column::ExpiresAt)).gt(now)),
+        )
+        .to_owned();
+    let abandoned = Condition::all()
+        .add(users::Column::EmailVerifiedAt.is_null())
+        .add(users::Column::UpdatedAt.lt(before))
+        .add(Expr::exists(recent_code).not());
+    let no_account = || {
+        Query::select()
+            .column(users::Column::Id)
+            .from(users::Entity)
+            .to_owned()
+    };
+    let mut purged = Purged::default();
+    loop {
+        let ids: Vec<uuid::Uuid> = users::Entity::find()
+            .select_only()
+            .column(users::Column::Id)
+            .filter(abandoned.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let read = ids.len() as u64;
+        if read == 0 {
+            return Ok(purged);
+        }
+        purged.users += users::Entity::delete_many()
+            .filter(users::Column::Id.is_in(ids.clone()))
+            .filter(abandoned.clone())
+            .exec(db)
+            .await?
+            .rows_affected;
+        purged.otp_codes += otp_codes::Entity::delete_many()
+            .filter(otp_codes::Column::UserId.is_in(ids.clone()))
+            .filter(Expr::col(otp_codes::Column::UserId).not_in_subquery(no_account()))
+            .exec(db)
+            .await?
+            .rows_affected;
+        purged.otp_budgets += otp_budgets::Entity::delete_many()
+            .filter(otp_budgets::Column::UserId.is_in(ids))
+            .filter(Expr::col(otp_budgets::Column::UserId).not_in_subquery(no_account()))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if read < batch {
+            return Ok(purged);
+        }
+    }
 }
 
 /// Deletes the rows of `E` matching `filter`, `batch` at a time: the keys of a batch are read,

@@ -133,9 +133,19 @@ impl IpLimits {
 
     /// Forgets IPs whose quota is full again, so memory follows the active clients only.
     pub fn retain_recent(&self) {
-        for limiter in [&self.send, &self.verify, &self.login, &self.refresh] {
+        for limiter in self.all() {
             limiter.limiter.retain_recent();
+            limiter.limiter.shrink_to_fit();
         }
+    }
+
+    /// Client IPs held in memory, summed over the groups (an IP in two groups counts twice).
+    pub fn entries(&self) -> usize {
+        self.all().iter().map(|limiter| limiter.limiter.len()).sum()
+    }
+
+    fn all(&self) -> [&IpLimiter; 4] {
+        [&self.send, &self.verify, &self.login, &self.refresh]
     }
 }
 

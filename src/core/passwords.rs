@@ -1,5 +1,7 @@
 //! Password hashing: argon2id off the async runtime, at most one hash per core at a time, with
-//! a bounded queue. Unknown users verify a dummy hash so that they cost the same time.
+//! a bounded queue. Unknown users verify a dummy hash so that they cost the same time; it is
+//! made with the current parameters, and so is every account's hash after its next sign-in
+//! (`needs_rehash`), so a new cost setting does not leave old accounts timing differently.
 
 use std::sync::Arc;
 
@@ -91,6 +93,26 @@ impl Passwords {
             Ok(matches && real)
         })
         .await
+    }
+
+    /// Whether `stored` was made otherwise than a new hash would be (other argon2 memory,
+    /// iterations or lanes, another algorithm or version). Verifying such a hash takes another
+    /// time than the dummy's, so a wrong password would tell that account from an unknown
+    /// address; the caller rehashes it once the password is known to be right. A hash that does
+    /// not even parse verified nothing, so it is left to the caller's failure path.
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        let current = self.argon2.as_ref();
+        let same_params = Params::try_from(&parsed).is_ok_and(|params| {
+            params.m_cost() == current.params.m_cost()
+                && params.t_cost() == current.params.t_cost()
+                && params.p_cost() == current.params.p_cost()
+        });
+        let same_kind = parsed.algorithm == current.algorithm.ident()
+            && parsed.version == Some(u32::from(current.version));
+        !(same_params && same_kind)
     }
 
     async fn run<T: Send + 'static>(
@@ -295,6 +317,37 @@ mod tests {
             Version::V0x13,
             Params::new(m_kib, t, 1, None).unwrap(),
         )
+    }
+
+    fn passwords(m_kib: u32, t: u32) -> Passwords {
+        let config = crate::config::tests::test_config(&[
+            &format!("--argon2-memory-kib={m_kib}"),
+            &format!("--argon2-iterations={t}"),
+        ]);
+        Passwords::from_config(&config, crate::infra::metrics::Metrics::default()).unwrap()
+    }
+
+    #[test]
+    fn only_a_hash_made_otherwise_than_a_new_one_needs_rehashing() {
+        let current = passwords(1024, 2);
+        let same = hash_with(&stock(1024, 2), "correct horse").unwrap();
+        let fewer_iterations = hash_with(&stock(1024, 1), "correct horse").unwrap();
+        let less_memory = hash_with(&stock(512, 2), "correct horse").unwrap();
+        let argon2i = hash_with(
+            &Argon2::new(
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(1024, 2, 1, None).unwrap(),
+            ),
+            "correct horse",
+        )
+        .unwrap();
+
+        assert!(!current.needs_rehash(&same), "{same}");
+        for other in [&fewer_iterations, &less_memory, &argon2i] {
+            assert!(current.needs_rehash(other), "{other}");
+        }
+        assert!(!current.needs_rehash("not a hash"));
     }
 
     /// The kept-buffer hasher is argon2id itself: its hashes verify with the argon2 crate and

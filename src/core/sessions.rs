@@ -6,7 +6,7 @@ use entity::{refresh_tokens, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -39,6 +39,8 @@ pub enum RevokeReason {
     Revoked,
     Replay,
     PasswordChanged,
+    /// A new sign-in past the cap of live sessions per user.
+    SessionLimit,
 }
 
 impl RevokeReason {
@@ -48,16 +50,19 @@ impl RevokeReason {
             Self::Revoked => "revoked",
             Self::Replay => "replay",
             Self::PasswordChanged => "password_changed",
+            Self::SessionLimit => "session_limit",
         }
     }
 }
 
-/// How long tokens and sessions live.
+/// How long tokens and sessions live, and how many live sessions a user may have.
 #[derive(Clone, Copy, Debug)]
 pub struct Lifetimes {
     pub access: chrono::Duration,
     pub refresh_idle: chrono::Duration,
     pub session: chrono::Duration,
+    /// Live sessions per user; a new one past this revokes the least recently used.
+    pub max_per_user: u64,
 }
 
 impl Lifetimes {
@@ -66,6 +71,7 @@ impl Lifetimes {
             access: config.access_token_ttl(),
             refresh_idle: config.refresh_token_idle(),
             session: config.session_max(),
+            max_per_user: config.max_sessions_per_user,
         }
     }
 
@@ -88,7 +94,9 @@ pub enum Rotation {
     Refused,
 }
 
-/// Starts a session for `user` inside the caller's transaction.
+/// Starts a session for `user` inside the caller's transaction. At the cap of live sessions
+/// per user, the least recently used ones are revoked first (and recorded), so a user's
+/// sessions cannot pile up without bound.
 pub async fn start<C: ConnectionTrait>(
     txn: &C,
     now: DateTime<Utc>,
@@ -97,6 +105,7 @@ pub async fn start<C: ConnectionTrait>(
     device_name: Option<String>,
     requester: &Requester,
 ) -> Result<IssuedSession, DbErr> {
+    make_room(txn, now, user.id, lifetimes.max_per_user, requester).await?;
     let access = AccessToken::generate();
     let refresh = RefreshToken::generate();
     let expires_at = now + lifetimes.session;
@@ -129,6 +138,52 @@ pub async fn start<C: ConnectionTrait>(
         refresh_expires_in: (refresh_expires_at - now).num_seconds(),
         user: user.into(),
     })
+}
+
+/// Revokes the user's least recently used live sessions until one more fits under `cap`,
+/// each recorded in the user's activity. The user's row is locked first, so two sign-ins of
+/// one user take turns here: each then counts the other's session, and the cap holds exactly
+/// (on SQLite the caller's write transaction already runs alone, and no lock is written).
+async fn make_room<C: ConnectionTrait>(
+    txn: &C,
+    now: DateTime<Utc>,
+    user_id: Uuid,
+    cap: u64,
+    requester: &Requester,
+) -> Result<(), DbErr> {
+    users::Entity::find_by_id(user_id)
+        .lock_exclusive()
+        .one(txn)
+        .await?;
+    // At most the cap plus the few a lowered setting leaves over, through the user's index.
+    let live: Vec<Uuid> = sessions::Entity::find()
+        .select_only()
+        .column(sessions::Column::Id)
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(now))
+        .filter(sessions::Column::RefreshExpiresAt.gt(now))
+        .order_by_desc(sessions::Column::LastUsedAt)
+        .order_by_desc(sessions::Column::CreatedAt)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let keep = usize::try_from(cap.saturating_sub(1)).unwrap_or(usize::MAX);
+    for &session_id in live.iter().skip(keep) {
+        let condition = sessions::Column::Id.eq(session_id);
+        if revoke_where(txn, now, RevokeReason::SessionLimit, condition).await? == 1 {
+            let entry = Entry {
+                event: Event::SessionRevoked,
+                outcome: Outcome::SessionLimit,
+                user_id: Some(user_id),
+                session_id: Some(session_id),
+                requester,
+            };
+            audit::record(txn, now, entry).await?;
+            tracing::info!(%user_id, %session_id, "session limit: least recently used session revoked");
+        }
+    }
+    Ok(())
 }
 
 async fn insert_refresh_token<C: ConnectionTrait>(

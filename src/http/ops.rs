@@ -50,7 +50,8 @@ pub enum MetricsResponse {
     /// Prometheus text exposition format.
     #[oai(status = 200)]
     Ok(PlainText<String>),
-    /// `not_found`: this instance serves its metrics on `CODEWARD_METRICS_LISTEN` instead.
+    /// `not_found`: metrics are not served on this listener (in production, or when
+    /// `CODEWARD_METRICS_LISTEN` names a listener of their own, which serves them).
     #[oai(status = 404)]
     NotFound(ProblemJson),
 }
@@ -93,19 +94,20 @@ impl OpsApi {
     ///
     /// Requests by operation and status with latency histograms; codes issued, verified and
     /// failed by purpose; email deliveries; outbox depth and oldest pending age; password-hash
-    /// queue depth and wait time; active sessions. Not served here when
-    /// `CODEWARD_METRICS_LISTEN` names a listener of its own.
+    /// queue depth and wait time; active sessions; per-IP quota entries. Served here in
+    /// development only, while `CODEWARD_METRICS_LISTEN` names no listener of their own; in
+    /// production only on that listener, never on the public one.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(&self, state: Data<&AppState>) -> Result<MetricsResponse, InternalError> {
-        if state.config.metrics_listen.is_some() {
+        if !state.config.metrics_on_main_listener() {
             return Ok(MetricsResponse::NotFound(ProblemJson(Problem::new(
                 StatusCode::NOT_FOUND,
                 ProblemCode::NotFound,
-                "Metrics are served on the metrics listener.".to_owned(),
+                "Metrics are not served on this listener.".to_owned(),
             ))));
         }
         Ok(MetricsResponse::Ok(PlainText(
-            state.metrics.render(&state.db).await?,
+            crate::app::ops::metrics(&state).await?,
         )))
     }
 }

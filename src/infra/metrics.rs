@@ -1,10 +1,16 @@
 //! Prometheus metrics: counters and histograms updated as requests and emails happen, and
-//! gauges read from the database at scrape time (so every instance reports the shared truth).
+//! gauges read from the database at scrape time (so every instance reports the shared truth),
+//! at most once per window however often they are scraped.
+//!
+//! No series may depend on whether an account has an address: what a request counts, it counts
+//! alike for an address with and without an account (a code request counts `issued` for the
+//! void code of an unknown address too). Deliveries and the outbox gauges do follow real
+//! emails, which is why production serves `/metrics` on a private listener only.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entity::{email_outbox, sessions};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -60,10 +66,34 @@ struct Inner {
     outbox_depth: Gauge,
     outbox_oldest_seconds: Gauge,
     active_sessions: Gauge,
+    ip_quota_entries: Gauge,
+    /// How long the database gauges are reused.
+    gauge_window: chrono::Duration,
+    /// The database gauges as last read; the lock is held while they are read, so concurrent
+    /// scrapes past the window wait for one reading instead of each running its own.
+    database_gauges: tokio::sync::Mutex<Option<DatabaseGauges>>,
+}
+
+/// The gauges read from the database, and when.
+#[derive(Clone, Copy)]
+struct DatabaseGauges {
+    read_at: DateTime<Utc>,
+    outbox_depth: i64,
+    outbox_oldest_seconds: i64,
+    active_sessions: i64,
 }
 
 impl Default for Metrics {
+    /// Metrics whose database gauges are read at every render: for metrics nobody scrapes
+    /// (placeholders, benchmarks). `serve` builds them with `new`.
     fn default() -> Self {
+        Self::new(chrono::Duration::zero())
+    }
+}
+
+impl Metrics {
+    /// Every metric, with database gauges reused for `gauge_window` after each reading.
+    pub fn new(gauge_window: chrono::Duration) -> Self {
         let mut registry = Registry::with_prefix("codeward");
         let requests = Family::<RequestLabels, Counter>::default();
         let request_seconds = Family::<OperationLabels, Histogram>::new_with_constructor(
@@ -76,6 +106,7 @@ impl Default for Metrics {
         let outbox_depth = Gauge::default();
         let outbox_oldest_seconds = Gauge::default();
         let active_sessions = Gauge::default();
+        let ip_quota_entries = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by operation and status",
@@ -121,6 +152,11 @@ impl Default for Metrics {
             "Sessions neither revoked nor expired",
             active_sessions.clone(),
         );
+        registry.register(
+            "ip_quota_entries",
+            "Client IPs the per-IP quotas of this instance hold in memory, summed over the groups",
+            ip_quota_entries.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             requests,
@@ -132,11 +168,12 @@ impl Default for Metrics {
             outbox_depth,
             outbox_oldest_seconds,
             active_sessions,
+            ip_quota_entries,
+            gauge_window,
+            database_gauges: tokio::sync::Mutex::new(None),
         }))
     }
-}
 
-impl Metrics {
     pub fn request(&self, operation: &str, status: u16, elapsed: Duration) {
         let operation = operation.to_owned();
         self.0
@@ -181,38 +218,76 @@ impl Metrics {
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
-    /// The text exposition, after reading the database-backed gauges.
-    pub async fn render(&self, db: &DatabaseConnection) -> Result<String, RenderError> {
-        let now = Utc::now();
-        let unsent = [email_outbox::Status::Pending, email_outbox::Status::Sending];
-        let depth = email_outbox::Entity::find()
-            .filter(email_outbox::Column::Status.is_in(unsent))
-            .count(db)
-            .await?;
-        let oldest = email_outbox::Entity::find()
-            .filter(email_outbox::Column::Status.is_in(unsent))
-            .order_by_asc(email_outbox::Column::CreatedAt)
-            .one(db)
-            .await?
-            .map_or(0, |row| (now - row.created_at).num_seconds().max(0));
-        let active = sessions::Entity::find()
-            .filter(sessions::Column::RevokedAt.is_null())
-            .filter(sessions::Column::ExpiresAt.gt(now))
-            .filter(sessions::Column::RefreshExpiresAt.gt(now))
-            .count(db)
-            .await?;
+    /// Client IPs the per-IP quotas hold (read from memory at every scrape).
+    pub fn ip_quota_entries(&self, entries: usize) {
         self.0
-            .outbox_depth
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
-        self.0.outbox_oldest_seconds.set(oldest);
+            .ip_quota_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition. The database gauges are those read within the window before `now`,
+    /// or read now: each scrape would otherwise cost three queries, and anyone who can reach
+    /// `/metrics` could make the database run them as fast as they can ask.
+    pub async fn render(
+        &self,
+        db: &DatabaseConnection,
+        now: DateTime<Utc>,
+    ) -> Result<String, RenderError> {
+        let gauges = {
+            let mut last = self.0.database_gauges.lock().await;
+            let fresh = last.filter(|gauges| {
+                let age = now - gauges.read_at;
+                age >= chrono::Duration::zero() && age < self.0.gauge_window
+            });
+            match fresh {
+                Some(gauges) => gauges,
+                None => {
+                    let gauges = read_database_gauges(db, now).await?;
+                    *last = Some(gauges);
+                    gauges
+                }
+            }
+        };
+        self.0.outbox_depth.set(gauges.outbox_depth);
         self.0
-            .active_sessions
-            .set(i64::try_from(active).unwrap_or(i64::MAX));
+            .outbox_oldest_seconds
+            .set(gauges.outbox_oldest_seconds);
+        self.0.active_sessions.set(gauges.active_sessions);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.0.registry)
             .map_err(RenderError::Encoding)?;
         Ok(text)
     }
+}
+
+/// The three queries behind the database gauges.
+async fn read_database_gauges(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+) -> Result<DatabaseGauges, sea_orm::DbErr> {
+    let unsent = [email_outbox::Status::Pending, email_outbox::Status::Sending];
+    let depth = email_outbox::Entity::find()
+        .filter(email_outbox::Column::Status.is_in(unsent))
+        .count(db)
+        .await?;
+    let oldest = email_outbox::Entity::find()
+        .filter(email_outbox::Column::Status.is_in(unsent))
+        .order_by_asc(email_outbox::Column::CreatedAt)
+        .one(db)
+        .await?
+        .map_or(0, |row| (now - row.created_at).num_seconds().max(0));
+    let active = sessions::Entity::find()
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(now))
+        .filter(sessions::Column::RefreshExpiresAt.gt(now))
+        .count(db)
+        .await?;
+    Ok(DatabaseGauges {
+        read_at: now,
+        outbox_depth: i64::try_from(depth).unwrap_or(i64::MAX),
+        outbox_oldest_seconds: oldest,
+        active_sessions: i64::try_from(active).unwrap_or(i64::MAX),
+    })
 }
 
 /// Why the metrics could not be rendered.

@@ -9,7 +9,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use crate::helpers::{
-    PASSWORD, assert_problem, fresh_database, other_code, spawn_app_with, start_instance,
+    PASSWORD, assert_problem, eventually, fresh_database, other_code, spawn_app_with,
+    start_instance,
 };
 use crate::smtp::SmtpSink;
 
@@ -460,4 +461,31 @@ async fn operations_that_could_reveal_an_account_answer_on_the_equal_time_grid()
     let (status, elapsed) = timed(app.get("/healthz").boxed()).await;
     assert_eq!(status, 200);
     assert!(elapsed < Duration::from_secs(1), "healthz took {elapsed:?}");
+}
+
+#[tokio::test]
+async fn per_ip_quotas_forget_idle_clients_on_their_own_timer_without_housekeeping() {
+    let app = spawn_app_with(&[
+        "--housekeeping-interval-secs=0",
+        "--ip-quota-prune-secs=1",
+        "--trusted-proxies=127.0.0.1/32",
+        // One request takes 2 s of quota: the entry outlives the first scrape.
+        "--ip-rate-send-code=30/min",
+    ])
+    .await;
+    for ip in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        let response = app.forwarded_for(ip).forgot_password("x@example.com").await;
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    let entries = async || {
+        let scrape = crate::metrics::scrape(&app).await;
+        crate::metrics::value(&scrape, "codeward_ip_quota_entries", &[])
+    };
+    assert_eq!(entries().await, Some(3.0));
+
+    // Housekeeping never runs here; the quotas' own sweep forgets the three once they are full.
+    eventually("the idle client IPs are forgotten", async || {
+        entries().await == Some(0.0)
+    })
+    .await;
 }

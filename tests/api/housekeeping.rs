@@ -2,8 +2,10 @@
 
 use chrono::{Duration, Utc};
 use codeward::core::housekeeping::{Retention, purge};
-use entity::{email_outbox, otp_budgets, otp_codes, rate_counters, refresh_tokens, sessions};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use entity::{
+    email_outbox, otp_budgets, otp_codes, rate_counters, refresh_tokens, sessions, users,
+};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
 
 use crate::helpers::{PASSWORD, eventually, run_codeward_on, spawn_app, test_config};
@@ -146,6 +148,7 @@ fn the_purge_command_reports_what_it_removed() {
     let report = run_codeward_on(&database.url, &["purge"]);
 
     for table in [
+        "users",
         "otp_codes",
         "sessions",
         "refresh_tokens",
@@ -154,4 +157,73 @@ fn the_purge_command_reports_what_it_removed() {
     ] {
         assert!(report.contains(&format!("{table}\t0\n")), "{report}");
     }
+}
+
+/// The id of the account with this address, if there is one.
+async fn account_id(db: &DatabaseConnection, email: &str) -> Option<uuid::Uuid> {
+    users::Entity::find()
+        .filter(users::Column::Email.eq(email))
+        .one(db)
+        .await
+        .unwrap()
+        .map(|user| user.id)
+}
+
+#[tokio::test]
+async fn purge_removes_accounts_never_verified_past_their_retention_with_their_codes_and_budgets() {
+    let app = spawn_app().await;
+    let clock = &app.instance.clock;
+    for email in [
+        "stale@example.com",
+        "signed-up-again@example.com",
+        "resent@example.com",
+    ] {
+        assert_eq!(app.signup(email, PASSWORD).await.status().as_u16(), 202);
+    }
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let db = app.connect_db().await;
+    let stale = account_id(&db, "stale@example.com").await.unwrap();
+    // Six days on, one address signs up again and another asks for a new code.
+    clock.advance(std::time::Duration::from_secs(6 * 86_400));
+    let again = app.signup("signed-up-again@example.com", PASSWORD).await;
+    assert_eq!(again.status().as_u16(), 202);
+    let resent = app.resend_signup_code("resent@example.com").await;
+    assert_eq!(resent.status().as_u16(), 202);
+    // Eight days after the first sign-ups, two after the last sign-up and the last code.
+    clock.advance(std::time::Duration::from_secs(2 * 86_400));
+    let config = test_config(&app.database.url, &tempfile::tempdir().unwrap(), &[]);
+    let retention = Retention::from_config(&config);
+
+    purge(&db, clock.now(), &retention).await.unwrap();
+
+    assert_eq!(account_id(&db, "stale@example.com").await, None);
+    for kept in [
+        "signed-up-again@example.com",
+        "resent@example.com",
+        "ada@example.com",
+    ] {
+        assert!(account_id(&db, kept).await.is_some(), "{kept} is kept");
+    }
+    let codes = otp_codes::Entity::find()
+        .filter(otp_codes::Column::UserId.eq(stale))
+        .count(&db)
+        .await
+        .unwrap();
+    let budgets = otp_budgets::Entity::find()
+        .filter(otp_budgets::Column::UserId.eq(stale))
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        (codes, budgets),
+        (0, 0),
+        "its codes and budgets went with it"
+    );
+    // The address is free again: a new sign-up is a new account whose code verifies.
+    let code = app.signup_code("stale@example.com", PASSWORD).await;
+    let verified = app
+        .verify_signup("stale@example.com", &code, PASSWORD)
+        .await;
+    assert_eq!(verified.status().as_u16(), 200);
+    assert_ne!(account_id(&db, "stale@example.com").await, Some(stale));
 }

@@ -2,11 +2,15 @@
 
 use std::time::Duration;
 
-use entity::otp_codes;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use entity::{otp_codes, users};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{NEW_PASSWORD, PASSWORD, TestApp, assert_problem, other_code, spawn_app};
+use crate::helpers::{
+    NEW_PASSWORD, PASSWORD, TestApp, assert_problem, fresh_database, other_code, signup_code_via,
+    spawn_app, start_instance,
+};
+use crate::smtp::SmtpSink;
 
 /// Asks for a reset code for `email` and returns it, read from the email.
 async fn reset_code(app: &TestApp, email: &str) -> String {
@@ -537,4 +541,50 @@ async fn reset_requests_with_missing_or_malformed_parts_are_refused() {
             .as_u16(),
         204
     );
+}
+
+/// The stored password hash (a PHC string) of the account with this address.
+async fn stored_hash(db: &DatabaseConnection, email: &str) -> String {
+    users::Entity::find()
+        .filter(users::Column::Email.eq(email))
+        .one(db)
+        .await
+        .unwrap()
+        .and_then(|user| user.password_hash)
+        .expect("a password hash")
+}
+
+#[tokio::test]
+async fn a_hash_made_with_other_argon2_parameters_is_rehashed_at_the_next_sign_in() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let cheap = ["--argon2-memory-kib=8", "--argon2-iterations=1"];
+    let mut before = start_instance(&database.url, &sink.url(), &cheap).await;
+    let code = signup_code_via(&before.api(), &sink, "ada@example.com", PASSWORD).await;
+    let verified = before
+        .api()
+        .verify_signup("ada@example.com", &code, PASSWORD)
+        .await;
+    assert_eq!(verified.status().as_u16(), 200);
+    before.stop().await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    let old = stored_hash(&db, "ada@example.com").await;
+    assert!(old.contains("$m=8,t=1,p=1$"), "{old}");
+
+    // The operator raises the cost: the next instance runs other parameters.
+    let stronger = ["--argon2-memory-kib=1024", "--argon2-iterations=2"];
+    let after = start_instance(&database.url, &sink.url(), &stronger).await;
+    let login = after.api().login("ada@example.com", PASSWORD).await;
+
+    assert_eq!(login.status().as_u16(), 200);
+    let new = stored_hash(&db, "ada@example.com").await;
+    assert!(new.contains("$m=1024,t=2,p=1$"), "{new}");
+    let again = after.api().login("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        again.status().as_u16(),
+        200,
+        "the new hash holds the password"
+    );
+    let wrong = after.api().login("ada@example.com", NEW_PASSWORD).await;
+    assert_problem(wrong, 401, "invalid_credentials").await;
 }

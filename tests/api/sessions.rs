@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use entity::sessions;
 use futures::future::join_all;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
 
-use crate::helpers::{PASSWORD, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
 
 fn token(session: &Value, name: &str) -> String {
     session[name].as_str().expect("token").to_owned()
@@ -239,4 +241,97 @@ async fn after_the_flows_no_table_holds_a_code_a_password_or_a_token() {
             assert!(!dump.contains(random), "{secret}'s body is at rest");
         }
     }
+}
+
+/// Signs ada up, then in on `count - 1` more devices: `count` live sessions, oldest first.
+async fn sessions_of_ada(app: &TestApp, count: usize) -> Vec<Value> {
+    let mut sessions = vec![app.signed_up("ada@example.com", PASSWORD).await];
+    for device in 1..count {
+        let response = app
+            .login_on_device("ada@example.com", PASSWORD, &format!("device {device}"))
+            .await;
+        assert_eq!(response.status().as_u16(), 200);
+        sessions.push(response.json().await.unwrap());
+    }
+    sessions
+}
+
+/// How many sessions are live (neither revoked nor expired) in the database.
+async fn live_sessions(app: &TestApp) -> u64 {
+    sessions::Entity::find()
+        .filter(sessions::Column::RevokedAt.is_null())
+        .count(&app.connect_db().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_session_past_the_cap_of_100_revokes_the_least_recently_used_one_and_says_so() {
+    let app = spawn_app().await;
+    let sessions = sessions_of_ada(&app, 100).await;
+    // The first session is used again, so the second is now the least recently used.
+    let used = app.refresh(&token(&sessions[0], "refresh_token")).await;
+    assert_eq!(used.status().as_u16(), 200);
+    let used: Value = used.json().await.unwrap();
+
+    let newest = app
+        .login_on_device("ada@example.com", PASSWORD, "newest")
+        .await;
+
+    assert_eq!(newest.status().as_u16(), 200);
+    let newest: Value = newest.json().await.unwrap();
+    let lru = &sessions[1];
+    assert_problem(
+        app.me(&token(lru, "access_token")).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_problem(
+        app.refresh(&token(lru, "refresh_token")).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(
+        app.me(&token(&used, "access_token"))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let listed: Value = app
+        .list_sessions(&token(&newest, "access_token"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 100);
+    let page: Value = app
+        .activity(&token(&newest, "access_token"), "limit=3")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let revocation = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["event"] == "session_revoked")
+        .unwrap_or_else(|| panic!("the revocation is in the activity: {page}"));
+    assert_eq!(revocation["outcome"], "session_limit");
+    assert_eq!(revocation["session_id"], lru["session_id"]);
+}
+
+#[tokio::test]
+async fn concurrent_sign_ins_at_the_cap_leave_exactly_the_cap_of_live_sessions() {
+    let app = spawn_app().await;
+    sessions_of_ada(&app, 100).await;
+
+    let logins = join_all((0..10).map(|_| app.login("ada@example.com", PASSWORD))).await;
+
+    for login in logins {
+        assert_eq!(login.status().as_u16(), 200);
+    }
+    assert_eq!(live_sessions(&app).await, 100);
 }
