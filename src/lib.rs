@@ -2,7 +2,7 @@
 //! integration tests share.
 //!
 //! Each folder is a layer, and a module only imports from the layers below its own (the test
-//! `tests/api/layers.rs` holds this):
+//! `tests/api/structure.rs` holds this):
 //!
 //! - `http`: poem-openapi operations, one module per tag, and the answers they share;
 //! - `app`: the use-cases, one module per tag, each returning a named outcome;

@@ -7,7 +7,9 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    /// Normalized (trimmed, lowercased) address; unique.
+    /// The address in its normal form (`codeward::domain::EmailAddress`: lowercase ASCII, the
+    /// domain as its IDNA A-label); unique. Rows migration 12 could not rewrite keep an older
+    /// spelling until an operator resolves them.
     #[sea_orm(unique)]
     pub email: String,
     /// argon2id PHC string; `None` until the address is verified and a password bound.

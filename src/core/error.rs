@@ -21,9 +21,6 @@ pub enum Error {
     /// A code could not be sealed for its email.
     #[error("cannot seal a code for its email")]
     Seal,
-    /// A stored value broke a rule it was checked against when stored.
-    #[error("stored data is invalid: {0}")]
-    Corrupt(String),
 }
 
 impl From<Limited> for Error {

@@ -37,7 +37,8 @@ pub enum CodePurpose {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct CodeSent {
-    /// The normalized (trimmed, lowercased) address.
+    /// The address in its normal form: trimmed and lowercased, the domain as its IDNA A-label
+    /// (`bob@bücher.example` is `bob@xn--bcher-kva.example`).
     pub email: String,
     // No doc comment: a described field becomes `allOf: [$ref]`, which generators turn into
     // a copy of the type (or refuse, for enums). The schema's own description says it.
@@ -129,7 +130,7 @@ impl Example for SessionBody {
 pub struct User {
     /// Stable identifier.
     pub id: uuid::Uuid,
-    /// The normalized address.
+    /// The address in its normal form (as `CodeSent` shows it).
     pub email: String,
     /// Whether the address was proven with a code.
     pub email_verified: bool,

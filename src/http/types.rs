@@ -84,7 +84,9 @@ strict_string!(Text, None::<&'static str>, |_| {});
 strict_string!(OptionalText, None::<&'static str>, |schema| {
     schema.nullable = true;
 });
-// An address: EmailAddress::parse refuses more than 254 characters.
+// An address: at most 254 octets once normalized (EmailAddress::parse). As sent it may be a
+// little longer (white space around it, characters IDNA mapping drops); the schema says the
+// common case.
 strict_string!(EmailText, None::<&'static str>, |schema| {
     schema.max_length = Some(254);
 });

@@ -9,8 +9,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
 use crate::helpers::{
-    PASSWORD, assert_problem, eventually, fresh_database, other_code, spawn_app_with,
-    start_instance,
+    PASSWORD, assert_problem, assert_rate_limited, eventually, fresh_database, other_code,
+    spawn_app_with, start_instance,
 };
 use crate::smtp::SmtpSink;
 
@@ -29,31 +29,6 @@ fn with_real_limits(extra: &[&'static str]) -> Vec<&'static str> {
     let mut flags = REAL_LIMITS.to_vec();
     flags.extend_from_slice(extra);
     flags
-}
-
-/// Checks the shape every 429 must have and returns its `retry_after`.
-async fn assert_rate_limited(response: reqwest::Response, policy: &str) -> u64 {
-    let headers = response.headers().clone();
-    let body = assert_problem(response, 429, "rate_limited").await;
-    let retry_after: u64 = headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .expect("seconds");
-    assert!(retry_after >= 1);
-    assert_eq!(body["retry_after"], retry_after, "body and header agree");
-    assert_eq!(headers["cache-control"], "no-store");
-    let policy_header = headers["ratelimit-policy"].to_str().unwrap();
-    assert!(
-        policy_header.starts_with(&format!("\"{policy}\";q=")),
-        "{policy_header}"
-    );
-    assert!(policy_header.contains(";w="), "{policy_header}");
-    assert_eq!(
-        headers["ratelimit"].to_str().unwrap(),
-        format!("\"{policy}\";r=0;t={retry_after}")
-    );
-    retry_after
 }
 
 #[tokio::test]

@@ -406,9 +406,15 @@ async fn bad_input_gets_its_documented_4xx_and_never_a_500() {
         ),
         (
             "/v1/signup",
-            json!({"email": "ädä@exämple.com", "password": "🦀🔐 crab guards the vault 🌙"}),
+            json!({"email": "ada@exämple.com", "password": "🦀🔐 crab guards the vault 🌙"}),
             202,
             "",
+        ),
+        (
+            "/v1/signup",
+            json!({"email": "ädä@exämple.com", "password": PASSWORD}),
+            422,
+            "validation_failed",
         ),
         (
             "/v1/signup",
