@@ -24,7 +24,8 @@ pub use validate::ConfigError;
 /// Which rules apply to secrets and defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Environment {
-    /// Insecure fixed dev pepper allowed (with a warning); emails may go to a folder.
+    /// Insecure fixed dev pepper allowed (with a warning) while emails go to a folder; with
+    /// an SMTP server, a pepper of your own is required.
     Development,
     /// Missing or weak secrets stop the start.
     Production,

@@ -27,6 +27,9 @@ use crate::smtp::SmtpSink;
 pub const PASSWORD: &str = "correct horse battery staple";
 /// The password a test changes or resets to.
 pub const NEW_PASSWORD: &str = "a brand new lantern orbit";
+/// The pepper of every test server: they all send email over SMTP, which the development
+/// pepper may not do.
+pub const TEST_PEPPER: &str = "test:9o3ZcTXcYWm0fB2mFq8rQ3vKx1LhJd5uN7aP4eSgW0c=";
 
 /// A six-digit code that is not `code` (the next one, wrapping at 999999).
 pub fn other_code(code: &str) -> String {
@@ -100,13 +103,14 @@ async fn create_on_server(server_url: &str, create: &str, name: &str) -> TestDat
     }
 }
 
-/// Configuration for a test app: the given flags on top of port 0, the test database and a
-/// private mailbox folder.
+/// Configuration for a test app: the given flags on top of port 0, the test database, the test
+/// pepper and a private mailbox folder.
 pub fn test_config(database_url: &str, mailbox: &TempDir, extra: &[&str]) -> Config {
     let mut args = vec![
         "codeward".to_owned(),
         "--listen=127.0.0.1:0".to_owned(),
         format!("--database-url={database_url}"),
+        format!("--pepper={TEST_PEPPER}"),
         format!("--mailbox-dir={}", mailbox.path().display()),
         "--database-max-connections=5".to_owned(),
     ];
