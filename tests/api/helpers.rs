@@ -273,8 +273,9 @@ fn send(request: reqwest::RequestBuilder) -> impl Pending + use<> {
 pub struct Api {
     pub address: String,
     pub client: reqwest::Client,
-    /// Sent as `X-Forwarded-For` on every request (see [`Api::forwarded_for`]).
-    forwarded: Option<String>,
+    /// Sent as `X-Forwarded-For` lines, in order, on every request (see
+    /// [`Api::forwarded_for`]).
+    forwarded: Vec<String>,
 }
 
 impl Api {
@@ -283,14 +284,20 @@ impl Api {
         Self {
             address: address.to_owned(),
             client: http_client(),
-            forwarded: None,
+            forwarded: Vec::new(),
         }
     }
 
     /// The same client, speaking as the client `ip` behind a proxy (`X-Forwarded-For`).
     pub fn forwarded_for(&self, ip: &str) -> Self {
+        self.forwarded_for_lines(&[ip])
+    }
+
+    /// The same client, sending one `X-Forwarded-For` field line per entry of `lines`, in
+    /// order (as a chain of proxies may).
+    pub fn forwarded_for_lines(&self, lines: &[&str]) -> Self {
         Self {
-            forwarded: Some(ip.to_owned()),
+            forwarded: lines.iter().map(|line| (*line).to_owned()).collect(),
             ..self.clone()
         }
     }
@@ -300,11 +307,11 @@ impl Api {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.client.request(method, self.url(path));
-        match &self.forwarded {
-            Some(ip) => request.header("x-forwarded-for", ip),
-            None => request,
-        }
+        // `header` appends: each entry goes out as a field line of its own.
+        self.forwarded.iter().fold(
+            self.client.request(method, self.url(path)),
+            |request, line| request.header("x-forwarded-for", line),
+        )
     }
 
     pub fn get(&self, path: &str) -> impl Pending + use<> {
