@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use poem::Request;
 use poem::web::RemoteAddr;
 
-use crate::domain::Requester;
+use crate::domain::{Requester, is_bidi_control};
 
 const MAX_USER_AGENT_CHARS: usize = 512;
 
@@ -24,10 +24,11 @@ pub fn requester(request: &Request, trusted_proxies: &[IpNet]) -> Requester {
     }
 }
 
-/// The user agent as stored and shown: without control characters.
+/// The user agent as stored and shown: without control characters, nor bidirectional-text
+/// controls, which would make a session list or an email read otherwise than it is written.
 fn user_agent(raw: &str) -> String {
     raw.chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !c.is_control() && !is_bidi_control(c))
         .take(MAX_USER_AGENT_CHARS)
         .collect()
 }
@@ -208,5 +209,22 @@ mod tests {
         );
 
         assert_eq!(found, "198.51.100.1", "the mapped proxy address is trusted");
+    }
+
+    #[test]
+    fn user_agents_lose_control_and_bidirectional_characters() {
+        let cases = [
+            ("Mozilla/5.0 (X11)", "Mozilla/5.0 (X11)"),
+            ("App/1.0\t(tab)", "App/1.0(tab)"),
+            ("App/1.0 (\u{202E}exe.gpj)", "App/1.0 (exe.gpj)"),
+            (
+                "\u{2066}a\u{2067}b\u{2068}c\u{2069}d\u{200E}e\u{200F}f\u{061C}g\u{202A}\u{202B}\u{202C}\u{202D}",
+                "abcdefg",
+            ),
+        ];
+        for (raw, stored) in cases {
+            assert_eq!(user_agent(raw), stored, "{raw:?}");
+        }
+        assert_eq!(user_agent(&"x".repeat(600)).len(), MAX_USER_AGENT_CHARS);
     }
 }
