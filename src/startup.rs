@@ -17,7 +17,7 @@ use crate::core::limits::{AddressLimits, IpLimits};
 use crate::core::mail::worker::{Worker, WorkerSettings};
 use crate::core::mail::{OutboxSignal, Templates, Transport};
 use crate::core::passwords::Passwords;
-use crate::http::middleware::{BodyLimit, RequestContext, RequestMetrics};
+use crate::http::middleware::{BodyLimit, RequestContext, RequestMetrics, UniqueJsonMembers};
 use crate::http::problem::{error_to_problem, panic_to_problem};
 use crate::http::{self, AppState};
 use crate::infra::clock::Clock;
@@ -210,9 +210,10 @@ pub fn routes() -> Route {
         .nest("/", service)
 }
 
-/// The layers every request passes through, innermost first: panics become a 500 problem, the
-/// body limit applies before any handler work, every error becomes problem+json, and the
-/// request gets its id, access log line and `Cache-Control`.
+/// The layers every request passes through, innermost first: panics become a 500 problem, a
+/// JSON body naming a member twice is refused, the body limit applies before any handler work
+/// (and before that check), every error becomes problem+json, and the request gets its id,
+/// access log line and `Cache-Control`.
 pub fn with_middleware(
     endpoint: impl IntoEndpoint,
     max_body_bytes: usize,
@@ -220,6 +221,7 @@ pub fn with_middleware(
     endpoint
         .into_endpoint()
         .with(CatchPanic::new().with_handler(panic_to_problem))
+        .with(UniqueJsonMembers)
         .with(BodyLimit {
             max_bytes: max_body_bytes,
         })
