@@ -40,6 +40,12 @@ pub struct EmailLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    /// `header_timeout` or `idle_timeout`.
+    pub reason: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms to about 16 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -60,6 +66,8 @@ struct Inner {
     outbox_depth: Gauge,
     outbox_oldest_seconds: Gauge,
     active_sessions: Gauge,
+    open_connections: Gauge,
+    connections_closed: Family<ClosedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -76,6 +84,8 @@ impl Default for Metrics {
         let outbox_depth = Gauge::default();
         let outbox_oldest_seconds = Gauge::default();
         let active_sessions = Gauge::default();
+        let open_connections = Gauge::default();
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by operation and status",
@@ -121,6 +131,16 @@ impl Default for Metrics {
             "Sessions neither revoked nor expired",
             active_sessions.clone(),
         );
+        registry.register(
+            "http_open_connections",
+            "Connections open on the main listener (new ones wait at CODEWARD_MAX_CONNECTIONS)",
+            open_connections.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "Connections the server closed at a deadline: header_timeout or idle_timeout",
+            connections_closed.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             requests,
@@ -132,6 +152,8 @@ impl Default for Metrics {
             outbox_depth,
             outbox_oldest_seconds,
             active_sessions,
+            open_connections,
+            connections_closed,
         }))
     }
 }
@@ -167,6 +189,26 @@ impl Metrics {
             .emails
             .get_or_create(&EmailLabels {
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One more (`opened`) or one fewer connection open on the main listener.
+    pub fn connection(&self, opened: bool) {
+        if opened {
+            self.0.open_connections.inc();
+        } else {
+            self.0.open_connections.dec();
+        }
+    }
+
+    /// A connection the server closed because a deadline passed (`header_timeout`,
+    /// `idle_timeout`).
+    pub fn connection_closed(&self, reason: &str) {
+        self.0
+            .connections_closed
+            .get_or_create(&ClosedLabels {
+                reason: reason.to_owned(),
             })
             .inc();
     }
