@@ -4,7 +4,8 @@
 //! Each folder is a layer, and a module only imports from the layers below its own (the test
 //! `tests/api/structure.rs` holds this):
 //!
-//! - `http`: poem-openapi operations, one module per tag, and the answers they share;
+//! - `http`: poem-openapi operations, one module per tag, the answers they share, and the
+//!   server that accepts connections;
 //! - `app`: the use-cases, one module per tag, each returning a named outcome;
 //! - `core`: the code engine, password hashing, limits, sessions, audit and mail;
 //! - `infra`: database, clock, timer, telemetry and metrics;

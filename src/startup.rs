@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use poem::listener::TcpAcceptor;
 use poem::middleware::CatchPanic;
-use poem::{Endpoint, EndpointExt, IntoEndpoint, Route, Server};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Route};
+use tokio::net::TcpListener;
 
 use crate::app::Services;
 use crate::config::Config;
@@ -17,20 +17,22 @@ use crate::core::limits::{AddressLimits, IpLimits};
 use crate::core::mail::worker::{Worker, WorkerSettings};
 use crate::core::mail::{OutboxSignal, Templates, Transport};
 use crate::core::passwords::Passwords;
-use crate::http::middleware::{BodyLimit, RequestContext, RequestMetrics};
+use crate::http::middleware::{BodyLimit, RequestContext, RequestMetrics, UniqueJsonMembers};
 use crate::http::problem::{error_to_problem, panic_to_problem};
+use crate::http::server::{ConnectionLimits, HttpServer};
 use crate::http::{self, AppState};
 use crate::infra::clock::Clock;
 use crate::infra::db;
 
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     local_addr: std::net::SocketAddr,
     endpoint: poem::endpoint::BoxEndpoint<'static>,
+    limits: ConnectionLimits,
     shutdown_grace: Duration,
     worker: Worker,
     services: AppState,
-    metrics_acceptor: Option<(TcpAcceptor, std::net::SocketAddr)>,
+    metrics_listener: Option<(TcpListener, std::net::SocketAddr)>,
 }
 
 impl Application {
@@ -66,21 +68,21 @@ impl Application {
             metrics: metrics.clone(),
             seal: crate::core::mail::CodeSeal::new(config.peppers.all()),
         };
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local_addr = listener.local_addr()?;
-        let metrics_acceptor = match config.metrics_listen {
+        let metrics_listener = match config.metrics_listen {
             Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
+                let listener = TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen for metrics on {addr}"))?;
                 let bound = listener.local_addr()?;
-                Some((TcpAcceptor::from_tokio(listener)?, bound))
+                Some((listener, bound))
             }
             None => None,
         };
-        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        let limits = ConnectionLimits::from_config(&config);
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         let state: AppState = Arc::new(Services {
@@ -103,13 +105,14 @@ impl Application {
             .with(RequestMetrics::new(metrics, operations))
             .boxed();
         Ok(Self {
-            acceptor,
+            listener,
             local_addr,
             endpoint,
+            limits,
             shutdown_grace,
             worker,
             services: state,
-            metrics_acceptor,
+            metrics_listener,
         })
     }
 
@@ -124,7 +127,7 @@ impl Application {
 
     /// The port of the metrics listener, when `CODEWARD_METRICS_LISTEN` is set.
     pub fn metrics_port(&self) -> Option<u16> {
-        self.metrics_acceptor.as_ref().map(|(_, addr)| addr.port())
+        self.metrics_listener.as_ref().map(|(_, addr)| addr.port())
     }
 
     /// Serves until SIGTERM or Ctrl-C.
@@ -141,7 +144,7 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping_loop(self.services.clone(), stop.clone()));
         let ip_quota_pruning =
             tokio::spawn(ip_quota_prune_loop(self.services.clone(), stop.clone()));
-        let metrics_server = self.metrics_acceptor.map(|(acceptor, addr)| {
+        let metrics_server = self.metrics_listener.map(|(listener, addr)| {
             tracing::info!(%addr, "metrics listening");
             let services = self.services.clone();
             let endpoint = poem::endpoint::make(move |_| {
@@ -153,13 +156,23 @@ impl Application {
                 }
             });
             let route = Route::new().at("/metrics", poem::get(endpoint));
-            tokio::spawn(Server::new_with_acceptor(acceptor).run(route))
+            let server = HttpServer {
+                listener,
+                endpoint: route.boxed(),
+                limits: self.limits.clone(),
+                metrics: None,
+            };
+            tokio::spawn(server.run(std::future::pending(), Duration::ZERO))
         });
         let worker = tokio::spawn(self.worker.run(stop));
         tracing::info!(addr = %self.local_addr, "codeward listening");
-        let served = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(self.endpoint, signal, Some(self.shutdown_grace))
-            .await;
+        let server = HttpServer {
+            listener: self.listener,
+            endpoint: self.endpoint,
+            limits: self.limits,
+            metrics: Some(self.services.metrics.clone()),
+        };
+        server.run(signal, self.shutdown_grace).await;
         // The receiver may already be gone if the worker panicked; nothing to stop then.
         let _ = stop_worker.send(true);
         // A purge in progress is cut short; it deletes in batches, so nothing is half done.
@@ -176,7 +189,7 @@ impl Application {
                 "email worker still busy after the grace period; its claims will be retried"
             );
         }
-        served
+        Ok(())
     }
 }
 
@@ -227,9 +240,10 @@ pub fn routes() -> Route {
         .nest("/", service)
 }
 
-/// The layers every request passes through, innermost first: panics become a 500 problem, the
-/// body limit applies before any handler work, every error becomes problem+json, and the
-/// request gets its id, access log line and `Cache-Control`.
+/// The layers every request passes through, innermost first: panics become a 500 problem, a
+/// JSON body naming a member twice is refused, the body limit applies before any handler work
+/// (and before that check), every error becomes problem+json, and the request gets its id,
+/// access log line and `Cache-Control`.
 pub fn with_middleware(
     endpoint: impl IntoEndpoint,
     max_body_bytes: usize,
@@ -237,6 +251,7 @@ pub fn with_middleware(
     endpoint
         .into_endpoint()
         .with(CatchPanic::new().with_handler(panic_to_problem))
+        .with(UniqueJsonMembers)
         .with(BodyLimit {
             max_bytes: max_body_bytes,
         })

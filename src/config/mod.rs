@@ -24,7 +24,8 @@ pub use validate::ConfigError;
 /// Which rules apply to secrets and defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Environment {
-    /// Insecure fixed dev pepper allowed (with a warning); emails may go to a folder.
+    /// Insecure fixed dev pepper allowed (with a warning) while emails go to a folder; with
+    /// an SMTP server, a pepper of your own is required.
     Development,
     /// Missing or weak secrets stop the start.
     Production,
@@ -204,6 +205,37 @@ pub struct Config {
     #[arg(long, env = "CODEWARD_MAX_BODY_BYTES", default_value_t = 16 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=1024 * 1024), global = true)]
     pub max_body_bytes: u64,
+
+    /// Seconds a client has to send a request's headers in full: a new connection's first
+    /// request from the moment it is accepted, each later one (HTTP/1.1) from its first byte.
+    /// Past this the connection is closed.
+    #[arg(long, env = "CODEWARD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a connection may stay open with no request in progress (or, during a request,
+    /// with nothing read or written); then it is closed. Keep it above the idle timeout of the
+    /// proxy or load balancer in front, or it may reuse a connection codeward is closing.
+    #[arg(long, env = "CODEWARD_IDLE_TIMEOUT_SECS", default_value_t = 75,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub idle_timeout_secs: u64,
+
+    /// Connections a listener keeps open at once; past this, new ones wait in the listen
+    /// backlog until one closes.
+    #[arg(long, env = "CODEWARD_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections: u32,
+
+    /// Concurrent streams (requests) one HTTP/2 connection may open (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, env = "CODEWARD_HTTP2_MAX_STREAMS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub http2_max_streams: u32,
+
+    /// Largest request head accepted, in bytes (request line and headers; for HTTP/2 the
+    /// header list); larger is answered 431 (over HTTP/1.1, the connection then closes).
+    #[arg(long, env = "CODEWARD_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u32).range(8192..=1024 * 1024), global = true)]
+    pub max_header_bytes: u32,
 
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "CODEWARD_SHUTDOWN_GRACE_SECS", default_value_t = 30,

@@ -92,12 +92,18 @@ impl Pepper {
         Self::new(DEV_PEPPER_KEY_ID, DEV_PEPPER_BYTES.to_vec())
     }
 
+    /// Whether this is the built-in development pepper (its bytes or its key id): a key anyone
+    /// can read in this repository.
+    pub(super) fn is_development(&self) -> bool {
+        self.key.expose_secret() == DEV_PEPPER_BYTES || self.key_id == DEV_PEPPER_KEY_ID
+    }
+
     /// Why production must not use this key, if it must not.
     pub(super) fn weakness(&self) -> Option<&'static str> {
         let key = self.key.expose_secret();
         let mut distinct = [false; 256];
         key.iter().for_each(|&b| distinct[usize::from(b)] = true);
-        if key == DEV_PEPPER_BYTES || self.key_id == DEV_PEPPER_KEY_ID {
+        if self.is_development() {
             Some("is the insecure development pepper")
         } else if distinct.iter().filter(|&&seen| seen).count() < 16 {
             Some("has too little variety to be random: generate it with `openssl rand -base64 32`")

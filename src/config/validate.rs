@@ -68,6 +68,16 @@ impl Config {
                     problems.push(format!("pepper {:?} {weakness}", pepper.key_id));
                 }
             }
+        } else if self.smtp_url.is_some() && peppers.iter().any(Pepper::is_development) {
+            // Real email means real users, whose codes and address counters the public
+            // development pepper would not protect; a local mailbox folder is still fine.
+            problems.push(
+                "CODEWARD_SMTP_URL sends real email, yet codes would be hashed under the public \
+                 development pepper: set CODEWARD_PEPPER (and CODEWARD_PREVIOUS_PEPPERS) to keys \
+                 of your own, e.g. `echo \"k1:$(openssl rand -base64 32)\"`, and \
+                 CODEWARD_ENV=production for real users"
+                    .to_owned(),
+            );
         }
         let mut key_ids: Vec<&str> = peppers.iter().map(|p| p.key_id.as_str()).collect();
         key_ids.sort_unstable();

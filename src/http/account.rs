@@ -30,7 +30,8 @@ pub struct ActivityEvent {
     /// The client IP; absent if unknown.
     #[oai(skip_serializing_if_is_none)]
     pub ip: Option<String>,
-    /// The client's User-Agent; absent if it sent none.
+    /// The client's User-Agent, without control or bidirectional-text characters; absent if
+    /// it sent none.
     #[oai(skip_serializing_if_is_none)]
     pub user_agent: Option<String>,
     /// The session concerned; absent if none.

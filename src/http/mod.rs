@@ -1,4 +1,5 @@
-//! The HTTP API: poem-openapi operations, one module per tag, and the middleware around them.
+//! The HTTP API: poem-openapi operations, one module per tag, the middleware around them, and
+//! the server that accepts and times connections.
 
 pub mod account;
 pub mod auth;
@@ -9,6 +10,7 @@ pub mod ops;
 pub mod password;
 pub mod problem;
 pub mod schemas;
+pub mod server;
 pub mod session;
 pub mod signup;
 pub mod types;

@@ -34,7 +34,8 @@ pub struct SessionInfo {
     /// The client IP at sign-in or the last refresh; absent if unknown.
     #[oai(skip_serializing_if_is_none)]
     pub ip: Option<String>,
-    /// The client's User-Agent at sign-in or the last refresh; absent if it sent none.
+    /// The client's User-Agent at sign-in or the last refresh, without control or
+    /// bidirectional-text characters; absent if it sent none.
     #[oai(skip_serializing_if_is_none)]
     pub user_agent: Option<String>,
     /// When the session started.
@@ -68,7 +69,8 @@ pub struct LoginRequest {
     pub email: EmailText,
     /// The account's password (at most 1024 characters).
     pub password: SecretText,
-    /// A name for this device in the session list (at most 128 characters).
+    /// A name for this device in the session list (at most 128 characters, no control or
+    /// bidirectional-text characters).
     pub device_name: Option<OptionalText>,
 }
 

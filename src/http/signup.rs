@@ -69,7 +69,7 @@ pub struct VerifySignupRequest {
     /// The account's password (checked against the policy again, then bound).
     pub password: NewSecretText,
     /// A name for this device in the session list, e.g. `Ada's iPhone` (at most 128
-    /// characters).
+    /// characters, no control or bidirectional-text characters).
     pub device_name: Option<OptionalText>,
 }
 

@@ -46,6 +46,12 @@ pub struct EmailLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    /// `header_timeout` or `idle_timeout`.
+    pub reason: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms to about 16 s.
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -66,6 +72,8 @@ struct Inner {
     outbox_depth: Gauge,
     outbox_oldest_seconds: Gauge,
     active_sessions: Gauge,
+    open_connections: Gauge,
+    connections_closed: Family<ClosedLabels, Counter>,
     ip_quota_entries: Gauge,
     /// How long the database gauges are reused.
     gauge_window: chrono::Duration,
@@ -107,6 +115,8 @@ impl Metrics {
         let outbox_oldest_seconds = Gauge::default();
         let active_sessions = Gauge::default();
         let ip_quota_entries = Gauge::default();
+        let open_connections = Gauge::default();
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by operation and status",
@@ -157,6 +167,16 @@ impl Metrics {
             "Client IPs the per-IP quotas of this instance hold in memory, summed over the groups",
             ip_quota_entries.clone(),
         );
+        registry.register(
+            "http_open_connections",
+            "Connections open on the main listener (new ones wait at CODEWARD_MAX_CONNECTIONS)",
+            open_connections.clone(),
+        );
+        registry.register(
+            "http_connections_closed",
+            "Connections the server closed at a deadline: header_timeout or idle_timeout",
+            connections_closed.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             requests,
@@ -171,6 +191,8 @@ impl Metrics {
             ip_quota_entries,
             gauge_window,
             database_gauges: tokio::sync::Mutex::new(None),
+            open_connections,
+            connections_closed,
         }))
     }
 
@@ -204,6 +226,26 @@ impl Metrics {
             .emails
             .get_or_create(&EmailLabels {
                 outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One more (`opened`) or one fewer connection open on the main listener.
+    pub fn connection(&self, opened: bool) {
+        if opened {
+            self.0.open_connections.inc();
+        } else {
+            self.0.open_connections.dec();
+        }
+    }
+
+    /// A connection the server closed because a deadline passed (`header_timeout`,
+    /// `idle_timeout`).
+    pub fn connection_closed(&self, reason: &str) {
+        self.0
+            .connections_closed
+            .get_or_create(&ClosedLabels {
+                reason: reason.to_owned(),
             })
             .inc();
     }

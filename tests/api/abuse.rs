@@ -280,6 +280,47 @@ async fn the_client_ip_behind_a_trusted_proxy_is_the_one_recorded() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_every_forwarded_for_line_is_read_and_hops_may_carry_ports() {
+    let app = spawn_app_with(&["--trusted-proxies=127.0.0.1/32"]).await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    // Each client wrote a line of its own (6.6.6.6, spoofed); the proxy appended its line.
+    let cases: [(&[&str], &str); 4] = [
+        (&["6.6.6.6", "198.51.100.7"], "198.51.100.7"),
+        (&["6.6.6.6", "203.0.113.9:1234"], "203.0.113.9"),
+        (&["6.6.6.6", "[2001:db8::5]:4444"], "2001:db8::5"),
+        (
+            &["6.6.6.6, 127.0.0.1", "[2001:db8::6], 127.0.0.1"],
+            "2001:db8::6",
+        ),
+    ];
+
+    for (lines, client) in cases {
+        let session: Value = app
+            .forwarded_for_lines(lines)
+            .login("ada@example.com", PASSWORD)
+            .await
+            .json()
+            .await
+            .unwrap();
+
+        let listed: Value = app
+            .list_sessions(session["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        let current = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["current"] == true)
+            .unwrap()
+            .clone();
+        assert_eq!(current["ip"], client, "{lines:?}");
+    }
+}
+
+#[tokio::test]
 async fn two_instances_on_one_database_share_the_per_address_limits() {
     let database = fresh_database().await;
     let sink = SmtpSink::start();

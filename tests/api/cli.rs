@@ -145,6 +145,44 @@ fn development_runs_without_a_pepper_but_warns_loudly() {
 }
 
 #[test]
+fn a_real_smtp_server_with_the_development_pepper_is_refused_naming_both_settings() {
+    let smtp = ("CODEWARD_SMTP_URL", "smtp://mail.example.com:25");
+    let dev_key = (
+        "CODEWARD_PEPPER",
+        "dev:Y29kZXdhcmQtaW5zZWN1cmUtZGV2LXBlcHBlci0zMmI=",
+    );
+    for (why, vars) in [
+        ("no pepper", vec![smtp]),
+        ("the development pepper given", vec![smtp, dev_key]),
+        (
+            "the development pepper kept as a previous one",
+            vec![
+                smtp,
+                ("CODEWARD_PEPPER", KEY_A),
+                ("CODEWARD_PREVIOUS_PEPPERS", dev_key.1),
+            ],
+        ),
+    ] {
+        let output = codeward(&["check-config"], &vars);
+
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{why}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|line| line.contains("CODEWARD_PEPPER"))
+            .unwrap_or_else(|| panic!("{why}: no line names CODEWARD_PEPPER in {stderr}"));
+        assert!(line.contains("CODEWARD_ENV"), "{why}: {line}");
+    }
+
+    let with_a_pepper = codeward(&["check-config"], &[smtp, ("CODEWARD_PEPPER", KEY_A)]);
+    assert!(
+        with_a_pepper.status.success(),
+        "{}",
+        text(&with_a_pepper.stderr)
+    );
+}
+
+#[test]
 fn malformed_settings_are_refused_naming_the_setting_and_never_echoing_secrets() {
     let cases = [
         ("CODEWARD_LISTEN", "nowhere", "--listen"),
@@ -308,6 +346,7 @@ async fn the_log_records_each_security_event_and_never_a_secret() {
         .env("CODEWARD_LISTEN", "127.0.0.1:0")
         .env("CODEWARD_DATABASE_URL", &database)
         .env("CODEWARD_SMTP_URL", sink.url())
+        .env("CODEWARD_PEPPER", KEY_A)
         .env("CODEWARD_LOG_FORMAT", "json")
         .env("CODEWARD_LOG", "debug")
         .env("CODEWARD_ARGON2_MEMORY_KIB", "1024")

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use codeward::http::problem::InternalError;
 use codeward::startup::with_middleware;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{PASSWORD, assert_problem, spawn_app};
 
 const LIMIT: usize = 16 * 1024;
 
@@ -256,4 +256,51 @@ async fn the_real_app_answers_unknown_paths_wrong_methods_and_big_bodies_with_pr
         let body = assert_problem(response, status, code).await;
         assert!(body["detail"].is_string(), "{method} {path}: {body}");
     }
+}
+
+/// A body that means one thing to a reader keeping the first of two equal members and another
+/// to one keeping the last is refused, at any depth, before any work.
+#[tokio::test]
+async fn a_body_with_a_member_given_twice_is_refused_and_nothing_is_sent() {
+    let app = spawn_app().await;
+    let password = format!("\"password\":\"{PASSWORD}\"");
+    let bodies = [
+        format!(r#"{{"email":"a@example.com","email":"b@example.com",{password}}}"#),
+        format!(r#"{{"email":"a@example.com","\u0065mail":"b@example.com",{password}}}"#),
+        format!(r#"{{"email":"a@example.com",{password},"locale":"en","locale":"es"}}"#),
+        format!(r#"{{"email":"a@example.com",{password},"extra":{{"k":1,"k":2}}}}"#),
+        format!(r#"{{"email":"a@example.com",{password},"extra":[[{{"k":[],"k":{{}}}}]]}}"#),
+    ];
+
+    for body in &bodies {
+        let response = app
+            .client
+            .post(app.url("/v1/signup"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+
+        let problem = assert_problem(response, 400, "invalid_request").await;
+        assert!(problem["detail"].is_string(), "{body}: {problem}");
+    }
+    for email in ["a@example.com", "b@example.com"] {
+        assert!(app.outbox_to(email).await.is_empty(), "an email to {email}");
+    }
+    let distinct =
+        format!(r#"{{"email":"a@example.com",{password},"extra":{{"k":1,"K":[{{"k":2}}]}}}}"#);
+    let response = app
+        .client
+        .post(app.url("/v1/signup"))
+        .header("content-type", "application/json")
+        .body(distinct)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        202,
+        "equal names in different objects"
+    );
 }

@@ -27,6 +27,9 @@ use crate::smtp::SmtpSink;
 pub const PASSWORD: &str = "correct horse battery staple";
 /// The password a test changes or resets to.
 pub const NEW_PASSWORD: &str = "a brand new lantern orbit";
+/// The pepper of every test server: they all send email over SMTP, which the development
+/// pepper may not do.
+pub const TEST_PEPPER: &str = "test:9o3ZcTXcYWm0fB2mFq8rQ3vKx1LhJd5uN7aP4eSgW0c=";
 
 /// A six-digit code that is not `code` (the next one, wrapping at 999999).
 pub fn other_code(code: &str) -> String {
@@ -100,13 +103,14 @@ async fn create_on_server(server_url: &str, create: &str, name: &str) -> TestDat
     }
 }
 
-/// Configuration for a test app: the given flags on top of port 0, the test database and a
-/// private mailbox folder.
+/// Configuration for a test app: the given flags on top of port 0, the test database, the test
+/// pepper and a private mailbox folder.
 pub fn test_config(database_url: &str, mailbox: &TempDir, extra: &[&str]) -> Config {
     let mut args = vec![
         "codeward".to_owned(),
         "--listen=127.0.0.1:0".to_owned(),
         format!("--database-url={database_url}"),
+        format!("--pepper={TEST_PEPPER}"),
         format!("--mailbox-dir={}", mailbox.path().display()),
         "--database-max-connections=5".to_owned(),
     ];
@@ -269,8 +273,9 @@ fn send(request: reqwest::RequestBuilder) -> impl Pending + use<> {
 pub struct Api {
     pub address: String,
     pub client: reqwest::Client,
-    /// Sent as `X-Forwarded-For` on every request (see [`Api::forwarded_for`]).
-    forwarded: Option<String>,
+    /// Sent as `X-Forwarded-For` lines, in order, on every request (see
+    /// [`Api::forwarded_for`]).
+    forwarded: Vec<String>,
 }
 
 impl Api {
@@ -279,14 +284,20 @@ impl Api {
         Self {
             address: address.to_owned(),
             client: http_client(),
-            forwarded: None,
+            forwarded: Vec::new(),
         }
     }
 
     /// The same client, speaking as the client `ip` behind a proxy (`X-Forwarded-For`).
     pub fn forwarded_for(&self, ip: &str) -> Self {
+        self.forwarded_for_lines(&[ip])
+    }
+
+    /// The same client, sending one `X-Forwarded-For` field line per entry of `lines`, in
+    /// order (as a chain of proxies may).
+    pub fn forwarded_for_lines(&self, lines: &[&str]) -> Self {
         Self {
-            forwarded: Some(ip.to_owned()),
+            forwarded: lines.iter().map(|line| (*line).to_owned()).collect(),
             ..self.clone()
         }
     }
@@ -296,11 +307,11 @@ impl Api {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.client.request(method, self.url(path));
-        match &self.forwarded {
-            Some(ip) => request.header("x-forwarded-for", ip),
-            None => request,
-        }
+        // `header` appends: each entry goes out as a field line of its own.
+        self.forwarded.iter().fold(
+            self.client.request(method, self.url(path)),
+            |request, line| request.header("x-forwarded-for", line),
+        )
     }
 
     pub fn get(&self, path: &str) -> impl Pending + use<> {

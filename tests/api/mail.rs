@@ -18,16 +18,17 @@ use sea_orm::{
 use secrecy::SecretString;
 
 use crate::helpers::{
-    PASSWORD, eventually, fresh_database, run_codeward_on, spawn_app, spawn_app_with,
+    PASSWORD, TEST_PEPPER, eventually, fresh_database, run_codeward_on, spawn_app, spawn_app_with,
     start_instance,
 };
 use crate::smtp::{SmtpSink, unused_port};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Seals as the test servers do: they run with the default (development) pepper.
+/// Seals as the test servers do: with the test pepper.
 fn test_seal() -> CodeSeal {
-    let mut config = codeward::cli::Cli::try_parse_from(["codeward"])
+    let pepper = format!("--pepper={TEST_PEPPER}");
+    let mut config = codeward::cli::Cli::try_parse_from(["codeward", pepper.as_str()])
         .expect("defaults")
         .config;
     config.validate().expect("valid defaults");
@@ -441,7 +442,8 @@ async fn a_code_waiting_in_the_outbox_is_sealed_never_in_clear() {
         .unwrap()
         .expect("the code email waits");
     let sealed = waiting.code.clone().expect("a code email carries its code");
-    assert!(sealed.starts_with("v1.dev."), "{sealed}");
+    let key_id = TEST_PEPPER.split(':').next().unwrap();
+    assert!(sealed.starts_with(&format!("v1.{key_id}.")), "{sealed}");
     let dump_while_waiting = dump_every_table(&db).await;
 
     // SMTP returns; the email carries the digits, which were nowhere while it waited.

@@ -5,6 +5,7 @@ mod abuse;
 mod activity;
 mod cli;
 mod codes;
+mod connections;
 mod email_normal_form;
 mod errors;
 mod helpers;

@@ -18,7 +18,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Api, FAST, PASSWORD, codeward_command, eventually, fresh_database, http_client,
+    Api, FAST, PASSWORD, TEST_PEPPER, codeward_command, eventually, fresh_database, http_client,
     last_of_each_flag, other_code, outbox_to, signup_code_via,
 };
 use crate::smtp::SmtpSink;
@@ -39,6 +39,7 @@ impl Server {
             "--listen=127.0.0.1:0".into(),
             format!("--database-url={database_url}"),
             format!("--smtp-url={smtp_url}"),
+            format!("--pepper={TEST_PEPPER}"),
             "--log-format=json".into(),
             "--database-max-connections=8".into(),
         ];

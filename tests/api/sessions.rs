@@ -112,6 +112,85 @@ async fn logout_and_revocations_take_effect_at_once() {
     assert_eq!(app.me(&phone_access).await.status().as_u16(), 200);
 }
 
+/// Every bidirectional-text control: embeddings and overrides, isolates, marks.
+const BIDI_CONTROLS: [char; 12] = [
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+];
+
+#[tokio::test]
+async fn device_names_and_locales_with_bidirectional_controls_are_refused() {
+    let app = spawn_app().await;
+    let code = app.signup_code("ada@example.com", PASSWORD).await;
+    let refused = app
+        .verify_signup_on_device("ada@example.com", &code, PASSWORD, "Ada\u{202E}gpj.exe")
+        .await;
+    let body = assert_problem(refused, 422, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "device_name", "{body}");
+    assert_eq!(body["errors"][0]["code"], "invalid", "{body}");
+    let verified = app
+        .verify_signup_on_device("ada@example.com", &code, PASSWORD, "Ada's phone")
+        .await;
+    assert_eq!(verified.status().as_u16(), 200, "the code is still usable");
+
+    for control in BIDI_CONTROLS {
+        let device = format!("laptop{control}x");
+        let login = app
+            .login_on_device("ada@example.com", PASSWORD, &device)
+            .await;
+        let body = assert_problem(login, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "device_name", "{control:?}");
+
+        let locale = format!("en{control}");
+        let signup = app
+            .signup_in_locale("bob@example.com", PASSWORD, &locale)
+            .await;
+        let body = assert_problem(signup, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "locale", "{control:?}");
+    }
+}
+
+#[tokio::test]
+async fn user_agents_are_stored_without_bidirectional_controls() {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let login = |agent: Vec<u8>| {
+        app.client
+            .post(app.url("/v1/login"))
+            .header(
+                "user-agent",
+                reqwest::header::HeaderValue::from_bytes(&agent).unwrap(),
+            )
+            .json(&serde_json::json!({"email": "ada@example.com", "password": PASSWORD}))
+            .send()
+    };
+    let mut agents = vec![b"Mozilla/5.0 (X11)\tok".to_vec()];
+    for control in BIDI_CONTROLS {
+        agents.push(format!("App/1.0 ({control}exe.gpj)").into_bytes());
+    }
+
+    let mut access = String::new();
+    for agent in agents {
+        let session: Value = login(agent).await.unwrap().json().await.unwrap();
+        access = token(&session, "access_token");
+    }
+
+    let listed: Value = app.list_sessions(&access).await.json().await.unwrap();
+    let stored: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["user_agent"].as_str())
+        .collect();
+    assert!(stored.contains(&"Mozilla/5.0 (X11)ok"), "{stored:?}");
+    for agent in stored {
+        assert!(
+            !agent.chars().any(|c| BIDI_CONTROLS.contains(&c)),
+            "{agent:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_user_cannot_revoke_another_users_session() {
     let app = spawn_app().await;
