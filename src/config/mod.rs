@@ -253,6 +253,7 @@ pub struct Config {
     pub equal_time_step_ms: u64,
 
     /// Per-IP quota of signup, resend_signup_code and forgot_password (`N/s`, `N/min`, `N/h`).
+    /// Every per-IP quota counts per client network: an IPv4 address, or an IPv6 /64.
     #[arg(
         long,
         env = "CODEWARD_IP_RATE_SEND_CODE",

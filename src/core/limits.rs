@@ -1,8 +1,8 @@
-//! Rate limits. Per client IP in memory (governor), per operation group; per address in the
-//! database, so they hold across any number of instances: the resend cooldown, the hourly cap
-//! on codes, and the growing delay after repeated login failures.
+//! Rate limits. Per client network (an IPv4 address or an IPv6 /64) in memory (governor), per
+//! operation group; per address in the database, so they hold across any number of instances:
+//! the resend cooldown, the hourly cap on codes, and the growing delay after repeated login
+//! failures.
 
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use crate::config::{Config, Pepper, Rate};
 use crate::core::Error;
-use crate::domain::{EmailAddress, Purpose};
+use crate::domain::{ClientNetwork, EmailAddress, Purpose};
 
 /// A limit was hit: what the 429 says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,10 +75,11 @@ impl Group {
 
 struct IpLimiter {
     rate: Rate,
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    limiter: DefaultKeyedRateLimiter<ClientNetwork>,
 }
 
-/// Per-IP quotas in this process's memory.
+/// Per-IP quotas in this process's memory, one per client network: an IPv6 host owns a whole
+/// /64, and would otherwise get a fresh quota with every address it picks from it.
 pub struct IpLimits {
     send: IpLimiter,
     verify: IpLimiter,
@@ -106,10 +107,10 @@ impl IpLimits {
         }
     }
 
-    /// Takes one request from `ip`'s quota for `group`. A request without a known IP (not over
-    /// TCP) is not limited here; the per-address limits still apply.
-    pub fn check(&self, group: Group, ip: Option<&str>) -> Result<(), Limited> {
-        let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+    /// Takes one request from `network`'s quota for `group`. A request without a known IP (not
+    /// over TCP) is not limited here; the per-address limits still apply.
+    pub fn check(&self, group: Group, network: Option<ClientNetwork>) -> Result<(), Limited> {
+        let Some(network) = network else {
             return Ok(());
         };
         let limiter = match group {
@@ -118,7 +119,7 @@ impl IpLimits {
             Group::Login => &self.login,
             Group::Refresh => &self.refresh,
         };
-        limiter.limiter.check_key(&ip).map_err(|not_until| {
+        limiter.limiter.check_key(&network).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
@@ -131,7 +132,7 @@ impl IpLimits {
         })
     }
 
-    /// Forgets IPs whose quota is full again, so memory follows the active clients only.
+    /// Forgets networks whose quota is full again, so memory follows the active clients only.
     pub fn retain_recent(&self) {
         for limiter in [&self.send, &self.verify, &self.login, &self.refresh] {
             limiter.limiter.retain_recent();
@@ -363,23 +364,39 @@ mod tests {
         let limits = IpLimits::from_config(&test_config(&["--ip-rate-send-code=3/min"]));
 
         for _ in 0..3 {
-            assert!(limits.check(Group::SendCode, Some("203.0.113.1")).is_ok());
+            assert!(limits.check(Group::SendCode, net("203.0.113.1")).is_ok());
         }
         let limited = limits
-            .check(Group::SendCode, Some("203.0.113.1"))
+            .check(Group::SendCode, net("203.0.113.1"))
             .unwrap_err();
 
         assert_eq!(limited.policy, "send-code-per-ip");
         assert!((1..=20).contains(&limited.retry_after), "{limited:?}");
         assert_eq!(limited.policy_header(), "\"send-code-per-ip\";q=3;w=60");
         assert!(
-            limits.check(Group::SendCode, Some("203.0.113.2")).is_ok(),
+            limits.check(Group::SendCode, net("203.0.113.2")).is_ok(),
             "another IP has its own quota"
         );
         assert!(
-            limits.check(Group::VerifyCode, Some("203.0.113.1")).is_ok(),
+            limits.check(Group::VerifyCode, net("203.0.113.1")).is_ok(),
             "another group too"
         );
+    }
+
+    #[test]
+    fn one_ipv6_64_shares_one_quota_whatever_address_it_uses() {
+        let limits = IpLimits::from_config(&test_config(&["--ip-rate-login=2/min"]));
+
+        assert!(limits.check(Group::Login, net("2001:db8:1:2::1")).is_ok());
+        assert!(limits.check(Group::Login, net("2001:db8:1:2::2")).is_ok());
+        let third = limits.check(Group::Login, net("2001:db8:1:2:ffff::3"));
+
+        assert!(third.is_err(), "the same /64");
+        assert!(limits.check(Group::Login, net("2001:db8:1:3::1")).is_ok());
+    }
+
+    fn net(ip: &str) -> Option<ClientNetwork> {
+        Some(ClientNetwork::from(ip.parse::<std::net::IpAddr>().unwrap()))
     }
 
     use crate::config::tests::test_config;

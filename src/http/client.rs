@@ -19,15 +19,12 @@ pub fn requester(request: &Request, trusted_proxies: &[IpNet]) -> Requester {
             .take(MAX_USER_AGENT_CHARS)
             .collect()
     });
-    Requester {
-        ip: client_ip(
-            request.remote_addr(),
-            request.header("x-forwarded-for"),
-            trusted_proxies,
-        )
-        .map(|ip| ip.to_string()),
-        user_agent,
-    }
+    let ip = client_ip(
+        request.remote_addr(),
+        request.header("x-forwarded-for"),
+        trusted_proxies,
+    );
+    Requester::new(ip, user_agent)
 }
 
 /// Walks `X-Forwarded-For` from the right, past trusted proxies only: the first address not

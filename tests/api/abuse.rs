@@ -461,3 +461,35 @@ async fn operations_that_could_reveal_an_account_answer_on_the_equal_time_grid()
     assert_eq!(status, 200);
     assert!(elapsed < Duration::from_secs(1), "healthz took {elapsed:?}");
 }
+
+#[tokio::test]
+async fn an_ipv6_host_gets_one_quota_for_its_whole_64_not_one_per_address() {
+    let app = spawn_app_with(&with_real_limits(&["--trusted-proxies=127.0.0.1/32"])).await;
+    // One ordinary IPv6 host owns a /64: fourteen of its addresses, fourteen new addresses to
+    // ask for (so only the per-IP quota is in play).
+    let mut statuses = Vec::new();
+    for n in 1..=14 {
+        let response = app
+            .forwarded_for(&format!("2001:db8:1:2::{n:x}"))
+            .forgot_password(&format!("user{n}@example.com"))
+            .await;
+        statuses.push(response.status().as_u16());
+    }
+
+    assert_eq!(statuses[..10], [202; 10], "{statuses:?}");
+    assert_eq!(statuses[10..], [429; 4], "{statuses:?}");
+    let limited = app
+        .forwarded_for("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        .forgot_password("last@example.com")
+        .await;
+    assert_rate_limited(limited, "send-code-per-ip").await;
+    let next_network = app
+        .forwarded_for("2001:db8:1:3::1")
+        .forgot_password("next@example.com")
+        .await;
+    assert_eq!(
+        next_network.status().as_u16(),
+        202,
+        "another /64 is another client"
+    );
+}
