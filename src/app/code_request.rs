@@ -100,8 +100,9 @@ pub(super) async fn attempt_code(
         operation,
     } = attempt;
     let codes = &services.codes;
+    let network = requester.network;
     let matched = codes
-        .attempt(&services.db, now, user_id, purpose, code)
+        .attempt(&services.db, now, user_id, purpose, code, network)
         .await?;
     if matched.is_none() {
         let entry = Entry {

@@ -79,9 +79,11 @@ pub async fn check_reset_code(
         return Ok(CheckResetCode::InvalidCode);
     };
     let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
+    let purpose = Purpose::ResetPassword;
+    let network = requester.network;
     let usable = services
         .codes
-        .attempt(&services.db, now, user_id, Purpose::ResetPassword, &code)
+        .attempt(&services.db, now, user_id, purpose, &code, network)
         .await?
         .is_some();
     tracing::info!(

@@ -218,10 +218,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
     pub code_resend_cooldown_secs: u64,
 
-    /// Failed code attempts allowed per user and purpose in 24 hours, across all codes.
+    /// Wrong code attempts allowed per user and purpose from one client network (an IPv4
+    /// address or an IPv6 /64) in 24 hours, across all codes: a stranger guessing from one
+    /// network spends this, not the owner's.
     #[arg(long, env = "CODEWARD_CODE_DAILY_FAILURE_BUDGET", default_value_t = 25,
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub code_daily_failure_budget: u32,
+
+    /// Wrong code attempts allowed per user and purpose from all networks together in 24
+    /// hours, across all codes (NIST SP 800-63B's ceiling of 100); at least the per-network
+    /// budget.
+    #[arg(long, env = "CODEWARD_CODE_DAILY_FAILURE_CEILING", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub code_daily_failure_ceiling: u32,
 
     /// Codes one address may be sent per hour, all purposes together.
     #[arg(long, env = "CODEWARD_CODES_PER_ADDRESS_PER_HOUR", default_value_t = 5,

@@ -1,5 +1,6 @@
-//! Abuse controls with their real defaults: per-IP quotas, the resend cooldown, the hourly cap
-//! on codes, the daily failure budget, the login delay, and the shape of every 429.
+//! Abuse controls with their real defaults: per-IP quotas (per client network), the resend
+//! cooldown, the hourly cap on codes, the daily failure budgets, the delay after password
+//! failures, and the shape of every 429.
 
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ async fn assert_rate_limited(response: reqwest::Response, policy: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn code_guessing_stops_at_the_code_and_budget_limits_across_many_ips_and_resends() {
+async fn code_guessing_from_many_ips_stops_at_the_code_limit_and_leaves_the_owner_their_code() {
     let app = spawn_app_with(&with_real_limits(&["--trusted-proxies=127.0.0.1/32"])).await;
     let clock = &app.instance.clock;
     let mut code = app.signup_code("ada@example.com", PASSWORD).await;
@@ -115,7 +116,9 @@ async fn code_guessing_stops_at_the_code_and_budget_limits_across_many_ips_and_r
         codes.iter().all(|c| c.attempts == 5),
         "five counted attempts on every code"
     );
-    // 25 failures: the daily budget is spent, so even a fresh code's right digits fail.
+    // 25 failures, but each from a network of its own: every network has spent one of its
+    // 25 and the account 25 of its 100, so the owner's fresh code still works. (One network
+    // spending its budget, and the ceiling over all networks: tests/api/codes.rs.)
     clock.advance(Duration::from_secs(3600));
     let resend = app
         .forwarded_for(&next_ip())
@@ -127,14 +130,11 @@ async fn code_guessing_stops_at_the_code_and_budget_limits_across_many_ips_and_r
         .wait_for_nth_message_to("ada@example.com", 6)
         .await
         .code();
-    assert_problem(
-        app.forwarded_for(&next_ip())
-            .verify_signup("ada@example.com", &fresh, PASSWORD)
-            .await,
-        400,
-        "invalid_code",
-    )
-    .await;
+    let owner = app
+        .forwarded_for(&next_ip())
+        .verify_signup("ada@example.com", &fresh, PASSWORD)
+        .await;
+    assert_eq!(owner.status().as_u16(), 200);
 }
 
 #[tokio::test]
