@@ -9,6 +9,7 @@ use crate::app::code_request::{AttemptFor, attempt_code, send_code};
 use crate::app::{AuthUser, Error, Services};
 use crate::core::accounts::find_account;
 use crate::core::audit::{self, Entry, Event, Outcome};
+use crate::core::limits::PasswordCheck;
 use crate::core::mail::{Email, Message, outbox};
 use crate::core::sessions::{self, RevokeReason};
 use crate::domain::{
@@ -164,7 +165,9 @@ pub async fn reset_password(
 }
 
 /// Changes the password of the signed-in user after checking the current one. Other sessions
-/// end; this one stays.
+/// end; this one stays. Wrong current passwords are counted per account like failed
+/// sign-ins (the unit is taken before the hash is verified), so a stolen access token is not
+/// an unlimited password oracle.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user_id, ip = requester.ip.as_deref()))]
 pub async fn change_password(
     services: &Services,
@@ -184,12 +187,38 @@ pub async fn change_password(
         Ok(password) => password,
         Err(problem) => return Ok(ChangePassword::PasswordRefused(problem)),
     };
-    let current_ok = services
+    let limits = &services.address_limits;
+    let check = PasswordCheck::Change(auth.user_id);
+    if let Err(error) = limits
+        .take_password_attempt(&services.db, services.clock.now(), check)
+        .await
+    {
+        if let Error::Limited(limited) = &error {
+            tracing::info!(
+                outcome = "delayed",
+                retry_after = limited.retry_after,
+                "change_password"
+            );
+        }
+        return Err(error);
+    }
+    let verified = services
         .passwords
         .verify(current.expose(), user.password_hash.as_deref())
-        .await?;
+        .await;
+    let current_ok = match verified {
+        Ok(matches) => matches,
+        Err(error) => {
+            // Nothing was verified (a full queue, say): the unit was not a failure.
+            limits
+                .give_back_password_attempt(&services.db, check)
+                .await?;
+            return Err(error.into());
+        }
+    };
     let signed_in = (Some(auth.user_id), Some(auth.session_id));
     if !current_ok {
+        // The unit taken above stays: it counts this failure.
         let entry = Entry {
             event: Event::PasswordChange,
             outcome: Outcome::WrongPassword,
@@ -201,6 +230,7 @@ pub async fn change_password(
         tracing::info!(outcome = "wrong_password", "change_password");
         return Ok(ChangePassword::WrongPassword);
     }
+    limits.password_accepted(&services.db, check).await?;
     let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
     let locale = user.locale.clone();

@@ -237,18 +237,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub codes_per_address_per_hour: u32,
 
-    /// Failed sign-ins per address within the window before each further one is delayed.
+    /// Failed sign-ins per address (and wrong current passwords at a password change, per
+    /// account) within the window before each further one is delayed.
     #[arg(long, env = "CODEWARD_LOGIN_FAILURES_BEFORE_DELAY", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub login_failures_before_delay: u32,
 
-    /// Seconds over which failed sign-ins of an address are counted.
+    /// Seconds over which failed sign-ins of an address (wrong current passwords of an
+    /// account) are counted.
     #[arg(long, env = "CODEWARD_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
     pub login_failure_window_secs: u64,
 
-    /// Longest delay imposed on an address after failed sign-ins, in seconds (it starts at
-    /// 30 s and doubles with each further failure).
+    /// Longest delay imposed on an address after failed sign-ins (on an account after wrong
+    /// current passwords), in seconds (it starts at 30 s and doubles with each further
+    /// failure).
     #[arg(long, env = "CODEWARD_LOGIN_MAX_DELAY_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(30..=86_400), global = true)]
     pub login_max_delay_secs: u64,

@@ -277,7 +277,9 @@ impl PasswordApi {
     /// Change the password
     ///
     /// For a signed-in user who knows the current password. Ends the user's other sessions
-    /// (this one stays), kills live codes and emails a notice.
+    /// (this one stays), kills live codes and emails a notice. Wrong current passwords are
+    /// counted per account like failed sign-ins: past the free ones, each further attempt
+    /// waits (429 `rate_limited`).
     #[oai(
         path = "/v1/password/change",
         method = "post",

@@ -493,3 +493,66 @@ async fn an_ipv6_host_gets_one_quota_for_its_whole_64_not_one_per_address() {
         "another /64 is another client"
     );
 }
+
+#[tokio::test]
+async fn parallel_wrong_logins_cannot_beat_the_delay_and_the_right_password_still_works() {
+    let app = spawn_app_with(&with_real_limits(&["--ip-rate-login=100000/s"])).await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+
+    let responses = join_all((0..30).map(|_| app.login("ada@example.com", "not it at all"))).await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    let wrong = statuses.iter().filter(|&&s| s == 401).count();
+    assert!(wrong <= 5, "{wrong} passwords were verified: {statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    // The fifth failure set a 30 s delay; after it, the right password works, and a success
+    // gives the unit back: the next sign-in works too.
+    app.instance.clock.advance(Duration::from_secs(31));
+    for _ in 0..2 {
+        let right = app.login("ada@example.com", PASSWORD).await;
+        assert_eq!(right.status().as_u16(), 200);
+    }
+}
+
+#[tokio::test]
+async fn parallel_wrong_current_passwords_at_change_password_are_delayed_like_logins() {
+    let app = spawn_app_with(&with_real_limits(&["--ip-rate-login=100000/s"])).await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let access = session["access_token"].as_str().unwrap();
+
+    let responses = join_all(
+        (0..30).map(|_| app.change_password(access, "not it at all", "a brand new lantern orbit")),
+    )
+    .await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    let wrong = statuses.iter().filter(|&&s| s == 403).count();
+    assert!(
+        wrong <= 5,
+        "{wrong} current passwords were verified: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 403 || s == 429),
+        "{statuses:?}"
+    );
+    let limited = app
+        .change_password(access, "not it at all", "a brand new lantern orbit")
+        .await;
+    assert_rate_limited(limited, "change-password-failures-per-account").await;
+    app.instance.clock.advance(Duration::from_secs(31));
+    let changed = app
+        .change_password(access, PASSWORD, "a brand new lantern orbit")
+        .await;
+    assert_eq!(changed.status().as_u16(), 204);
+    let back = app
+        .change_password(
+            access,
+            "a brand new lantern orbit",
+            "yet another quiet harbor",
+        )
+        .await;
+    assert_eq!(back.status().as_u16(), 204, "a success gives the unit back");
+}
