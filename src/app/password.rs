@@ -13,7 +13,7 @@ use crate::core::limits::PasswordCheck;
 use crate::core::mail::{Email, Message, outbox};
 use crate::core::sessions::{self, RevokeReason};
 use crate::domain::{
-    EmailAddress, FieldProblem, NewPassword, OtpCode, PasswordAttempt, Purpose, Requester,
+    EmailAddress, FieldProblem, OtpCode, PasswordAttempt, PendingPassword, Purpose, Requester,
 };
 use crate::infra::db;
 
@@ -31,6 +31,8 @@ pub enum ResetPassword {
     Reset,
     /// Wrong, expired, used, locked or unknown: one answer for all.
     InvalidCode,
+    /// The code was right but the new password is refused; the code stays usable.
+    PasswordRefused(FieldProblem),
 }
 
 /// What `change_password` can answer.
@@ -99,17 +101,21 @@ pub async fn check_reset_code(
     })
 }
 
-/// Sets a new password with a reset code. The caller checked the policy first, so a weak
-/// password never uses up the code. Also verifies an unverified address (the code proved it).
+/// Sets a new password with a reset code. The caller checked the password's length; its
+/// strength is judged, and it is hashed, only once the code proved right, as at
+/// `verify_signup`: every failure costs the same (no estimate, no hash), and a flood of
+/// wrong codes costs database statements rather than zxcvbn and argon2 (with the hash first,
+/// each wrong guess took a place in the hashing queue, and a flood of them made real
+/// sign-ins answer 503). A refused password leaves the code usable. Also verifies an
+/// unverified address (the code proved it).
 #[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
 pub async fn reset_password(
     services: &Services,
     email: &EmailAddress,
     code: Option<OtpCode>,
-    new_password: &NewPassword,
+    new_password: &PendingPassword,
     requester: &Requester,
 ) -> Result<ResetPassword, Error> {
-    let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
     let Some(code) = code else {
         tracing::info!(outcome = "malformed_code", "reset_password");
@@ -125,6 +131,22 @@ pub async fn reset_password(
     let Some(matched) = matched else {
         return Ok(ResetPassword::InvalidCode);
     };
+    let passwords = &services.passwords;
+    let new_password = match passwords
+        .judge(new_password, Some(email), "new_password")
+        .await?
+    {
+        Ok(password) => password,
+        Err(problem) => {
+            // The attempt gave its units back, so the code stays usable with a better one.
+            let user_id = matched.user_id();
+            tracing::info!(%user_id, outcome = "password_refused", "reset_password");
+            return Ok(ResetPassword::PasswordRefused(problem));
+        }
+    };
+    // No transaction is open during argon2.
+    let password_hash = services.passwords.hash(new_password.expose()).await?;
+    let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
     // A match names its user: only an existing account's code can match.
     let Some(user) = users::Entity::find_by_id(matched.user_id())
@@ -183,7 +205,16 @@ pub async fn change_password(
         return Ok(ChangePassword::SignedOut);
     };
     let email = EmailAddress::parse(&user.email).map_err(|p| Error::Corrupt(p.message))?;
-    let new_password = match NewPassword::parse(new_password, Some(&email), "new_password") {
+    let judged = match PendingPassword::parse(new_password, "new_password") {
+        Ok(pending) => {
+            let passwords = &services.passwords;
+            passwords
+                .judge(&pending, Some(&email), "new_password")
+                .await?
+        }
+        Err(problem) => Err(problem),
+    };
+    let new_password = match judged {
         Ok(password) => password,
         Err(problem) => return Ok(ChangePassword::PasswordRefused(problem)),
     };

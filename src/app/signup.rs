@@ -181,7 +181,8 @@ pub async fn verify_signup(
     let Some(matched) = matched else {
         return Ok(VerifySignup::InvalidCode);
     };
-    let password = match password.judge(Some(email), "password") {
+    let passwords = &services.passwords;
+    let password = match passwords.judge(password, Some(email), "password").await? {
         Ok(password) => password,
         Err(problem) => {
             // The attempt gave its units back, so the code stays usable with a better one.
