@@ -4,8 +4,9 @@
 //! account-wide ceiling over all networks together.
 //!
 //! No foreign key on `user_id`, as in `otp_budgets`: a wrong guess for an unknown address
-//! spends a decoy's budget, and decoys have no user. Rows are created by the first guess from
-//! a network and removed by housekeeping once their window is over.
+//! spends a budget kept under an id derived from the address, which no user has. Rows are
+//! created by the first guess from a network and removed by housekeeping once their window is
+//! over.
 
 use sea_orm_migration::prelude::*;
 

@@ -9,6 +9,7 @@ use crate::app::code_request::{AttemptFor, attempt_code, send_code};
 use crate::app::{AuthUser, Error, Services};
 use crate::core::accounts::find_account;
 use crate::core::audit::{self, Entry, Event, Outcome};
+use crate::core::codes::Guesser;
 use crate::core::limits::PasswordCheck;
 use crate::core::mail::{Email, Message, outbox};
 use crate::core::sessions::{self, RevokeReason};
@@ -82,11 +83,15 @@ pub async fn check_reset_code(
         return Ok(CheckResetCode::InvalidCode);
     };
     let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
+    let guesser = Guesser {
+        user_id,
+        email,
+        network: requester.network,
+    };
     let purpose = Purpose::ResetPassword;
-    let network = requester.network;
     let usable = services
         .codes
-        .attempt(&services.db, now, user_id, purpose, &code, network)
+        .attempt(&services.db, now, purpose, &code, guesser)
         .await?
         .is_some();
     tracing::info!(
@@ -127,7 +132,7 @@ pub async fn reset_password(
         event: Event::PasswordReset,
         operation: "reset_password",
     };
-    let matched = attempt_code(services, now, user_id, &code, attempt, requester).await?;
+    let matched = attempt_code(services, now, email, user_id, &code, attempt, requester).await?;
     let Some(matched) = matched else {
         return Ok(ResetPassword::InvalidCode);
     };

@@ -177,7 +177,7 @@ pub async fn verify_signup(
         event: Event::Verification,
         operation: "verify_signup",
     };
-    let matched = attempt_code(services, now, user_id, &code, attempt, requester).await?;
+    let matched = attempt_code(services, now, email, user_id, &code, attempt, requester).await?;
     let Some(matched) = matched else {
         return Ok(VerifySignup::InvalidCode);
     };

@@ -53,8 +53,8 @@ pub struct CodeRecipient<'a> {
 }
 
 /// The decoys (rows inserted by a migration, no user behind them): a wrong guess for an
-/// unknown address runs its statements on a random decoy's code and budgets (its ceiling, and
-/// its budget for the guesser's network), so it costs what a real wrong guess costs. Their codes hash no digits at all, and `attempt` never reports a
+/// unknown address runs its statements on a random decoy's code and ceiling (and on a network
+/// budget of the address's own), so it costs what a real wrong guess costs. Their codes hash no digits at all, and `attempt` never reports a
 /// match for a decoy.
 pub fn decoy_user_ids() -> impl Iterator<Item = Uuid> {
     (0..DECOY_COUNT).map(|i| Uuid::from_u128(FIRST_DECOY_USER_ID + i))
@@ -71,6 +71,15 @@ fn random_decoy() -> Uuid {
     use rand::Rng;
     let i = rand::rng().random_range(0..DECOY_COUNT);
     Uuid::from_u128(FIRST_DECOY_USER_ID + i)
+}
+
+/// Who makes a code attempt: the account the address leads to (`None` for an address no
+/// account has, or none the attempt may use), the address, and the client network the attempt
+/// comes from.
+pub struct Guesser<'a> {
+    pub user_id: Option<Uuid>,
+    pub email: &'a EmailAddress,
+    pub network: Option<ClientNetwork>,
 }
 
 /// A live code whose digits matched; `consume` turns it into a one-time success.
@@ -279,39 +288,49 @@ impl CodeEngine {
         })
     }
 
-    /// Makes one attempt with `code` on the user's live code of `purpose`, from `network`,
-    /// counting it against the code's attempt limit, the daily budget of the user, purpose and
+    /// Makes one attempt with `code` on the guesser's live code of `purpose`, counting it
+    /// against the code's attempt limit, the daily budget of the user, purpose and client
     /// network, and the daily ceiling of the user and purpose. `Some` when the digits match a
     /// live code; every count is then given back, so only wrong attempts use them up. Runs as
     /// autocommit statements: a wrong attempt stays counted whatever the caller does next.
-    /// Without a user (unknown address), the same reads and writes hit a decoy's rows and
-    /// change nothing that matters, so a guess costs the same whether or not the account
+    /// Without a user (unknown address), the same reads and writes hit rows no account has
+    /// and change nothing that matters, so a guess costs the same whether or not the account
     /// exists.
     pub async fn attempt<C: ConnectionTrait>(
         &self,
         db: &C,
         now: DateTime<Utc>,
-        user_id: Option<Uuid>,
         purpose: Purpose,
         code: &OtpCode,
-        network: Option<ClientNetwork>,
+        guesser: Guesser<'_>,
     ) -> Result<Option<Matched>, DbErr> {
-        // An unknown address runs the very same statements on a decoy, whose code never
-        // expires or runs out of attempts and whose budgets have no cap: a wrong guess then
-        // costs the same whether or not the account exists. The decoy never matches.
-        let (is_decoy, user_id, per_network, ceiling) = match user_id {
+        // An unknown address runs the very same statements on a random decoy's code and
+        // ceiling: the code never expires or runs out of attempts, the ceiling has no cap, and
+        // the decoy never matches. Its network budget is kept under an id derived from the
+        // address instead (no account has it), with the same cap as an account's: the decoys
+        // share every network's rows, so on a decoy's a first guess from a network would
+        // mostly update a row where an account's first guess inserts one. Keyed by the
+        // address, the row is inserted by that address's first guess from the network and
+        // updated by the later ones, exactly as an account's is.
+        let network = network_key(guesser.network);
+        let per_network = self.daily_failure_budget;
+        let (is_decoy, user_id, budgets, ceiling) = match guesser.user_id {
             Some(user_id) => (
                 false,
                 user_id,
-                self.daily_failure_budget,
+                Budgets::new(user_id, user_id, purpose, network),
                 self.daily_failure_ceiling,
             ),
-            None => (true, random_decoy(), i32::MAX, i32::MAX),
-        };
-        let budgets = Budgets {
-            user_id,
-            purpose,
-            network: network_key(network),
+            None => {
+                let decoy = random_decoy();
+                let owner = self.unknown_address_id(guesser.email);
+                (
+                    true,
+                    decoy,
+                    Budgets::new(decoy, owner, purpose, network),
+                    i32::MAX,
+                )
+            }
         };
         let Some(live) = otp_codes::Entity::find()
             .filter(otp_codes::Column::UserId.eq(user_id))
@@ -328,7 +347,9 @@ impl CodeEngine {
         // ceiling, not even for a moment, so their refused guesses cannot crowd out the
         // owner's right code.
         if !budgets.reserve_network(db, now, per_network).await? {
-            tracing::warn!(%user_id, purpose = purpose.name(), network = %budgets.network, "daily code failure budget of the network exhausted");
+            if !is_decoy {
+                tracing::warn!(%user_id, purpose = purpose.name(), network = %budgets.network, "daily code failure budget of the network exhausted");
+            }
             return Ok(None);
         }
         if !budgets.reserve_ceiling(db, now, ceiling).await? {
@@ -414,6 +435,21 @@ impl CodeEngine {
         Ok(consumed.rows_affected == 1)
     }
 
+    /// The id an unknown address's network budgets are kept under: HMAC of the address under
+    /// the current pepper, so it is the same for every guess at the address, no account has
+    /// it, and the address is not stored.
+    fn unknown_address_id(&self, email: &EmailAddress) -> Uuid {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.current.key())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"unknown-address");
+        mac.update(&[0]);
+        mac.update(email.as_str().as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        Uuid::from_bytes(id)
+    }
+
     /// Kills every live code of the user (all purposes), e.g. after a password reset.
     pub async fn revoke_all<C: ConnectionTrait>(
         &self,
@@ -439,34 +475,44 @@ fn network_key(network: Option<ClientNetwork>) -> String {
 }
 
 /// The two daily failure budgets one attempt spends: its user, purpose and network's, and its
-/// user and purpose's ceiling over all networks.
+/// user and purpose's ceiling over all networks. For an account both are the account's; for
+/// an unknown address the ceiling is a decoy's and the network budget the address's own.
 struct Budgets {
-    user_id: Uuid,
+    /// Whose ceiling (`otp_budgets`).
+    ceiling_of: Uuid,
+    /// Whose network budget (`otp_network_budgets`).
+    network_budget_of: Uuid,
     purpose: Purpose,
     network: String,
 }
 
 impl Budgets {
+    fn new(ceiling_of: Uuid, network_budget_of: Uuid, purpose: Purpose, network: String) -> Self {
+        Self {
+            ceiling_of,
+            network_budget_of,
+            purpose,
+            network,
+        }
+    }
+
     fn network_row(&self) -> Condition {
         Condition::all()
-            .add(otp_network_budgets::Column::UserId.eq(self.user_id))
+            .add(otp_network_budgets::Column::UserId.eq(self.network_budget_of))
             .add(otp_network_budgets::Column::Purpose.eq(self.purpose.name()))
             .add(otp_network_budgets::Column::Network.eq(self.network.as_str()))
     }
 
     fn ceiling_row(&self) -> Condition {
         Condition::all()
-            .add(otp_budgets::Column::UserId.eq(self.user_id))
+            .add(otp_budgets::Column::UserId.eq(self.ceiling_of))
             .add(otp_budgets::Column::Purpose.eq(self.purpose.name()))
     }
 
     /// Takes one unit of the network's budget. The row is made by the first guess from the
-    /// network, for users and decoys alike, by an upsert that writes the row on every guess
-    /// (the time of the guess): a first guess inserts a row where a later one updates it, so
-    /// both cost one row write. With `ON CONFLICT DO NOTHING` a known account's first guess
-    /// from a network would insert while an unknown address's guess mostly finds its decoy's
-    /// row already there (64 decoys share every network), which a timing tool could tell
-    /// apart. The unit itself is then taken by one conditional UPDATE.
+    /// network (at an account or an unknown address alike) by an upsert that writes the row
+    /// on every guess (the time of the guess), so a first guess and a later one both cost one
+    /// row write; the unit itself is then taken by one conditional UPDATE.
     async fn reserve_network<C: ConnectionTrait>(
         &self,
         db: &C,
@@ -474,7 +520,7 @@ impl Budgets {
         budget: i32,
     ) -> Result<bool, DbErr> {
         otp_network_budgets::Entity::insert(otp_network_budgets::ActiveModel {
-            user_id: Set(self.user_id),
+            user_id: Set(self.network_budget_of),
             purpose: Set(self.purpose.name().to_owned()),
             network: Set(self.network.clone()),
             window_start: Set(now),

@@ -166,7 +166,7 @@ pub async fn purge<C: ConnectionTrait>(
     )
     .await?;
 
-    // Network budgets (of accounts and decoys alike) whose window is over: a missing row is
+    // Network budgets (of accounts and unknown addresses alike) whose window is over: a missing row is
     // made afresh by the next guess from its network, which is what an over window means.
     let otp_network_budgets =
         purge_network_budgets(db, batch, now - chrono::Duration::days(1)).await?;

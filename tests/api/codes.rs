@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use codeward::core::codes::CodeEngine;
-use codeward::domain::{OtpCode, Purpose};
+use codeward::core::codes::{CodeEngine, Guesser};
+use codeward::domain::{EmailAddress, OtpCode, Purpose};
 use entity::{otp_budgets, otp_codes, otp_network_budgets, users};
 use futures::future::join_all;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
@@ -89,14 +89,19 @@ async fn a_code_never_works_for_another_user_or_another_purpose() {
     let ada = user_id(&db, "ada@example.com").await;
     let now = app.instance.clock.now();
 
+    let ada_email = EmailAddress::parse("ada@example.com").unwrap();
+    let guesser = Guesser {
+        user_id: Some(ada),
+        email: &ada_email,
+        network: None,
+    };
     let as_reset = engine
         .attempt(
             &db,
             now,
-            Some(ada),
             Purpose::ResetPassword,
             &OtpCode::parse(&ada_code).unwrap(),
-            None,
+            guesser,
         )
         .await
         .unwrap();
@@ -455,4 +460,45 @@ async fn concurrent_wrong_attempts_never_exceed_the_network_budget_or_the_ceilin
         .check_reset_code("ada@example.com", &code)
         .await;
     assert_problem(right, 400, "invalid_code").await;
+}
+
+#[tokio::test]
+async fn an_unknown_address_fills_a_network_budget_of_its_own_as_an_account_does() {
+    let app = crate::helpers::spawn_app_with(&["--trusted-proxies=127.0.0.1/32"]).await;
+    let code = reset_code_for(&app, "ada@example.com").await;
+    let db = app.connect_db().await;
+    let ada = user_id(&db, "ada@example.com").await;
+    let from = app.forwarded_for("203.0.113.5");
+    let rows = async || -> Vec<otp_network_budgets::Model> {
+        otp_network_budgets::Entity::find()
+            .filter(otp_network_budgets::Column::Network.eq("203.0.113.5"))
+            .all(&db)
+            .await
+            .unwrap()
+    };
+
+    // One guess at each: each has one row for the network, made by its first guess.
+    let known = from
+        .check_reset_code("ada@example.com", &other_code(&code))
+        .await;
+    let unknown = from.check_reset_code("ghost@example.com", "123456").await;
+    assert_problem(known, 400, "invalid_code").await;
+    assert_problem(unknown, 400, "invalid_code").await;
+    let first = rows().await;
+    assert_eq!(first.len(), 2, "{first:?}");
+    let ghost = first.iter().find(|row| row.user_id != ada).unwrap().user_id;
+    assert!(
+        !codeward::core::codes::decoy_user_ids().any(|decoy| decoy == ghost),
+        "not a decoy's row, shared with every other unknown address"
+    );
+
+    // Thirty more at the unknown address: the same row, capped at the network's 25.
+    for _ in 0..30 {
+        let wrong = from.check_reset_code("ghost@example.com", "123456").await;
+        assert_problem(wrong, 400, "invalid_code").await;
+    }
+    let after = rows().await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    let ghost_row = after.iter().find(|row| row.user_id == ghost).unwrap();
+    assert_eq!(ghost_row.failures, 25);
 }

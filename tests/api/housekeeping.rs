@@ -141,10 +141,10 @@ async fn purge_keeps_sessions_and_codes_that_are_still_live() {
 }
 
 #[tokio::test]
-async fn purge_removes_network_budgets_of_accounts_and_decoys_once_their_day_is_over() {
+async fn purge_removes_network_budgets_of_accounts_and_unknown_addresses_once_their_day_is_over() {
     let app = crate::helpers::spawn_app_with(&["--trusted-proxies=127.0.0.1/32"]).await;
     // A right code (the account's network row, refunded) and wrong guesses for an unknown
-    // address from three networks (decoys' rows).
+    // address from three networks (its own rows).
     app.signed_up("ada@example.com", PASSWORD).await;
     for network in ["203.0.113.1", "203.0.113.2", "2001:db8::1"] {
         let wrong = app
