@@ -5,6 +5,7 @@ pub mod audit_events;
 pub mod email_outbox;
 pub mod otp_budgets;
 pub mod otp_codes;
+pub mod otp_network_budgets;
 pub mod rate_counters;
 pub mod refresh_tokens;
 pub mod sessions;

@@ -1,4 +1,5 @@
-//! `otp_budgets`: failed code attempts per user and purpose within a 24-hour window.
+//! `otp_budgets`: failed code attempts per user and purpose within a 24-hour window, from all
+//! client networks together (the ceiling); `otp_network_budgets` holds each network's share.
 
 use sea_orm::entity::prelude::*;
 

@@ -17,6 +17,7 @@ mod m20261122_000009_index_users_email_id;
 mod m20261122_000010_index_live_codes;
 mod m20261122_000011_widen_outbox_code;
 mod m20261127_000012_normalize_emails;
+mod m20261127_000013_create_otp_network_budgets;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000010_index_live_codes::Migration),
             Box::new(m20261122_000011_widen_outbox_code::Migration),
             Box::new(m20261127_000012_normalize_emails::Migration),
+            Box::new(m20261127_000013_create_otp_network_budgets::Migration),
         ]
     }
 }

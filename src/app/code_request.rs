@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::app::{Error, Services};
 use crate::core::accounts::find_user;
 use crate::core::audit::{self, Entry, Event, Outcome};
-use crate::core::codes::{CodeRecipient, Matched};
+use crate::core::codes::{CodeRecipient, Guesser, Matched};
 use crate::domain::{EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::db;
 
@@ -83,12 +83,13 @@ pub(super) struct AttemptFor {
     pub operation: &'static str,
 }
 
-/// One attempt with `code` at the user's live code (a decoy's when there is no user). `Some`
-/// when it matched. A failure is recorded for unknown addresses too (without a user), so both
-/// cost the same.
+/// One attempt with `code` at the user's live code (a decoy's when there is no user) for
+/// `email`. `Some` when it matched. A failure is recorded for unknown addresses too (without
+/// a user), so both cost the same.
 pub(super) async fn attempt_code(
     services: &Services,
     now: DateTime<Utc>,
+    email: &EmailAddress,
     user_id: Option<Uuid>,
     code: &OtpCode,
     attempt: AttemptFor,
@@ -100,8 +101,13 @@ pub(super) async fn attempt_code(
         operation,
     } = attempt;
     let codes = &services.codes;
+    let guesser = Guesser {
+        user_id,
+        email,
+        network: requester.network,
+    };
     let matched = codes
-        .attempt(&services.db, now, user_id, purpose, code)
+        .attempt(&services.db, now, purpose, code, guesser)
         .await?;
     if matched.is_none() {
         let entry = Entry {

@@ -9,10 +9,12 @@ use crate::app::code_request::{AttemptFor, attempt_code, send_code};
 use crate::app::{AuthUser, Error, Services};
 use crate::core::accounts::find_account;
 use crate::core::audit::{self, Entry, Event, Outcome};
+use crate::core::codes::Guesser;
+use crate::core::limits::PasswordCheck;
 use crate::core::mail::{Email, Message, outbox};
 use crate::core::sessions::{self, RevokeReason};
 use crate::domain::{
-    EmailAddress, FieldProblem, NewPassword, OtpCode, PasswordAttempt, Purpose, Requester,
+    EmailAddress, FieldProblem, OtpCode, PasswordAttempt, PendingPassword, Purpose, Requester,
 };
 use crate::infra::db;
 
@@ -30,6 +32,8 @@ pub enum ResetPassword {
     Reset,
     /// Wrong, expired, used, locked or unknown: one answer for all.
     InvalidCode,
+    /// The code was right but the new password is refused; the code stays usable.
+    PasswordRefused(FieldProblem),
 }
 
 /// What `change_password` can answer.
@@ -79,9 +83,15 @@ pub async fn check_reset_code(
         return Ok(CheckResetCode::InvalidCode);
     };
     let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
+    let guesser = Guesser {
+        user_id,
+        email,
+        network: requester.network,
+    };
+    let purpose = Purpose::ResetPassword;
     let usable = services
         .codes
-        .attempt(&services.db, now, user_id, Purpose::ResetPassword, &code)
+        .attempt(&services.db, now, purpose, &code, guesser)
         .await?
         .is_some();
     tracing::info!(
@@ -96,17 +106,21 @@ pub async fn check_reset_code(
     })
 }
 
-/// Sets a new password with a reset code. The caller checked the policy first, so a weak
-/// password never uses up the code. Also verifies an unverified address (the code proved it).
+/// Sets a new password with a reset code. The caller checked the password's length; its
+/// strength is judged, and it is hashed, only once the code proved right, as at
+/// `verify_signup`: every failure costs the same (no estimate, no hash), and a flood of
+/// wrong codes costs database statements rather than zxcvbn and argon2 (with the hash first,
+/// each wrong guess took a place in the hashing queue, and a flood of them made real
+/// sign-ins answer 503). A refused password leaves the code usable. Also verifies an
+/// unverified address (the code proved it).
 #[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
 pub async fn reset_password(
     services: &Services,
     email: &EmailAddress,
     code: Option<OtpCode>,
-    new_password: &NewPassword,
+    new_password: &PendingPassword,
     requester: &Requester,
 ) -> Result<ResetPassword, Error> {
-    let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
     let Some(code) = code else {
         tracing::info!(outcome = "malformed_code", "reset_password");
@@ -118,10 +132,26 @@ pub async fn reset_password(
         event: Event::PasswordReset,
         operation: "reset_password",
     };
-    let matched = attempt_code(services, now, user_id, &code, attempt, requester).await?;
+    let matched = attempt_code(services, now, email, user_id, &code, attempt, requester).await?;
     let Some(matched) = matched else {
         return Ok(ResetPassword::InvalidCode);
     };
+    let passwords = &services.passwords;
+    let new_password = match passwords
+        .judge(new_password, Some(email), "new_password")
+        .await?
+    {
+        Ok(password) => password,
+        Err(problem) => {
+            // The attempt gave its units back, so the code stays usable with a better one.
+            let user_id = matched.user_id();
+            tracing::info!(%user_id, outcome = "password_refused", "reset_password");
+            return Ok(ResetPassword::PasswordRefused(problem));
+        }
+    };
+    // No transaction is open during argon2.
+    let password_hash = services.passwords.hash(new_password.expose()).await?;
+    let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
     // A match names its user: only an existing account's code can match.
     let Some(user) = users::Entity::find_by_id(matched.user_id())
@@ -162,7 +192,9 @@ pub async fn reset_password(
 }
 
 /// Changes the password of the signed-in user after checking the current one. Other sessions
-/// end; this one stays.
+/// end; this one stays. Wrong current passwords are counted per account like failed
+/// sign-ins (the unit is taken before the hash is verified), so a stolen access token is not
+/// an unlimited password oracle.
 #[tracing::instrument(skip_all, fields(user_id = %auth.user_id, ip = requester.ip.as_deref()))]
 pub async fn change_password(
     services: &Services,
@@ -180,16 +212,51 @@ pub async fn change_password(
     // An address an earlier release stored and the normal form refuses (one for the operator
     // to resolve) is no reason to refuse the change: the password is then judged without it.
     let email = EmailAddress::parse(&user.email).ok();
-    let new_password = match NewPassword::parse(new_password, email.as_ref(), "new_password") {
+    let judged = match PendingPassword::parse(new_password, "new_password") {
+        Ok(pending) => {
+            let passwords = &services.passwords;
+            passwords
+                .judge(&pending, email.as_ref(), "new_password")
+                .await?
+        }
+        Err(problem) => Err(problem),
+    };
+    let new_password = match judged {
         Ok(password) => password,
         Err(problem) => return Ok(ChangePassword::PasswordRefused(problem)),
     };
-    let current_ok = services
+    let limits = &services.address_limits;
+    let check = PasswordCheck::Change(auth.user_id);
+    if let Err(error) = limits
+        .take_password_attempt(&services.db, services.clock.now(), check)
+        .await
+    {
+        if let Error::Limited(limited) = &error {
+            tracing::info!(
+                outcome = "delayed",
+                retry_after = limited.retry_after,
+                "change_password"
+            );
+        }
+        return Err(error);
+    }
+    let verified = services
         .passwords
         .verify(current.expose(), user.password_hash.as_deref())
-        .await?;
+        .await;
+    let current_ok = match verified {
+        Ok(matches) => matches,
+        Err(error) => {
+            // Nothing was verified (a full queue, say): the unit was not a failure.
+            limits
+                .give_back_password_attempt(&services.db, check)
+                .await?;
+            return Err(error.into());
+        }
+    };
     let signed_in = (Some(auth.user_id), Some(auth.session_id));
     if !current_ok {
+        // The unit taken above stays: it counts this failure.
         let entry = Entry {
             event: Event::PasswordChange,
             outcome: Outcome::WrongPassword,
@@ -201,6 +268,7 @@ pub async fn change_password(
         tracing::info!(outcome = "wrong_password", "change_password");
         return Ok(ChangePassword::WrongPassword);
     }
+    limits.password_accepted(&services.db, check).await?;
     let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
     let locale = user.locale.clone();

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::app::{AuthUser, Error, IssuedSession, Services};
 use crate::core::accounts::{self, find_user};
 use crate::core::audit::{self, Entry, Event, Outcome};
+use crate::core::limits::PasswordCheck;
 use crate::core::sessions::{self, RevokeReason, Rotation};
 use crate::domain::{EmailAddress, PasswordAttempt, RefreshToken, Requester};
 use crate::infra::db;
@@ -46,7 +47,8 @@ pub struct DeviceSession {
 }
 
 /// Signs in with email and password. Every refusal verifies one argon2 hash (a dummy where
-/// there is none), so they all take the same time.
+/// there is none), so they all take the same time. The attempt takes its failure unit before
+/// the hash is verified, so parallel guesses cannot all slip past the delay.
 #[tracing::instrument(skip_all, fields(ip = requester.ip.as_deref()))]
 pub async fn login(
     services: &Services,
@@ -57,7 +59,8 @@ pub async fn login(
 ) -> Result<Login, Error> {
     let now = services.clock.now();
     let limits = &services.address_limits;
-    if let Err(error) = limits.check_login_delay(&services.db, now, email).await {
+    let check = PasswordCheck::SignIn(email);
+    if let Err(error) = limits.take_password_attempt(&services.db, now, check).await {
         if let Error::Limited(limited) = &error {
             tracing::info!(
                 outcome = "delayed",
@@ -71,10 +74,19 @@ pub async fn login(
         .await?
         .filter(|user| user.email_verified_at.is_some());
     let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
-    let matches = services.passwords.verify(password.expose(), stored).await?;
+    let matches = match services.passwords.verify(password.expose(), stored).await {
+        Ok(matches) => matches,
+        Err(error) => {
+            // Nothing was verified (a full queue, say): the unit was not a failure.
+            limits
+                .give_back_password_attempt(&services.db, check)
+                .await?;
+            return Err(error.into());
+        }
+    };
     let user_id = user.as_ref().map(|user| user.id);
     let Some(user) = user.filter(|_| matches) else {
-        limits.login_failed(&services.db, now, email).await?;
+        // The unit taken above stays: it counts this failure.
         // Recorded for unknown addresses too (without a user), so both cost the same.
         let entry = Entry {
             event: Event::Login,
@@ -87,7 +99,7 @@ pub async fn login(
         tracing::info!(outcome = "invalid_credentials", "login");
         return Ok(Login::InvalidCredentials);
     };
-    limits.login_succeeded(&services.db, email).await?;
+    limits.password_accepted(&services.db, check).await?;
     let rehashed = rehash(services, &user, password).await;
     let txn = db::begin_write(&services.db).await?;
     if let Some((old, new)) = rehashed

@@ -177,11 +177,12 @@ pub async fn verify_signup(
         event: Event::Verification,
         operation: "verify_signup",
     };
-    let matched = attempt_code(services, now, user_id, &code, attempt, requester).await?;
+    let matched = attempt_code(services, now, email, user_id, &code, attempt, requester).await?;
     let Some(matched) = matched else {
         return Ok(VerifySignup::InvalidCode);
     };
-    let password = match password.judge(Some(email), "password") {
+    let passwords = &services.passwords;
+    let password = match passwords.judge(password, Some(email), "password").await? {
         Ok(password) => password,
         Err(problem) => {
             // The attempt gave its units back, so the code stays usable with a better one.

@@ -257,28 +257,40 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
     pub code_resend_cooldown_secs: u64,
 
-    /// Failed code attempts allowed per user and purpose in 24 hours, across all codes.
+    /// Wrong code attempts allowed per user and purpose from one client network (an IPv4
+    /// address or an IPv6 /64) in 24 hours, across all codes: a stranger guessing from one
+    /// network spends this, not the owner's.
     #[arg(long, env = "CODEWARD_CODE_DAILY_FAILURE_BUDGET", default_value_t = 25,
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub code_daily_failure_budget: u32,
+
+    /// Wrong code attempts allowed per user and purpose from all networks together in 24
+    /// hours, across all codes (NIST SP 800-63B's ceiling of 100); at least the per-network
+    /// budget.
+    #[arg(long, env = "CODEWARD_CODE_DAILY_FAILURE_CEILING", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub code_daily_failure_ceiling: u32,
 
     /// Codes one address may be sent per hour, all purposes together.
     #[arg(long, env = "CODEWARD_CODES_PER_ADDRESS_PER_HOUR", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub codes_per_address_per_hour: u32,
 
-    /// Failed sign-ins per address within the window before each further one is delayed.
+    /// Failed sign-ins per address (and wrong current passwords at a password change, per
+    /// account) within the window before each further one is delayed.
     #[arg(long, env = "CODEWARD_LOGIN_FAILURES_BEFORE_DELAY", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub login_failures_before_delay: u32,
 
-    /// Seconds over which failed sign-ins of an address are counted.
+    /// Seconds over which failed sign-ins of an address (wrong current passwords of an
+    /// account) are counted.
     #[arg(long, env = "CODEWARD_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(60..=86_400), global = true)]
     pub login_failure_window_secs: u64,
 
-    /// Longest delay imposed on an address after failed sign-ins, in seconds (it starts at
-    /// 30 s and doubles with each further failure).
+    /// Longest delay imposed on an address after failed sign-ins (on an account after wrong
+    /// current passwords), in seconds (it starts at 30 s and doubles with each further
+    /// failure).
     #[arg(long, env = "CODEWARD_LOGIN_MAX_DELAY_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(30..=86_400), global = true)]
     pub login_max_delay_secs: u64,
@@ -292,6 +304,7 @@ pub struct Config {
     pub equal_time_step_ms: u64,
 
     /// Per-IP quota of signup, resend_signup_code and forgot_password (`N/s`, `N/min`, `N/h`).
+    /// Every per-IP quota counts per client network: an IPv4 address, or an IPv6 /64.
     #[arg(
         long,
         env = "CODEWARD_IP_RATE_SEND_CODE",

@@ -115,6 +115,13 @@ impl Config {
                     .to_owned(),
             );
         }
+        if self.code_daily_failure_ceiling < self.code_daily_failure_budget {
+            problems.push(
+                "CODEWARD_CODE_DAILY_FAILURE_CEILING (all networks together) must be at least \
+                 CODEWARD_CODE_DAILY_FAILURE_BUDGET (one network)"
+                    .to_owned(),
+            );
+        }
         let plain_smtp = self.smtp_url.as_ref().is_some_and(|url| {
             url.expose().starts_with("smtp://") && !url.expose().contains("tls=")
         });

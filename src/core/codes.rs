@@ -3,18 +3,20 @@
 //!
 //! Every check-then-act is one conditional UPDATE, so concurrent guesses can never exceed a
 //! limit and one code is accepted at most once:
-//! 1. reserve one unit of the user's daily failure budget for this purpose;
-//! 2. count the attempt on the live code, only while it is under its attempt limit;
-//! 3. compare in constant time;
-//! 4. a right code gives both units back and, when consumed, is marked used only if unused.
+//! 1. reserve one unit of the daily failure budget of this user, purpose and client network
+//!    (an IPv4 address or an IPv6 /64), so a stranger spends their own network's budget;
+//! 2. reserve one unit of the daily ceiling of this user and purpose over all networks;
+//! 3. count the attempt on the live code, only while it is under its attempt limit;
+//! 4. compare in constant time;
+//! 5. a right code gives every unit back and, when consumed, is marked used only if unused.
 
 use chrono::{DateTime, Utc};
-use entity::{otp_budgets, otp_codes};
+use entity::{otp_budgets, otp_codes, otp_network_budgets};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, Set,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -22,7 +24,7 @@ use uuid::Uuid;
 use crate::config::{Config, Pepper};
 use crate::core::Error;
 use crate::core::mail::{CodeSeal, Email, Message, outbox};
-use crate::domain::{EmailAddress, OtpCode, Purpose, Requester};
+use crate::domain::{ClientNetwork, EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::metrics::Metrics;
 
 #[derive(Clone)]
@@ -35,7 +37,10 @@ pub struct CodeEngine {
     seal: CodeSeal,
     pub ttl: chrono::Duration,
     pub max_attempts: i32,
+    /// Wrong attempts per user, purpose and client network in 24 hours.
     pub daily_failure_budget: i32,
+    /// Wrong attempts per user and purpose from all networks together in 24 hours.
+    pub daily_failure_ceiling: i32,
     metrics: Metrics,
 }
 
@@ -48,8 +53,8 @@ pub struct CodeRecipient<'a> {
 }
 
 /// The decoys (rows inserted by a migration, no user behind them): a wrong guess for an
-/// unknown address runs its statements on a random decoy's code and budget, so it costs what a
-/// real wrong guess costs. Their codes hash no digits at all, and `attempt` never reports a
+/// unknown address runs its statements on a random decoy's code and ceiling (and on a network
+/// budget of the address's own), so it costs what a real wrong guess costs. Their codes hash no digits at all, and `attempt` never reports a
 /// match for a decoy.
 pub fn decoy_user_ids() -> impl Iterator<Item = Uuid> {
     (0..DECOY_COUNT).map(|i| Uuid::from_u128(FIRST_DECOY_USER_ID + i))
@@ -66,6 +71,15 @@ fn random_decoy() -> Uuid {
     use rand::Rng;
     let i = rand::rng().random_range(0..DECOY_COUNT);
     Uuid::from_u128(FIRST_DECOY_USER_ID + i)
+}
+
+/// Who makes a code attempt: the account the address leads to (`None` for an address no
+/// account has, or none the attempt may use), the address, and the client network the attempt
+/// comes from.
+pub struct Guesser<'a> {
+    pub user_id: Option<Uuid>,
+    pub email: &'a EmailAddress,
+    pub network: Option<ClientNetwork>,
 }
 
 /// A live code whose digits matched; `consume` turns it into a one-time success.
@@ -92,6 +106,7 @@ impl CodeEngine {
             ttl: config.code_ttl(),
             max_attempts: i32::try_from(config.code_max_attempts).unwrap_or(5),
             daily_failure_budget: i32::try_from(config.code_daily_failure_budget).unwrap_or(25),
+            daily_failure_ceiling: i32::try_from(config.code_daily_failure_ceiling).unwrap_or(100),
             metrics: Metrics::default(),
         }
     }
@@ -161,8 +176,10 @@ impl CodeEngine {
         Ok(())
     }
 
-    /// Inserts a fresh failure budget for every purpose under `user_id`, inside the caller's
-    /// transaction. Sign-up calls it once on every path: for a new account with its id, so
+    /// Inserts a fresh failure ceiling (`otp_budgets`: wrong attempts from all networks
+    /// together) for every purpose under `user_id`, inside the caller's transaction. The
+    /// per-network budgets are made by the first guess from each network. Sign-up calls it
+    /// once on every path: for a new account with its id, so
     /// its budgets exist before any code is issued (issuing then never inserts one, for known
     /// and unknown addresses alike); for an existing or verified address with a fresh id, so
     /// that path costs the same (housekeeping removes budgets no account has).
@@ -184,7 +201,7 @@ impl CodeEngine {
     }
 
     /// The code statements: revoke the older live codes, insert the new code, make sure the
-    /// failure budget exists (for accounts made before `create_budgets`; the upsert changes
+    /// failure ceiling exists (for accounts made before `create_budgets`; the upsert changes
     /// nothing otherwise). For nobody they run on a fresh id (the revoke matches nothing, the
     /// code is born revoked) and the upsert on a decoy's budget. Counted as `issued` on every
     /// path, void codes included: a count that moved for accounts only would tell anyone who
@@ -273,25 +290,27 @@ impl CodeEngine {
         })
     }
 
-    /// Makes one attempt with `code` on the user's live code of `purpose`, counting it against
-    /// the code's attempt limit and the daily failure budget. `Some` when the digits match a
-    /// live code; both counts are then given back, so only wrong attempts use them up. Runs as
+    /// Makes one attempt with `code` on the guesser's live code of `purpose`, counting it
+    /// against the code's attempt limit, the daily budget of the user, purpose and client
+    /// network, and the daily ceiling of the user and purpose. `Some` when the digits match a
+    /// live code; every count is then given back, so only wrong attempts use them up. Runs as
     /// autocommit statements: a wrong attempt stays counted whatever the caller does next.
-    /// Without a user (unknown address), the same reads and writes hit the decoy's rows and
-    /// change nothing, so a guess costs the same time whether or not the account exists.
+    /// Without a user (unknown address), the same reads and writes hit rows no account has
+    /// and change nothing that matters, so a guess costs the same whether or not the account
+    /// exists.
     ///
     /// Every attempt that does not match counts as `failed`, whatever stopped it (wrong digits,
-    /// an expired, used-up or missing code, the budget, an unknown address): counting only
+    /// an expired, used-up or missing code, a budget, an unknown address): counting only
     /// some of them would tell an unknown address from an account whose code has expired.
     pub async fn attempt<C: ConnectionTrait>(
         &self,
         db: &C,
         now: DateTime<Utc>,
-        user_id: Option<Uuid>,
         purpose: Purpose,
         code: &OtpCode,
+        guesser: Guesser<'_>,
     ) -> Result<Option<Matched>, DbErr> {
-        let matched = self.try_code(db, now, user_id, purpose, code).await?;
+        let matched = self.try_code(db, now, purpose, code, guesser).await?;
         if matched.is_none() {
             self.metrics.code(purpose.name(), "failed");
         }
@@ -303,16 +322,37 @@ impl CodeEngine {
         &self,
         db: &C,
         now: DateTime<Utc>,
-        user_id: Option<Uuid>,
         purpose: Purpose,
         code: &OtpCode,
+        guesser: Guesser<'_>,
     ) -> Result<Option<Matched>, DbErr> {
-        // An unknown address runs the very same statements on the decoy, whose code never
-        // expires or runs out of attempts and whose budget has no cap: a wrong guess then
-        // costs the same whether or not the account exists. The decoy never matches.
-        let (is_decoy, user_id, budget) = match user_id {
-            Some(user_id) => (false, user_id, self.daily_failure_budget),
-            None => (true, random_decoy(), i32::MAX),
+        // An unknown address runs the very same statements on a random decoy's code and
+        // ceiling: the code never expires or runs out of attempts, the ceiling has no cap, and
+        // the decoy never matches. Its network budget is kept under an id derived from the
+        // address instead (no account has it), with the same cap as an account's: the decoys
+        // share every network's rows, so on a decoy's a first guess from a network would
+        // mostly update a row where an account's first guess inserts one. Keyed by the
+        // address, the row is inserted by that address's first guess from the network and
+        // updated by the later ones, exactly as an account's is.
+        let network = network_key(guesser.network);
+        let per_network = self.daily_failure_budget;
+        let (is_decoy, user_id, budgets, ceiling) = match guesser.user_id {
+            Some(user_id) => (
+                false,
+                user_id,
+                Budgets::new(user_id, user_id, purpose, network),
+                self.daily_failure_ceiling,
+            ),
+            None => {
+                let decoy = random_decoy();
+                let owner = self.unknown_address_id(guesser.email);
+                (
+                    true,
+                    decoy,
+                    Budgets::new(decoy, owner, purpose, network),
+                    i32::MAX,
+                )
+            }
         };
         let Some(live) = otp_codes::Entity::find()
             .filter(otp_codes::Column::UserId.eq(user_id))
@@ -325,11 +365,18 @@ impl CodeEngine {
         else {
             return Ok(None);
         };
-        if !self
-            .reserve_budget(db, now, user_id, purpose, budget)
-            .await?
-        {
-            tracing::warn!(%user_id, purpose = purpose.name(), "daily code failure budget exhausted");
+        // The network's budget first: a stranger whose network is spent never touches the
+        // ceiling, not even for a moment, so their refused guesses cannot crowd out the
+        // owner's right code.
+        if !budgets.reserve_network(db, now, per_network).await? {
+            if !is_decoy {
+                tracing::warn!(%user_id, purpose = purpose.name(), network = %budgets.network, "daily code failure budget of the network exhausted");
+            }
+            return Ok(None);
+        }
+        if !budgets.reserve_ceiling(db, now, ceiling).await? {
+            budgets.refund_network(db).await?;
+            tracing::warn!(%user_id, purpose = purpose.name(), "daily code failure ceiling exhausted");
             return Ok(None);
         }
         let counted = otp_codes::Entity::update_many()
@@ -351,7 +398,7 @@ impl CodeEngine {
             == 1;
         if !counted {
             // Expired, used up or replaced meanwhile: no attempt happened.
-            self.refund_budget(db, user_id, purpose).await?;
+            budgets.refund(db).await?;
             return Ok(None);
         }
         let matches = self
@@ -368,7 +415,7 @@ impl CodeEngine {
         if !matches || is_decoy {
             return Ok(None);
         }
-        self.refund_budget(db, user_id, purpose).await?;
+        budgets.refund(db).await?;
         otp_codes::Entity::update_many()
             .col_expr(
                 otp_codes::Column::Attempts,
@@ -409,6 +456,21 @@ impl CodeEngine {
         Ok(consumed.rows_affected == 1)
     }
 
+    /// The id an unknown address's network budgets are kept under: HMAC of the address under
+    /// the current pepper, so it is the same for every guess at the address, no account has
+    /// it, and the address is not stored.
+    fn unknown_address_id(&self, email: &EmailAddress) -> Uuid {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.current.key())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"unknown-address");
+        mac.update(&[0]);
+        mac.update(email.as_str().as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        Uuid::from_bytes(id)
+    }
+
     /// Kills every live code of the user (all purposes), e.g. after a password reset.
     pub async fn revoke_all<C: ConnectionTrait>(
         &self,
@@ -425,60 +487,174 @@ impl CodeEngine {
             .await?;
         Ok(result.rows_affected)
     }
+}
 
-    /// Takes one unit of the 24-hour budget, starting a new window when the old one is over.
-    async fn reserve_budget<C: ConnectionTrait>(
+/// The name a client network's budget is kept under. Requests without a known IP (not over
+/// TCP) share one budget.
+fn network_key(network: Option<ClientNetwork>) -> String {
+    network.map_or_else(|| "unknown".to_owned(), |network| network.to_string())
+}
+
+/// The two daily failure budgets one attempt spends: its user, purpose and network's, and its
+/// user and purpose's ceiling over all networks. For an account both are the account's; for
+/// an unknown address the ceiling is a decoy's and the network budget the address's own.
+struct Budgets {
+    /// Whose ceiling (`otp_budgets`).
+    ceiling_of: Uuid,
+    /// Whose network budget (`otp_network_budgets`).
+    network_budget_of: Uuid,
+    purpose: Purpose,
+    network: String,
+}
+
+impl Budgets {
+    fn new(ceiling_of: Uuid, network_budget_of: Uuid, purpose: Purpose, network: String) -> Self {
+        Self {
+            ceiling_of,
+            network_budget_of,
+            purpose,
+            network,
+        }
+    }
+
+    fn network_row(&self) -> Condition {
+        Condition::all()
+            .add(otp_network_budgets::Column::UserId.eq(self.network_budget_of))
+            .add(otp_network_budgets::Column::Purpose.eq(self.purpose.name()))
+            .add(otp_network_budgets::Column::Network.eq(self.network.as_str()))
+    }
+
+    fn ceiling_row(&self) -> Condition {
+        Condition::all()
+            .add(otp_budgets::Column::UserId.eq(self.ceiling_of))
+            .add(otp_budgets::Column::Purpose.eq(self.purpose.name()))
+    }
+
+    /// Takes one unit of the network's budget. The row is made by the first guess from the
+    /// network (at an account or an unknown address alike) by an upsert that writes the row
+    /// on every guess (the time of the guess), so a first guess and a later one both cost one
+    /// row write; the unit itself is then taken by one conditional UPDATE.
+    async fn reserve_network<C: ConnectionTrait>(
         &self,
         db: &C,
         now: DateTime<Utc>,
-        user_id: Uuid,
-        purpose: Purpose,
         budget: i32,
     ) -> Result<bool, DbErr> {
-        let window_over =
-            Expr::col(otp_budgets::Column::WindowStart).lte(now - chrono::Duration::hours(24));
-        // MySQL assigns left to right, so `failures` must be set before `window_start` changes.
-        let result = otp_budgets::Entity::update_many()
-            .col_expr(
-                otp_budgets::Column::Failures,
-                Expr::case(window_over.clone(), 1)
-                    .finally(Expr::col(otp_budgets::Column::Failures).add(1))
-                    .into(),
-            )
-            .col_expr(
-                otp_budgets::Column::WindowStart,
-                Expr::case(window_over.clone(), Expr::value(now))
-                    .finally(Expr::col(otp_budgets::Column::WindowStart))
-                    .into(),
-            )
-            .filter(otp_budgets::Column::UserId.eq(user_id))
-            .filter(otp_budgets::Column::Purpose.eq(purpose.name()))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(window_over)
-                    .add(otp_budgets::Column::Failures.lt(budget)),
-            )
-            .exec(db)
-            .await?;
-        Ok(result.rows_affected == 1)
+        otp_network_budgets::Entity::insert(otp_network_budgets::ActiveModel {
+            user_id: Set(self.network_budget_of),
+            purpose: Set(self.purpose.name().to_owned()),
+            network: Set(self.network.clone()),
+            window_start: Set(now),
+            failures: Set(0),
+            last_attempt_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                otp_network_budgets::Column::UserId,
+                otp_network_budgets::Column::Purpose,
+                otp_network_budgets::Column::Network,
+            ])
+            .update_column(otp_network_budgets::Column::LastAttemptAt)
+            .to_owned(),
+        )
+        .exec(db)
+        .await?;
+        take_unit::<otp_network_budgets::Entity, _>(
+            db,
+            now,
+            self.network_row(),
+            otp_network_budgets::Column::WindowStart,
+            otp_network_budgets::Column::Failures,
+            budget,
+        )
+        .await
     }
 
-    async fn refund_budget<C: ConnectionTrait>(
+    /// Takes one unit of the ceiling (its row exists from sign-up or the first code).
+    async fn reserve_ceiling<C: ConnectionTrait>(
         &self,
         db: &C,
-        user_id: Uuid,
-        purpose: Purpose,
-    ) -> Result<(), DbErr> {
-        otp_budgets::Entity::update_many()
-            .col_expr(
-                otp_budgets::Column::Failures,
-                Expr::col(otp_budgets::Column::Failures).sub(1),
-            )
-            .filter(otp_budgets::Column::UserId.eq(user_id))
-            .filter(otp_budgets::Column::Purpose.eq(purpose.name()))
-            .filter(otp_budgets::Column::Failures.gt(0))
-            .exec(db)
-            .await?;
-        Ok(())
+        now: DateTime<Utc>,
+        ceiling: i32,
+    ) -> Result<bool, DbErr> {
+        take_unit::<otp_budgets::Entity, _>(
+            db,
+            now,
+            self.ceiling_row(),
+            otp_budgets::Column::WindowStart,
+            otp_budgets::Column::Failures,
+            ceiling,
+        )
+        .await
     }
+
+    async fn refund_network<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
+        give_back_unit::<otp_network_budgets::Entity, _>(
+            db,
+            self.network_row(),
+            otp_network_budgets::Column::Failures,
+        )
+        .await
+    }
+
+    /// Gives back both units.
+    async fn refund<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
+        self.refund_network(db).await?;
+        give_back_unit::<otp_budgets::Entity, _>(
+            db,
+            self.ceiling_row(),
+            otp_budgets::Column::Failures,
+        )
+        .await
+    }
+}
+
+/// Takes one unit of the 24-hour budget in the row `row` of `E`, in one conditional UPDATE,
+/// starting a new window when the old one is over. `false` when the budget is spent.
+async fn take_unit<E: EntityTrait, C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    row: Condition,
+    window_start: E::Column,
+    failures: E::Column,
+    budget: i32,
+) -> Result<bool, DbErr> {
+    let window_over = Expr::col(window_start).lte(now - chrono::Duration::hours(24));
+    // MySQL assigns left to right, so `failures` must be set before `window_start` changes.
+    let result = E::update_many()
+        .col_expr(
+            failures,
+            Expr::case(window_over.clone(), 1)
+                .finally(Expr::col(failures).add(1))
+                .into(),
+        )
+        .col_expr(
+            window_start,
+            Expr::case(window_over.clone(), Expr::value(now))
+                .finally(Expr::col(window_start))
+                .into(),
+        )
+        .filter(row)
+        .filter(
+            Condition::any()
+                .add(window_over)
+                .add(Expr::col(failures).lt(budget)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+async fn give_back_unit<E: EntityTrait, C: ConnectionTrait>(
+    db: &C,
+    row: Condition,
+    failures: E::Column,
+) -> Result<(), DbErr> {
+    E::update_many()
+        .col_expr(failures, Expr::col(failures).sub(1))
+        .filter(row)
+        .filter(Expr::col(failures).gt(0))
+        .exec(db)
+        .await?;
+    Ok(())
 }

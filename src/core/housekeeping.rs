@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use entity::{
-    audit_events, email_outbox, otp_budgets, otp_codes, rate_counters, refresh_tokens, sessions,
-    users,
+    audit_events, email_outbox, otp_budgets, otp_codes, otp_network_budgets, rate_counters,
+    refresh_tokens, sessions, users,
 };
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
@@ -47,6 +47,7 @@ pub struct Purged {
     pub users: u64,
     pub otp_codes: u64,
     pub otp_budgets: u64,
+    pub otp_network_budgets: u64,
     pub sessions: u64,
     pub refresh_tokens: u64,
     pub email_outbox: u64,
@@ -56,11 +57,12 @@ pub struct Purged {
 
 impl Purged {
     /// Rows removed per table, every table once: what `codeward purge` prints and `total` sums.
-    pub fn by_table(&self) -> [(&'static str, u64); 8] {
+    pub fn by_table(&self) -> [(&'static str, u64); 9] {
         [
             ("users", self.users),
             ("otp_codes", self.otp_codes),
             ("otp_budgets", self.otp_budgets),
+            ("otp_network_budgets", self.otp_network_budgets),
             ("sessions", self.sessions),
             ("refresh_tokens", self.refresh_tokens),
             ("email_outbox", self.email_outbox),
@@ -173,6 +175,11 @@ pub async fn purge<C: ConnectionTrait>(
     )
     .await?;
 
+    // Network budgets (of accounts and unknown addresses alike) whose window is over: a missing row is
+    // made afresh by the next guess from its network, which is what an over window means.
+    let otp_network_budgets =
+        purge_network_budgets(db, batch, now - chrono::Duration::days(1)).await?;
+
     // Counters whose window is long over and that block nothing: a missing row is recreated
     // empty, which is what an over window means anyway.
     let idle = Condition::all()
@@ -202,6 +209,7 @@ pub async fn purge<C: ConnectionTrait>(
         users: unverified.users,
         otp_codes: otp_codes + unverified.otp_codes,
         otp_budgets: otp_budgets + unverified.otp_budgets,
+        otp_network_budgets,
         audit_events,
         sessions,
         refresh_tokens,
@@ -282,6 +290,48 @@ async fn purge_unverified<C: ConnectionTrait>(
             .rows_affected;
         if read < batch {
             return Ok(purged);
+        }
+    }
+}
+
+/// Deletes the network budgets whose window started before `before`, `batch` at a time. Their
+/// key has three columns, so each batch is deleted by its keys as row values.
+async fn purge_network_budgets<C: ConnectionTrait>(
+    db: &C,
+    batch: u64,
+    before: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    use otp_network_budgets::Column;
+    let over = Condition::all().add(Column::WindowStart.lt(before));
+    let mut total = 0;
+    loop {
+        let keys: Vec<(uuid::Uuid, String, String)> = otp_network_budgets::Entity::find()
+            .select_only()
+            .columns([Column::UserId, Column::Purpose, Column::Network])
+            .filter(over.clone())
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if keys.is_empty() {
+            return Ok(total);
+        }
+        let found = keys.len() as u64;
+        let key = Expr::tuple([
+            Expr::col(Column::UserId).into(),
+            Expr::col(Column::Purpose).into(),
+            Expr::col(Column::Network).into(),
+        ]);
+        // The window is checked again: a guess may have started a new one meanwhile.
+        let deleted = otp_network_budgets::Entity::delete_many()
+            .filter(key.in_tuples(keys))
+            .filter(over.clone())
+            .exec(db)
+            .await?
+            .rows_affected;
+        total += deleted;
+        if found < batch {
+            return Ok(total);
         }
     }
 }

@@ -1,8 +1,8 @@
-//! Rate limits. Per client IP in memory (governor), per operation group; per address in the
-//! database, so they hold across any number of instances: the resend cooldown, the hourly cap
-//! on codes, and the growing delay after repeated login failures.
+//! Rate limits. Per client network (an IPv4 address or an IPv6 /64) in memory (governor), per
+//! operation group; per address or account in the database, so they hold across any number of
+//! instances: the resend cooldown, the hourly cap on codes, and the growing delay after
+//! repeated password failures.
 
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -10,13 +10,14 @@ use chrono::{DateTime, Utc};
 use entity::rate_counters;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::sea_query::{Expr, OnConflict, SimpleExpr};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::config::{Config, Pepper, Rate};
 use crate::core::Error;
-use crate::domain::{EmailAddress, Purpose};
+use crate::domain::{ClientNetwork, EmailAddress, Purpose};
 
 /// A limit was hit: what the 429 says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,10 +76,11 @@ impl Group {
 
 struct IpLimiter {
     rate: Rate,
-    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    limiter: DefaultKeyedRateLimiter<ClientNetwork>,
 }
 
-/// Per-IP quotas in this process's memory.
+/// Per-IP quotas in this process's memory, one per client network: an IPv6 host owns a whole
+/// /64, and would otherwise get a fresh quota with every address it picks from it.
 pub struct IpLimits {
     send: IpLimiter,
     verify: IpLimiter,
@@ -106,10 +108,10 @@ impl IpLimits {
         }
     }
 
-    /// Takes one request from `ip`'s quota for `group`. A request without a known IP (not over
-    /// TCP) is not limited here; the per-address limits still apply.
-    pub fn check(&self, group: Group, ip: Option<&str>) -> Result<(), Limited> {
-        let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+    /// Takes one request from `network`'s quota for `group`. A request without a known IP (not
+    /// over TCP) is not limited here; the per-address limits still apply.
+    pub fn check(&self, group: Group, network: Option<ClientNetwork>) -> Result<(), Limited> {
+        let Some(network) = network else {
             return Ok(());
         };
         let limiter = match group {
@@ -118,7 +120,7 @@ impl IpLimits {
             Group::Login => &self.login,
             Group::Refresh => &self.refresh,
         };
-        limiter.limiter.check_key(&ip).map_err(|not_until| {
+        limiter.limiter.check_key(&network).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
@@ -131,7 +133,7 @@ impl IpLimits {
         })
     }
 
-    /// Forgets IPs whose quota is full again, so memory follows the active clients only.
+    /// Forgets networks whose quota is full again, so memory follows the active clients only.
     pub fn retain_recent(&self) {
         for limiter in self.all() {
             limiter.limiter.retain_recent();
@@ -160,8 +162,8 @@ pub struct AddressLimits {
     login_max_delay: chrono::Duration,
 }
 
-/// Starts the login delay: the first blocked attempt waits this long, each further failure
-/// doubles it up to the maximum.
+/// Starts the password delay: the first blocked attempt waits this long, each further
+/// failure doubles it up to the maximum.
 const LOGIN_BASE_DELAY_SECS: i64 = 30;
 
 impl AddressLimits {
@@ -176,12 +178,13 @@ impl AddressLimits {
         }
     }
 
-    fn key(&self, scope: &str, email: &EmailAddress) -> String {
+    /// The counter's key: HMAC(pepper, scope ‖ 0 ‖ subject), so no address is stored in clear.
+    fn key(&self, scope: &str, subject: &[u8]) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.pepper.key())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(scope.as_bytes());
         mac.update(&[0]);
-        mac.update(email.as_str().as_bytes());
+        mac.update(subject);
         hex::encode(mac.finalize().into_bytes())
     }
 
@@ -195,7 +198,10 @@ impl AddressLimits {
         email: &EmailAddress,
         purpose: Purpose,
     ) -> Result<(), Error> {
-        let cooldown_key = self.key(&format!("cooldown:{}", purpose.name()), email);
+        let cooldown_key = self.key(
+            &format!("cooldown:{}", purpose.name()),
+            email.as_str().as_bytes(),
+        );
         if self.resend_cooldown > chrono::Duration::zero()
             && let Window::Full { retry_at } =
                 take(txn, &cooldown_key, now, self.resend_cooldown, 1).await?
@@ -207,7 +213,7 @@ impl AddressLimits {
                 retry_after: seconds_until(now, retry_at),
             }));
         }
-        let hourly_key = self.key("codes-per-hour", email);
+        let hourly_key = self.key("codes-per-hour", email.as_str().as_bytes());
         let hour = chrono::Duration::hours(1);
         if let Window::Full { retry_at } =
             take(txn, &hourly_key, now, hour, self.codes_per_hour).await?
@@ -222,80 +228,185 @@ impl AddressLimits {
         Ok(())
     }
 
-    /// Refuses sign-in attempts for `email` while it must wait (after repeated failures).
-    pub async fn check_login_delay<C: ConnectionTrait>(
+    /// Takes one unit for a password check before the password is verified, in one
+    /// conditional UPDATE that refuses while `check`'s subject must wait. The unit stays taken
+    /// when the password is wrong (it is the failure); `password_accepted` clears the count
+    /// and `give_back_password_attempt` returns the unit when no verification happened. From
+    /// the `login_free_failures`th unit within the window on, taking one also sets the delay
+    /// that a failure earns (30 s, doubling with each further one up to the maximum), so
+    /// parallel attempts cannot all pass the check before the first failure is counted: at
+    /// most `login_free_failures` passwords are verified before the first delay.
+    pub async fn take_password_attempt<C: ConnectionTrait>(
         &self,
         db: &C,
         now: DateTime<Utc>,
-        email: &EmailAddress,
+        check: PasswordCheck<'_>,
     ) -> Result<(), Error> {
-        let counter = rate_counters::Entity::find_by_id(self.key("login-failures", email))
-            .one(db)
-            .await?;
-        match counter
-            .and_then(|c| c.blocked_until)
-            .filter(|until| *until > now)
-        {
-            Some(until) => Err(Error::Limited(Limited {
-                policy: "login-failures-per-address",
-                quota: self.login_free_failures.unsigned_abs(),
-                window_secs: self.login_window.num_seconds().unsigned_abs(),
-                retry_after: seconds_until(now, until),
-            })),
-            None => Ok(()),
+        let key = self.password_key(check);
+        ensure_counter(db, &key).await?;
+        let window_over =
+            Expr::col(rate_counters::Column::WindowStart).lte(now - self.login_window);
+        let next_count = Expr::case(window_over.clone(), 1)
+            .finally(Expr::col(rate_counters::Column::Count).add(1));
+        let blocked_until = self.delay_after(now, next_count.clone().into());
+        // MySQL assigns left to right and later expressions see earlier assignments, so every
+        // expression that reads `count` or `window_start` comes before they change.
+        let taken = rate_counters::Entity::update_many()
+            .col_expr(rate_counters::Column::BlockedUntil, blocked_until)
+            .col_expr(rate_counters::Column::Count, next_count.into())
+            .col_expr(
+                rate_counters::Column::WindowStart,
+                Expr::case(window_over, Expr::value(now))
+                    .finally(Expr::col(rate_counters::Column::WindowStart))
+                    .into(),
+            )
+            .filter(rate_counters::Column::Key.eq(key.as_str()))
+            .filter(
+                Condition::any()
+                    .add(rate_counters::Column::BlockedUntil.is_null())
+                    .add(rate_counters::Column::BlockedUntil.lte(now)),
+            )
+            .exec(db)
+            .await?
+            .rows_affected
+            == 1;
+        if taken {
+            return Ok(());
         }
-    }
-
-    /// Counts a failed sign-in; from the `login_free_failures`th failure within the window on,
-    /// each failure sets a delay that doubles up to the maximum.
-    pub async fn login_failed<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        now: DateTime<Utc>,
-        email: &EmailAddress,
-    ) -> Result<(), DbErr> {
-        let key = self.key("login-failures", email);
-        // No cap: every failure counts; `take` with the largest limit never refuses.
-        let _ = take(db, &key, now, self.login_window, i32::MAX).await?;
-        let failures = rate_counters::Entity::find_by_id(key.clone())
+        let until = rate_counters::Entity::find_by_id(key)
             .one(db)
             .await?
-            .map_or(0, |c| c.count);
-        if failures >= self.login_free_failures {
-            let doublings = u32::try_from(failures - self.login_free_failures)
-                .unwrap_or(0)
-                .min(20);
-            let delay =
-                chrono::Duration::seconds(LOGIN_BASE_DELAY_SECS.saturating_mul(1 << doublings))
-                    .min(self.login_max_delay);
-            rate_counters::Entity::update_many()
-                .col_expr(
-                    rate_counters::Column::BlockedUntil,
-                    Expr::value(now + delay),
-                )
-                .filter(rate_counters::Column::Key.eq(key))
-                .exec(db)
-                .await?;
-        }
-        Ok(())
+            .and_then(|counter| counter.blocked_until)
+            .unwrap_or(now);
+        Err(Error::Limited(Limited {
+            policy: check.policy(),
+            quota: self.login_free_failures.unsigned_abs(),
+            window_secs: self.login_window.num_seconds().unsigned_abs(),
+            retry_after: seconds_until(now, until),
+        }))
     }
 
-    /// A successful sign-in clears the failures of the address.
-    pub async fn login_succeeded<C: ConnectionTrait>(
+    /// `blocked_until` for an attempt that makes the count `count`: none below the free
+    /// failures, then 30 s doubling per failure up to the maximum. A CASE over the few
+    /// distinct delays (at most a dozen before the maximum), as SQL has no portable power.
+    fn delay_after(&self, now: DateTime<Utc>, count: SimpleExpr) -> SimpleExpr {
+        let free = self.login_free_failures;
+        let mut delays = Expr::case(
+            Expr::expr(count.clone()).lt(free),
+            Expr::value(Option::<DateTime<Utc>>::None),
+        );
+        let mut doublings = 0u32;
+        loop {
+            let delay = chrono::Duration::seconds(LOGIN_BASE_DELAY_SECS << doublings);
+            if delay >= self.login_max_delay || doublings >= 20 {
+                break;
+            }
+            let at = free.saturating_add(i32::try_from(doublings).unwrap_or(i32::MAX));
+            delays = delays.case(Expr::expr(count.clone()).eq(at), Expr::value(now + delay));
+            doublings += 1;
+        }
+        delays
+            .finally(Expr::value(now + self.login_max_delay))
+            .into()
+    }
+
+    /// Returns the unit of an attempt whose password was never verified (the hashing queue
+    /// was full, say), and the delay it set if it was the one that reached the free failures.
+    pub async fn give_back_password_attempt<C: ConnectionTrait>(
         &self,
         db: &C,
-        email: &EmailAddress,
+        check: PasswordCheck<'_>,
     ) -> Result<(), DbErr> {
-        rate_counters::Entity::delete_by_id(self.key("login-failures", email))
+        let count = Expr::col(rate_counters::Column::Count);
+        rate_counters::Entity::update_many()
+            .col_expr(
+                rate_counters::Column::BlockedUntil,
+                Expr::case(
+                    Expr::expr(count.clone().sub(1)).lt(self.login_free_failures),
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .finally(Expr::col(rate_counters::Column::BlockedUntil))
+                .into(),
+            )
+            .col_expr(rate_counters::Column::Count, count.sub(1))
+            .filter(rate_counters::Column::Key.eq(self.password_key(check)))
+            .filter(rate_counters::Column::Count.gt(0))
             .exec(db)
             .await?;
         Ok(())
+    }
+
+    /// A right password clears the failures of `check`'s subject, its own unit with them.
+    pub async fn password_accepted<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        check: PasswordCheck<'_>,
+    ) -> Result<(), DbErr> {
+        // Reset in place, not deleted: an attempt running beside this one has made sure the row
+        // exists and is about to take its unit from it; were the row gone, that attempt would
+        // find nothing to take and be refused as if delayed.
+        rate_counters::Entity::update_many()
+            .col_expr(rate_counters::Column::Count, Expr::value(0))
+            .col_expr(
+                rate_counters::Column::BlockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(rate_counters::Column::Key.eq(self.password_key(check)))
+            .exec(db)
+            .await?;
+        Ok(())
+    }
+
+    fn password_key(&self, check: PasswordCheck<'_>) -> String {
+        match check {
+            PasswordCheck::SignIn(email) => self.key("login-failures", email.as_str().as_bytes()),
+            PasswordCheck::Change(user_id) => {
+                self.key("change-password-failures", user_id.as_bytes())
+            }
+        }
+    }
+}
+
+/// What a password check counts against: the address at sign-in (known or not), the account
+/// at a password change. Both get the same free failures, window and growing delay.
+#[derive(Clone, Copy, Debug)]
+pub enum PasswordCheck<'a> {
+    SignIn(&'a EmailAddress),
+    Change(Uuid),
+}
+
+impl PasswordCheck<'_> {
+    fn policy(self) -> &'static str {
+        match self {
+            Self::SignIn(_) => "login-failures-per-address",
+            Self::Change(_) => "change-password-failures-per-account",
+        }
     }
 }
 
 fn seconds_until(now: DateTime<Utc>, at: DateTime<Utc>) -> u64 {
     let millis = (at - now).num_milliseconds().max(0).unsigned_abs();
     millis.div_ceil(1000).max(1)
+}
+
+/// Makes sure the counter `key` has a row (an empty one, its window long over), so the
+/// conditional UPDATE that takes a unit has a row to work on; changes nothing otherwise.
+async fn ensure_counter<C: ConnectionTrait>(db: &C, key: &str) -> Result<(), DbErr> {
+    rate_counters::Entity::insert(rate_counters::ActiveModel {
+        key: Set(key.to_owned()),
+        window_start: Set(DateTime::<Utc>::UNIX_EPOCH),
+        count: Set(0),
+        blocked_until: Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(rate_counters::Column::Key)
+            .do_nothing_on([rate_counters::Column::Count])
+            .to_owned(),
+    )
+    .do_nothing()
+    .exec(db)
+    .await?;
+    Ok(())
 }
 
 /// What taking a unit from a fixed window found.
@@ -313,20 +424,7 @@ async fn take<C: ConnectionTrait>(
     window: chrono::Duration,
     limit: i32,
 ) -> Result<Window, DbErr> {
-    rate_counters::Entity::insert(rate_counters::ActiveModel {
-        key: Set(key.to_owned()),
-        window_start: Set(DateTime::<Utc>::UNIX_EPOCH),
-        count: Set(0),
-        blocked_until: Set(None),
-    })
-    .on_conflict(
-        OnConflict::column(rate_counters::Column::Key)
-            .do_nothing_on([rate_counters::Column::Count])
-            .to_owned(),
-    )
-    .do_nothing()
-    .exec(db)
-    .await?;
+    ensure_counter(db, key).await?;
     let window_over = Expr::col(rate_counters::Column::WindowStart).lte(now - window);
     // MySQL assigns left to right: `count` must be computed before `window_start` changes.
     let taken = rate_counters::Entity::update_many()
@@ -373,23 +471,39 @@ mod tests {
         let limits = IpLimits::from_config(&test_config(&["--ip-rate-send-code=3/min"]));
 
         for _ in 0..3 {
-            assert!(limits.check(Group::SendCode, Some("203.0.113.1")).is_ok());
+            assert!(limits.check(Group::SendCode, net("203.0.113.1")).is_ok());
         }
         let limited = limits
-            .check(Group::SendCode, Some("203.0.113.1"))
+            .check(Group::SendCode, net("203.0.113.1"))
             .unwrap_err();
 
         assert_eq!(limited.policy, "send-code-per-ip");
         assert!((1..=20).contains(&limited.retry_after), "{limited:?}");
         assert_eq!(limited.policy_header(), "\"send-code-per-ip\";q=3;w=60");
         assert!(
-            limits.check(Group::SendCode, Some("203.0.113.2")).is_ok(),
+            limits.check(Group::SendCode, net("203.0.113.2")).is_ok(),
             "another IP has its own quota"
         );
         assert!(
-            limits.check(Group::VerifyCode, Some("203.0.113.1")).is_ok(),
+            limits.check(Group::VerifyCode, net("203.0.113.1")).is_ok(),
             "another group too"
         );
+    }
+
+    #[test]
+    fn one_ipv6_64_shares_one_quota_whatever_address_it_uses() {
+        let limits = IpLimits::from_config(&test_config(&["--ip-rate-login=2/min"]));
+
+        assert!(limits.check(Group::Login, net("2001:db8:1:2::1")).is_ok());
+        assert!(limits.check(Group::Login, net("2001:db8:1:2::2")).is_ok());
+        let third = limits.check(Group::Login, net("2001:db8:1:2:ffff::3"));
+
+        assert!(third.is_err(), "the same /64");
+        assert!(limits.check(Group::Login, net("2001:db8:1:3::1")).is_ok());
+    }
+
+    fn net(ip: &str) -> Option<ClientNetwork> {
+        Some(ClientNetwork::from(ip.parse::<std::net::IpAddr>().unwrap()))
     }
 
     use crate::config::tests::test_config;

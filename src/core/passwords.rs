@@ -1,7 +1,8 @@
-//! Password hashing: argon2id off the async runtime, at most one hash per core at a time, with
-//! a bounded queue. Unknown users verify a dummy hash so that they cost the same time; it is
-//! made with the current parameters, and so is every account's hash after its next sign-in
-//! (`needs_rehash`), so a new cost setting does not leave old accounts timing differently.
+//! Password work off the async runtime: argon2id, at most one hash per core at a time, with a
+//! bounded queue; and the strength estimate of a new password, at most one per core at a time.
+//! Unknown users verify a dummy hash so that they cost the same time; it is made with the
+//! current parameters, and so is every account's hash after its next sign-in (`needs_rehash`),
+//! so a new cost setting does not leave old accounts timing differently.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::domain::{EmailAddress, NewPassword, PasswordProblem, PendingPassword};
 
 /// The hashing queue is full; the caller answers 503 `overloaded`.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,10 @@ pub struct Passwords {
     queue_capacity: usize,
     metrics: crate::infra::metrics::Metrics,
     threads: HashThreads,
+    /// Strength estimates running at once: one per core. The others wait their turn rather
+    /// than being refused: an estimate needs no memory worth bounding, and the operations
+    /// that judge a password are under per-IP quotas.
+    estimating: Arc<Semaphore>,
 }
 
 impl Passwords {
@@ -61,7 +67,31 @@ impl Passwords {
             queue_capacity: config.password_hash_queue as usize,
             metrics,
             threads: HashThreads::start(cores),
+            estimating: Arc::new(Semaphore::new(cores)),
         })
+    }
+
+    /// The policy's verdict on a new password (`PendingPassword::judge`), computed on tokio's
+    /// blocking pool. zxcvbn takes up to ~100 ms of CPU on a long password (it reads the first
+    /// 100 characters); run on the async workers, a few such requests at once would stall
+    /// every other request. It does not take a place in the hashing queue, so a flood of
+    /// estimates never makes a sign-in answer 503.
+    pub async fn judge(
+        &self,
+        password: &PendingPassword,
+        email: Option<&EmailAddress>,
+        field: &'static str,
+    ) -> Result<Result<NewPassword, PasswordProblem>, HashError> {
+        let _turn = self
+            .estimating
+            .acquire()
+            .await
+            .map_err(|_| HashError::Failed("strength estimates stopped".into()))?;
+        let password = password.clone();
+        let email = email.cloned();
+        tokio::task::spawn_blocking(move || password.judge(email.as_ref(), field))
+            .await
+            .map_err(|error| HashError::Failed(format!("strength estimate failed: {error}")))
     }
 
     /// Hashes at most `cores` passwords at a time, on the hashing threads.

@@ -2,12 +2,14 @@
 
 mod code;
 mod email;
+mod network;
 mod password;
 mod requester;
 mod token;
 
 pub use code::{CODE_LENGTH, OtpCode, Purpose};
 pub use email::EmailAddress;
+pub use network::ClientNetwork;
 pub use password::{NewPassword, PasswordAttempt, PasswordProblem, PendingPassword};
 pub use requester::Requester;
 pub use token::{AccessToken, RefreshToken, TokenHash};

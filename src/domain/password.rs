@@ -63,8 +63,10 @@ impl NewPassword {
 }
 
 /// A new password whose length was checked at the edge but whose strength is judged later
-/// (`judge`): `verify_signup` judges it only once the code proved right, so a wrong guess
-/// does not pay for the strength estimate (a third of its CPU when it came first).
+/// (`judge`, which the server runs off its async workers): `verify_signup` and
+/// `reset_password` judge it only once the code proved right, so a wrong guess does not pay
+/// for the strength estimate (a third of its CPU when it came first).
+#[derive(Clone)]
 pub struct PendingPassword(SecretString);
 
 impl PendingPassword {
@@ -73,7 +75,8 @@ impl PendingPassword {
         Ok(Self(SecretString::from(raw)))
     }
 
-    /// The policy's verdict, exactly as `NewPassword::parse` gives it.
+    /// The policy's verdict, exactly as `NewPassword::parse` gives it. CPU-bound (zxcvbn):
+    /// the server calls it through `core::passwords::Passwords::judge`.
     pub fn judge(
         &self,
         email: Option<&EmailAddress>,

@@ -13,15 +13,12 @@ const MAX_USER_AGENT_CHARS: usize = 512;
 
 pub fn requester(request: &Request, trusted_proxies: &[IpNet]) -> Requester {
     let forwarded_for = request.headers().get_all("x-forwarded-for");
-    Requester {
-        ip: client_ip(
-            request.remote_addr(),
-            forwarded_for.iter().map(|line| line.as_bytes()),
-            trusted_proxies,
-        )
-        .map(|ip| ip.to_string()),
-        user_agent: request.header("user-agent").map(user_agent),
-    }
+    let ip = client_ip(
+        request.remote_addr(),
+        forwarded_for.iter().map(|line| line.as_bytes()),
+        trusted_proxies,
+    );
+    Requester::new(ip, request.header("user-agent").map(user_agent))
 }
 
 /// The user agent as stored and shown: without control characters, nor bidirectional-text

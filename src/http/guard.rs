@@ -1,5 +1,5 @@
 //! What every operation does before its own work: find out who is calling and, for the
-//! operations under a per-IP quota, take one request from it.
+//! operations under a per-IP quota, take one request from its client network.
 
 use poem::Request;
 
@@ -16,6 +16,6 @@ pub fn requester(state: &AppState, request: &Request) -> Requester {
 /// through `?`).
 pub fn limited(state: &AppState, request: &Request, group: Group) -> Result<Requester, Limited> {
     let requester = requester(state, request);
-    state.ip_limits.check(group, requester.ip.as_deref())?;
+    state.ip_limits.check(group, requester.network)?;
     Ok(requester)
 }

@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::app::password::{self, ChangePassword, CheckResetCode, ResetPassword};
 use crate::core::limits::Group;
-use crate::domain::{EmailAddress, NewPassword, OtpCode, PasswordAttempt};
+use crate::domain::{EmailAddress, OtpCode, PasswordAttempt, PendingPassword};
 use crate::http::auth::BearerAuth;
 use crate::http::middleware::{equal_time, wake_outbox};
 use crate::http::problem::{
@@ -133,8 +133,9 @@ pub enum ResetPasswordResponse {
     /// (`invalid_request` when the body is not JSON, or a field is missing or not a string.)
     #[oai(status = 400)]
     InvalidCode(ProblemJson),
-    /// The email address or new password is not acceptable; `errors` says why. The code is
-    /// not used up.
+    /// The email address or new password is not acceptable; `errors` says why. The length
+    /// is checked before the code, the strength once the code is right; either way the code
+    /// is not used up.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
 }
@@ -144,6 +145,9 @@ impl From<ResetPassword> for ResetPasswordResponse {
         match outcome {
             ResetPassword::Reset => Self::Reset,
             ResetPassword::InvalidCode => Self::InvalidCode(ProblemJson::invalid_code()),
+            ResetPassword::PasswordRefused(problem) => {
+                Self::ValidationFailed(ProblemJson::validation(vec![problem]))
+            }
         }
     }
 }
@@ -239,10 +243,10 @@ impl PasswordApi {
 
     /// Reset the password with a code
     ///
-    /// Sets a new password. The policy is checked before the code is looked at, so a refused
-    /// password does not use up the code. Success ends every session of the user, kills the
-    /// user's other codes, verifies an unverified address and emails a notice; it returns no
-    /// tokens.
+    /// Sets a new password. Its length is checked at once, its strength once the code is
+    /// right; a refused password does not use up the code. Success ends every session of the
+    /// user, kills the user's other codes, verifies an unverified address and emails a notice;
+    /// it returns no tokens.
     #[oai(
         path = "/v1/password/reset",
         method = "post",
@@ -258,11 +262,8 @@ impl PasswordApi {
         let requester = guard::limited(&state, request, Group::VerifyCode)?;
         let mut fields = FieldCheck::default();
         let email = fields.check(EmailAddress::parse(&body.email));
-        let new_password = fields.check(NewPassword::parse(
-            &body.new_password,
-            email.as_ref(),
-            "new_password",
-        ));
+        // Only the length here: the strength is judged once the code proved right.
+        let new_password = fields.check(PendingPassword::parse(&body.new_password, "new_password"));
         let (Some(email), Some(new_password), true) = (email, new_password, fields.passed()) else {
             return Ok(ResetPasswordResponse::ValidationFailed(
                 fields.into_problem(),
@@ -277,7 +278,9 @@ impl PasswordApi {
     /// Change the password
     ///
     /// For a signed-in user who knows the current password. Ends the user's other sessions
-    /// (this one stays), kills live codes and emails a notice.
+    /// (this one stays), kills live codes and emails a notice. Wrong current passwords are
+    /// counted per account like failed sign-ins: past the free ones, each further attempt
+    /// waits (429 `rate_limited`).
     #[oai(
         path = "/v1/password/change",
         method = "post",

@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::app::signup::{self, VerifySignup};
 use crate::core::limits::Group;
-use crate::domain::{self, EmailAddress, NewPassword, OtpCode, PendingPassword};
+use crate::domain::{self, EmailAddress, OtpCode, PendingPassword};
 use crate::http::middleware::equal_time;
 use crate::http::problem::{ApiError, CodeCheckHashing, FieldCheck, ProblemJson, Public};
 use crate::http::schemas::{
@@ -135,11 +135,13 @@ impl SignupApi {
         let requester = guard::limited(&state, request, Group::SendCode)?;
         let mut fields = FieldCheck::default();
         let email = fields.check(EmailAddress::parse(&body.email));
-        fields.check(NewPassword::parse(
-            &body.password,
-            email.as_ref(),
-            "password",
-        ));
+        let password = fields.check(PendingPassword::parse(&body.password, "password"));
+        if let Some(password) = password {
+            // The strength estimate (zxcvbn) is CPU work: off the async workers.
+            let passwords = &state.passwords;
+            let judged = passwords.judge(&password, email.as_ref(), "password").await;
+            fields.check(judged.map_err(crate::core::Error::from)?);
+        }
         let locale = fields.check(domain::parse_locale(body.locale.as_deref()));
         let (Some(email), Some(locale), true) = (email, locale, fields.passed()) else {
             return Ok(CodeSentResponse::ValidationFailed(fields.into_problem()));

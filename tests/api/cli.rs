@@ -219,6 +219,11 @@ fn malformed_settings_are_refused_naming_the_setting_and_never_echoing_secrets()
             "/no/such/folder",
             "CODEWARD_TEMPLATE_DIR",
         ),
+        (
+            "CODEWARD_CODE_DAILY_FAILURE_CEILING",
+            "24",
+            "CODEWARD_CODE_DAILY_FAILURE_CEILING",
+        ),
     ];
     for (name, value, mentioned) in cases {
         let output = codeward(&["check-config"], &[(name, value)]);

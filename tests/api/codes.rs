@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use codeward::core::codes::CodeEngine;
-use codeward::domain::{OtpCode, Purpose};
-use entity::{otp_budgets, otp_codes, users};
+use codeward::core::codes::{CodeEngine, Guesser};
+use codeward::domain::{EmailAddress, OtpCode, Purpose};
+use entity::{otp_budgets, otp_codes, otp_network_budgets, users};
 use futures::future::join_all;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
@@ -89,13 +89,19 @@ async fn a_code_never_works_for_another_user_or_another_purpose() {
     let ada = user_id(&db, "ada@example.com").await;
     let now = app.instance.clock.now();
 
+    let ada_email = EmailAddress::parse("ada@example.com").unwrap();
+    let guesser = Guesser {
+        user_id: Some(ada),
+        email: &ada_email,
+        network: None,
+    };
     let as_reset = engine
         .attempt(
             &db,
             now,
-            Some(ada),
             Purpose::ResetPassword,
             &OtpCode::parse(&ada_code).unwrap(),
+            guesser,
         )
         .await
         .unwrap();
@@ -267,4 +273,232 @@ fn codes_are_uniform_six_digits_with_leading_zeros_about_a_tenth_of_the_time() {
         per_digit.iter().all(|&n| (5700..=6300).contains(&n)),
         "{per_digit:?}"
     );
+}
+
+/// Signs `email` up and verifies it, then asks for a reset code; returns the code.
+async fn reset_code_for(app: &crate::helpers::TestApp, email: &str) -> String {
+    app.signed_up(email, PASSWORD).await;
+    next_reset_code(app, email).await
+}
+
+/// Asks for another reset code for `email` (from the owner's own network) and returns it.
+async fn next_reset_code(app: &crate::helpers::TestApp, email: &str) -> String {
+    let before = app.smtp.messages_to(email).len();
+    let owner = app.forwarded_for("192.0.2.1");
+    assert_eq!(owner.forgot_password(email).await.status().as_u16(), 202);
+    app.smtp
+        .wait_for_nth_message_to(email, before + 1)
+        .await
+        .code()
+}
+
+/// Spends `count` wrong guesses at `email`'s reset codes from `from(i)`, five per code (a code
+/// dies after five), asking for a new code after each five; returns the live code.
+async fn guess_wrong(
+    app: &crate::helpers::TestApp,
+    email: &str,
+    mut code: String,
+    count: usize,
+    from: impl Fn(usize) -> String,
+) -> String {
+    for i in 0..count {
+        let response = app
+            .forwarded_for(&from(i))
+            .check_reset_code(email, &other_code(&code))
+            .await;
+        assert_problem(response, 400, "invalid_code").await;
+        if i % 5 == 4 {
+            code = next_reset_code(app, email).await;
+        }
+    }
+    code
+}
+
+#[tokio::test]
+async fn a_stranger_guessing_from_one_network_cannot_lock_the_owner_out_of_the_code() {
+    let app = crate::helpers::spawn_app_with(&["--trusted-proxies=127.0.0.1/32"]).await;
+    let code = reset_code_for(&app, "ada@example.com").await;
+    // 25 wrong guesses from one IPv6 host, a new address of its /64 for each.
+    let stranger = |i: usize| format!("2001:db8:1:2::{:x}", i + 1);
+    let code = guess_wrong(&app, "ada@example.com", code, 25, stranger).await;
+
+    let stranger_right = app
+        .forwarded_for("2001:db8:1:2::ffff")
+        .check_reset_code("ada@example.com", &code)
+        .await;
+    let owner = app.forwarded_for("198.51.100.7");
+    let owner_check = owner.check_reset_code("ada@example.com", &code).await;
+    let owner_reset = owner
+        .reset_password("ada@example.com", &code, "a brand new lantern orbit")
+        .await;
+
+    assert_problem(stranger_right, 400, "invalid_code").await;
+    assert_eq!(
+        owner_check.status().as_u16(),
+        204,
+        "the stranger spent only their own network's budget"
+    );
+    assert_eq!(owner_reset.status().as_u16(), 204);
+}
+
+#[tokio::test]
+async fn a_hundred_wrong_attempts_across_networks_block_even_the_right_code_for_a_day() {
+    let app = crate::helpers::spawn_app_with(&["--trusted-proxies=127.0.0.1/32"]).await;
+    let mut code = reset_code_for(&app, "ada@example.com").await;
+    let networks = [
+        "203.0.113.9",
+        "2001:db8:aa:1::",
+        "198.51.100.20",
+        "2001:db8:bb:2::",
+    ];
+    for (n, network) in networks.iter().enumerate() {
+        let from = |i: usize| {
+            if network.contains(':') {
+                format!("{network}{:x}", i + 1)
+            } else {
+                (*network).to_owned()
+            }
+        };
+        code = guess_wrong(&app, "ada@example.com", code, 25, from).await;
+        let owner = app
+            .forwarded_for(&format!("192.0.2.{}", 100 + n))
+            .check_reset_code("ada@example.com", &code)
+            .await;
+        if n < 3 {
+            assert_eq!(
+                owner.status().as_u16(),
+                204,
+                "{} wrong attempts are under the ceiling",
+                25 * (n + 1)
+            );
+        } else {
+            assert_problem(owner, 400, "invalid_code").await;
+        }
+    }
+
+    app.instance
+        .clock
+        .advance(Duration::from_secs(24 * 3600 + 60));
+    let fresh = next_reset_code(&app, "ada@example.com").await;
+    let next_day = app
+        .forwarded_for("192.0.2.200")
+        .check_reset_code("ada@example.com", &fresh)
+        .await;
+    assert_eq!(next_day.status().as_u16(), 204, "a new day, a new ceiling");
+}
+
+#[tokio::test]
+async fn concurrent_wrong_attempts_never_exceed_the_network_budget_or_the_ceiling() {
+    let app = crate::helpers::spawn_app_with(&[
+        "--trusted-proxies=127.0.0.1/32",
+        "--code-max-attempts=20",
+        "--code-daily-failure-budget=3",
+        "--code-daily-failure-ceiling=7",
+    ])
+    .await;
+    let code = reset_code_for(&app, "ada@example.com").await;
+    let wrong = other_code(&code);
+    let db = app.connect_db().await;
+    let ada = user_id(&db, "ada@example.com").await;
+    let counted = async || {
+        let code = otp_codes::Entity::find()
+            .filter(otp_codes::Column::UserId.eq(ada))
+            .filter(otp_codes::Column::Purpose.eq("reset_password"))
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .one(&db)
+            .await
+            .unwrap()
+            .expect("the live reset code")
+            .attempts;
+        let ceiling = otp_budgets::Entity::find()
+            .filter(otp_budgets::Column::UserId.eq(ada))
+            .filter(otp_budgets::Column::Purpose.eq("reset_password"))
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap()
+            .failures;
+        let networks: Vec<(String, i32)> = otp_network_budgets::Entity::find()
+            .filter(otp_network_budgets::Column::UserId.eq(ada))
+            .filter(otp_network_budgets::Column::Purpose.eq("reset_password"))
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| (row.network, row.failures))
+            .collect();
+        (code, ceiling, networks)
+    };
+
+    // Forty at once from one IPv6 /64 (forty addresses): its budget of 3 holds.
+    let one_network = join_all((0..40).map(|i| {
+        app.forwarded_for(&format!("2001:db8:7:7::{:x}", i + 1))
+            .check_reset_code("ada@example.com", &wrong)
+    }))
+    .await;
+    assert!(one_network.iter().all(|r| r.status().as_u16() == 400));
+    let (attempts, ceiling, networks) = counted().await;
+    assert_eq!((attempts, ceiling), (3, 3));
+    assert_eq!(networks, [("2001:db8:7:7::/64".to_owned(), 3)]);
+
+    // Forty at once from forty networks: the ceiling of 7 holds, each network spent at most
+    // one, and the refused ones took nothing.
+    let many_networks = join_all((0..40).map(|i| {
+        app.forwarded_for(&format!("203.0.113.{}", i + 1))
+            .check_reset_code("ada@example.com", &wrong)
+    }))
+    .await;
+    assert!(many_networks.iter().all(|r| r.status().as_u16() == 400));
+    let (attempts, ceiling, networks) = counted().await;
+    assert_eq!((attempts, ceiling), (7, 7));
+    let spent: i32 = networks.iter().map(|(_, failures)| failures).sum();
+    assert_eq!(spent, 7, "{networks:?}");
+    assert!(networks.iter().all(|(_, failures)| *failures <= 3));
+
+    let right = app
+        .forwarded_for("192.0.2.99")
+        .check_reset_code("ada@example.com", &code)
+        .await;
+    assert_problem(right, 400, "invalid_code").await;
+}
+
+#[tokio::test]
+async fn an_unknown_address_fills_a_network_budget_of_its_own_as_an_account_does() {
+    let app = crate::helpers::spawn_app_with(&["--trusted-proxies=127.0.0.1/32"]).await;
+    let code = reset_code_for(&app, "ada@example.com").await;
+    let db = app.connect_db().await;
+    let ada = user_id(&db, "ada@example.com").await;
+    let from = app.forwarded_for("203.0.113.5");
+    let rows = async || -> Vec<otp_network_budgets::Model> {
+        otp_network_budgets::Entity::find()
+            .filter(otp_network_budgets::Column::Network.eq("203.0.113.5"))
+            .all(&db)
+            .await
+            .unwrap()
+    };
+
+    // One guess at each: each has one row for the network, made by its first guess.
+    let known = from
+        .check_reset_code("ada@example.com", &other_code(&code))
+        .await;
+    let unknown = from.check_reset_code("ghost@example.com", "123456").await;
+    assert_problem(known, 400, "invalid_code").await;
+    assert_problem(unknown, 400, "invalid_code").await;
+    let first = rows().await;
+    assert_eq!(first.len(), 2, "{first:?}");
+    let ghost = first.iter().find(|row| row.user_id != ada).unwrap().user_id;
+    assert!(
+        !codeward::core::codes::decoy_user_ids().any(|decoy| decoy == ghost),
+        "not a decoy's row, shared with every other unknown address"
+    );
+
+    // Thirty more at the unknown address: the same row, capped at the network's 25.
+    for _ in 0..30 {
+        let wrong = from.check_reset_code("ghost@example.com", "123456").await;
+        assert_problem(wrong, 400, "invalid_code").await;
+    }
+    let after = rows().await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    let ghost_row = after.iter().find(|row| row.user_id == ghost).unwrap();
+    assert_eq!(ghost_row.failures, 25);
 }

@@ -3,7 +3,8 @@
 use chrono::{Duration, Utc};
 use codeward::core::housekeeping::{Retention, purge};
 use entity::{
-    email_outbox, otp_budgets, otp_codes, rate_counters, refresh_tokens, sessions, users,
+    email_outbox, otp_budgets, otp_codes, otp_network_budgets, rate_counters, refresh_tokens,
+    sessions, users,
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
@@ -139,6 +140,47 @@ async fn purge_keeps_sessions_and_codes_that_are_still_live() {
     assert_eq!(live_reset, 1, "the reset code is still there");
 }
 
+#[tokio::test]
+async fn purge_removes_network_budgets_of_accounts_and_unknown_addresses_once_their_day_is_over() {
+    let app = crate::helpers::spawn_app_with(&["--trusted-proxies=127.0.0.1/32"]).await;
+    // A right code (the account's network row, refunded) and wrong guesses for an unknown
+    // address from three networks (its own rows).
+    app.signed_up("ada@example.com", PASSWORD).await;
+    for network in ["203.0.113.1", "203.0.113.2", "2001:db8::1"] {
+        let wrong = app
+            .forwarded_for(network)
+            .check_reset_code("ghost@example.com", "123456")
+            .await;
+        assert_eq!(wrong.status().as_u16(), 400);
+    }
+    let db = app.connect_db().await;
+    let rows = otp_network_budgets::Entity::find()
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4);
+    let config = test_config(&app.database.url, &tempfile::tempdir().unwrap(), &[]);
+    let retention = Retention {
+        batch_size: 1,
+        ..Retention::from_config(&config)
+    };
+
+    let within_the_day = purge(&db, Utc::now() + Duration::hours(23), &retention)
+        .await
+        .unwrap();
+    let a_day_on = purge(&db, Utc::now() + Duration::hours(25), &retention)
+        .await
+        .unwrap();
+
+    assert_eq!(within_the_day.otp_network_budgets, 0, "{within_the_day:?}");
+    assert_eq!(a_day_on.otp_network_budgets, 4, "{a_day_on:?}");
+    let left = otp_network_budgets::Entity::find()
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
 #[test]
 fn the_purge_command_reports_what_it_removed() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -150,6 +192,7 @@ fn the_purge_command_reports_what_it_removed() {
     for table in [
         "users",
         "otp_codes",
+        "otp_network_budgets",
         "sessions",
         "refresh_tokens",
         "email_outbox",

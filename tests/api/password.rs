@@ -588,3 +588,38 @@ async fn a_hash_made_with_other_argon2_parameters_is_rehashed_at_the_next_sign_i
     let wrong = after.api().login("ada@example.com", NEW_PASSWORD).await;
     assert_problem(wrong, 401, "invalid_credentials").await;
 }
+
+/// How many passwords the server has hashed or verified so far, from `/metrics`.
+async fn hashes_so_far(app: &TestApp) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("codeward_password_hash_wait_seconds_count "))
+        .map_or(0.0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_flood_of_wrong_reset_codes_never_hashes_and_never_fills_the_hashing_queue() {
+    let app = crate::helpers::spawn_app_with(&[
+        "--password-hash-queue=1",
+        "--argon2-memory-kib=19456",
+        "--argon2-iterations=2",
+    ])
+    .await;
+    let code = {
+        app.signed_up("ada@example.com", PASSWORD).await;
+        reset_code(&app, "ada@example.com").await
+    };
+    let before = hashes_so_far(&app).await;
+
+    let flood =
+        (0..30).map(|_| app.reset_password("ada@example.com", &other_code(&code), NEW_PASSWORD));
+    let responses = futures::future::join_all(flood).await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|&s| s == 400), "{statuses:?}");
+    assert_eq!(
+        hashes_so_far(&app).await,
+        before,
+        "a wrong code costs no hash"
+    );
+}

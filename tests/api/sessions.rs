@@ -410,7 +410,8 @@ async fn concurrent_sign_ins_at_the_cap_leave_exactly_the_cap_of_live_sessions()
     let logins = join_all((0..10).map(|_| app.login("ada@example.com", PASSWORD))).await;
 
     for login in logins {
-        assert_eq!(login.status().as_u16(), 200);
+        let status = login.status().as_u16();
+        assert_eq!(status, 200, "{}", login.text().await.unwrap());
     }
     assert_eq!(live_sessions(&app).await, 100);
 }
