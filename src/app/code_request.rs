@@ -4,14 +4,14 @@
 
 use chrono::{DateTime, Utc};
 use entity::users;
-use sea_orm::DatabaseTransaction;
+use sea_orm::{DatabaseTransaction, EntityTrait};
 use uuid::Uuid;
 
 use crate::app::{Error, Services};
 use crate::core::accounts::find_user;
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::codes::{CodeRecipient, Guesser, Matched};
-use crate::domain::{EmailAddress, OtpCode, Purpose, Requester};
+use crate::domain::{EmailAddress, FieldProblem, OtpCode, PendingPassword, Purpose, Requester};
 use crate::infra::db;
 
 /// Takes the address's send counters (refused: `Error::Limited`), then issues a code of
@@ -125,4 +125,66 @@ pub(super) async fn attempt_code(
         );
     }
     Ok(matched)
+}
+
+/// What a matched code and a new password come to.
+pub(super) enum Redeemed {
+    /// The password passed and is hashed, and the code is used up inside `txn`, where the
+    /// caller makes its change and commits.
+    Ready {
+        txn: DatabaseTransaction,
+        user: users::Model,
+        password_hash: String,
+        now: DateTime<Utc>,
+    },
+    /// The password is refused; the attempt gave its units back, so the code stays usable
+    /// with a better one.
+    PasswordRefused(FieldProblem),
+    /// Another request used the code first, or it expired meanwhile.
+    InvalidCode,
+}
+
+/// Judges the new password of a matched code, hashes it, then uses the code up in a new
+/// transaction. Only a right code pays for the strength estimate and argon2: every failure
+/// before costs the same (neither), so the time tells nothing about what went wrong, and a
+/// flood of wrong codes costs database statements rather than a place in the hashing queue
+/// each (with the hash first, such a flood made real sign-ins answer 503). No transaction is
+/// open during argon2.
+pub(super) async fn redeem_with_password(
+    services: &Services,
+    matched: &Matched,
+    password: &PendingPassword,
+    email: &EmailAddress,
+    field: &'static str,
+    operation: &'static str,
+) -> Result<Redeemed, Error> {
+    let user_id = matched.user_id();
+    let password = match services
+        .passwords
+        .judge(password, Some(email), field)
+        .await?
+    {
+        Ok(password) => password,
+        Err(problem) => {
+            tracing::info!(%user_id, outcome = "password_refused", "{operation}");
+            return Ok(Redeemed::PasswordRefused(problem));
+        }
+    };
+    let password_hash = services.passwords.hash(password.expose()).await?;
+    let now = services.clock.now();
+    let txn = db::begin_write(&services.db).await?;
+    // A match names its user: only an existing account's code can match.
+    let Some(user) = users::Entity::find_by_id(user_id).one(&txn).await? else {
+        return Ok(Redeemed::InvalidCode);
+    };
+    if !services.codes.consume(&txn, now, matched).await? {
+        tracing::info!(%user_id, outcome = "invalid_code", "{operation}");
+        return Ok(Redeemed::InvalidCode);
+    }
+    Ok(Redeemed::Ready {
+        txn,
+        user,
+        password_hash,
+        now,
+    })
 }

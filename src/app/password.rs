@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use entity::users;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 
-use crate::app::code_request::{AttemptFor, attempt_code, send_code};
+use crate::app::code_request::{
+    AttemptFor, Redeemed, attempt_code, redeem_with_password, send_code,
+};
+use crate::app::session::take_password_attempt;
 use crate::app::{AuthUser, Error, Services};
 use crate::core::accounts::find_account;
 use crate::core::audit::{self, Entry, Event, Outcome};
@@ -136,34 +139,24 @@ pub async fn reset_password(
     let Some(matched) = matched else {
         return Ok(ResetPassword::InvalidCode);
     };
-    let passwords = &services.passwords;
-    let new_password = match passwords
-        .judge(new_password, Some(email), "new_password")
-        .await?
-    {
-        Ok(password) => password,
-        Err(problem) => {
-            // The attempt gave its units back, so the code stays usable with a better one.
-            let user_id = matched.user_id();
-            tracing::info!(%user_id, outcome = "password_refused", "reset_password");
-            return Ok(ResetPassword::PasswordRefused(problem));
-        }
+    let redeemed = redeem_with_password(
+        services,
+        &matched,
+        new_password,
+        email,
+        "new_password",
+        "reset_password",
+    );
+    let (txn, user, password_hash, now) = match redeemed.await? {
+        Redeemed::Ready {
+            txn,
+            user,
+            password_hash,
+            now,
+        } => (txn, user, password_hash, now),
+        Redeemed::PasswordRefused(problem) => return Ok(ResetPassword::PasswordRefused(problem)),
+        Redeemed::InvalidCode => return Ok(ResetPassword::InvalidCode),
     };
-    // No transaction is open during argon2.
-    let password_hash = services.passwords.hash(new_password.expose()).await?;
-    let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
-    // A match names its user: only an existing account's code can match.
-    let Some(user) = users::Entity::find_by_id(matched.user_id())
-        .one(&txn)
-        .await?
-    else {
-        return Ok(ResetPassword::InvalidCode);
-    };
-    if !services.codes.consume(&txn, now, &matched).await? {
-        tracing::info!(user_id = %user.id, outcome = "invalid_code", "reset_password");
-        return Ok(ResetPassword::InvalidCode);
-    }
     let user_id = user.id;
     let locale = user.locale.clone();
     let mut active = user.into_active_model();
@@ -227,19 +220,7 @@ pub async fn change_password(
     };
     let limits = &services.address_limits;
     let check = PasswordCheck::Change(auth.user_id);
-    if let Err(error) = limits
-        .take_password_attempt(&services.db, services.clock.now(), check)
-        .await
-    {
-        if let Error::Limited(limited) = &error {
-            tracing::info!(
-                outcome = "delayed",
-                retry_after = limited.retry_after,
-                "change_password"
-            );
-        }
-        return Err(error);
-    }
+    take_password_attempt(services, services.clock.now(), check, "change_password").await?;
     let verified = services
         .passwords
         .verify(current.expose(), user.password_hash.as_deref())

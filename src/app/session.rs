@@ -60,16 +60,7 @@ pub async fn login(
     let now = services.clock.now();
     let limits = &services.address_limits;
     let check = PasswordCheck::SignIn(email);
-    if let Err(error) = limits.take_password_attempt(&services.db, now, check).await {
-        if let Error::Limited(limited) = &error {
-            tracing::info!(
-                outcome = "delayed",
-                retry_after = limited.retry_after,
-                "login"
-            );
-        }
-        return Err(error);
-    }
+    take_password_attempt(services, now, check, "login").await?;
     let user = find_user(&services.db, email)
         .await?
         .filter(|user| user.email_verified_at.is_some());
@@ -142,6 +133,26 @@ async fn rehash(
             None
         }
     }
+}
+
+/// Takes the failure unit of a password check before the password is verified (see
+/// `AddressLimits::take_password_attempt`); a refusal is logged as `operation`'s.
+pub(super) async fn take_password_attempt(
+    services: &Services,
+    now: DateTime<Utc>,
+    check: PasswordCheck<'_>,
+    operation: &'static str,
+) -> Result<(), Error> {
+    services
+        .address_limits
+        .take_password_attempt(&services.db, now, check)
+        .await
+        .inspect_err(|error| {
+            if let Error::Limited(limited) = error {
+                let retry_after = limited.retry_after;
+                tracing::info!(outcome = "delayed", retry_after, "{operation}");
+            }
+        })
 }
 
 /// Starts a session for `user` inside the caller's transaction and records it as `event`.

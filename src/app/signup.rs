@@ -2,10 +2,12 @@
 //! whether an account exists is the same on every path, and the paths do the same kind of work.
 
 use entity::users;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use uuid::Uuid;
 
-use crate::app::code_request::{AttemptFor, attempt_code, send_code, take_code_send};
+use crate::app::code_request::{
+    AttemptFor, Redeemed, attempt_code, redeem_with_password, send_code, take_code_send,
+};
 use crate::app::session::sign_in;
 use crate::app::{Error, IssuedSession, Services};
 use crate::core::accounts::{find_account, find_user};
@@ -181,34 +183,24 @@ pub async fn verify_signup(
     let Some(matched) = matched else {
         return Ok(VerifySignup::InvalidCode);
     };
-    let passwords = &services.passwords;
-    let password = match passwords.judge(password, Some(email), "password").await? {
-        Ok(password) => password,
-        Err(problem) => {
-            // The attempt gave its units back, so the code stays usable with a better one.
-            let user_id = matched.user_id();
-            tracing::info!(%user_id, outcome = "password_refused", "verify_signup");
-            return Ok(VerifySignup::PasswordRefused(problem));
-        }
+    let redeemed = redeem_with_password(
+        services,
+        &matched,
+        password,
+        email,
+        "password",
+        "verify_signup",
+    );
+    let (txn, user, password_hash, now) = match redeemed.await? {
+        Redeemed::Ready {
+            txn,
+            user,
+            password_hash,
+            now,
+        } => (txn, user, password_hash, now),
+        Redeemed::PasswordRefused(problem) => return Ok(VerifySignup::PasswordRefused(problem)),
+        Redeemed::InvalidCode => return Ok(VerifySignup::InvalidCode),
     };
-    // Only a right code pays for argon2: every failure above costs the same (no hash at
-    // all), so the time still tells nothing about what went wrong, while a flood of guesses
-    // costs database statements instead of 19 MiB and ~20 ms of a core each (the load
-    // benchmark's S1: 39 wrong guesses/s with the hash first). No transaction is open yet.
-    let password_hash = services.passwords.hash(password.expose()).await?;
-    let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
-    // Only an account's code can match, so the row is there.
-    let Some(user) = users::Entity::find_by_id(matched.user_id())
-        .one(&txn)
-        .await?
-    else {
-        return Ok(VerifySignup::InvalidCode);
-    };
-    if !services.codes.consume(&txn, now, &matched).await? {
-        tracing::info!(user_id = %user.id, outcome = "invalid_code", "verify_signup");
-        return Ok(VerifySignup::InvalidCode);
-    }
     let mut active = user.into_active_model();
     active.password_hash = Set(Some(password_hash));
     active.email_verified_at = Set(Some(now));
