@@ -350,6 +350,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(60..=366 * 86_400), global = true)]
     pub refresh_token_idle_secs: u64,
 
+    /// Seconds after its rotation during which a refresh token presented again still gets a
+    /// new pair for its session (two requests racing from one app); later it is a replay and
+    /// ends the session. 0: every reuse is a replay.
+    #[arg(long, env = "CODEWARD_REFRESH_REUSE_GRACE_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=300), global = true)]
+    pub refresh_reuse_grace_secs: u64,
+
     /// Seconds after which a session ends however actively it is used.
     #[arg(long, env = "CODEWARD_SESSION_MAX_SECS", default_value_t = 90 * 86_400,
           value_parser = clap::value_parser!(u64).range(60..=3660 * 86_400), global = true)]
@@ -417,6 +424,10 @@ impl Config {
 
     pub fn refresh_token_idle(&self) -> chrono::Duration {
         seconds(self.refresh_token_idle_secs)
+    }
+
+    pub fn refresh_reuse_grace(&self) -> chrono::Duration {
+        seconds(self.refresh_reuse_grace_secs)
     }
 
     pub fn session_max(&self) -> chrono::Duration {

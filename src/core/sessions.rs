@@ -60,6 +60,8 @@ impl RevokeReason {
 pub struct Lifetimes {
     pub access: chrono::Duration,
     pub refresh_idle: chrono::Duration,
+    /// How long after its rotation a refresh token presented again still gets a new pair.
+    pub refresh_reuse_grace: chrono::Duration,
     pub session: chrono::Duration,
     /// Live sessions per user; a new one past this revokes the least recently used.
     pub max_per_user: u64,
@@ -70,6 +72,7 @@ impl Lifetimes {
         Self {
             access: config.access_token_ttl(),
             refresh_idle: config.refresh_token_idle(),
+            refresh_reuse_grace: config.refresh_reuse_grace(),
             session: config.session_max(),
             max_per_user: config.max_sessions_per_user,
         }
@@ -204,8 +207,10 @@ async fn insert_refresh_token<C: ConnectionTrait>(
 }
 
 /// Rotates a refresh token inside the caller's transaction: the presented one is used up
-/// atomically and a new pair is issued. A token that was already rotated is a replay, which
-/// also revokes its session (the thief and the owner both lose it) and is recorded.
+/// atomically and a new pair is issued. A token that was already rotated gets a new pair too
+/// while it is within the reuse grace of its rotation (two requests racing from one app, or an
+/// answer lost on a mobile network, must not sign the user out); later it is a replay, which
+/// revokes its session (the thief and the owner both lose it) and is recorded.
 pub async fn rotate(
     txn: &DatabaseTransaction,
     now: DateTime<Utc>,
@@ -225,7 +230,11 @@ pub async fn rotate(
     let Some(token) = refresh_tokens::Entity::find_by_id(hash).one(txn).await? else {
         return Ok(Rotation::Refused);
     };
-    if !rotated {
+    let within_grace = token.used_at.is_some_and(|used_at| {
+        lifetimes.refresh_reuse_grace > chrono::Duration::zero()
+            && now - used_at <= lifetimes.refresh_reuse_grace
+    });
+    if !rotated && !within_grace {
         revoke_replayed(txn, now, token.session_id, requester).await?;
         return Ok(Rotation::Replayed);
     }

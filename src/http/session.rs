@@ -238,8 +238,10 @@ impl SessionApi {
 
     /// Rotate the tokens
     ///
-    /// Swaps a refresh token for a new access and refresh token. Each refresh token works
-    /// once; presenting a used one again is treated as theft and ends the session.
+    /// Swaps a refresh token for a new access and refresh token. Each refresh token rotates
+    /// once; presented again within `CODEWARD_REFRESH_REUSE_GRACE_SECS` (10 s) of its rotation
+    /// (racing requests, a lost answer) it gets another pair for the same session, and later
+    /// it is treated as theft and ends the session.
     #[oai(
         path = "/v1/token/refresh",
         method = "post",

@@ -17,9 +17,13 @@ async fn the_owner_sees_their_security_events_newest_first_page_by_page() {
         .json()
         .await
         .unwrap();
-    // A stolen refresh token replayed after rotation ends the second session.
+    // A stolen refresh token replayed after rotation (and its reuse grace) ends the second
+    // session.
     let stolen = second["refresh_token"].as_str().unwrap();
     app.refresh(stolen).await;
+    app.instance
+        .clock
+        .advance(std::time::Duration::from_secs(11));
     app.refresh(stolen).await;
     let access = first["access_token"].as_str().unwrap();
 

@@ -31,7 +31,8 @@ async fn replaying_a_rotated_refresh_token_revokes_the_whole_session() {
         200
     );
 
-    // The stolen first refresh token comes back.
+    // The stolen first refresh token comes back, past the reuse grace of its rotation.
+    app.instance.clock.advance(Duration::from_secs(11));
     let replay = app.refresh(&token(&first, "refresh_token")).await;
 
     assert_problem(replay, 401, "invalid_token").await;
@@ -42,8 +43,8 @@ async fn replaying_a_rotated_refresh_token_revokes_the_whole_session() {
 }
 
 #[tokio::test]
-async fn concurrent_refreshes_with_one_token_give_exactly_one_success() {
-    let app = spawn_app().await;
+async fn without_a_reuse_grace_concurrent_refreshes_with_one_token_give_exactly_one_success() {
+    let app = spawn_app_with(&["--refresh-reuse-grace-secs=0"]).await;
     let session = app.signed_up("ada@example.com", PASSWORD).await;
     let refresh = token(&session, "refresh_token");
 
@@ -56,6 +57,56 @@ async fn concurrent_refreshes_with_one_token_give_exactly_one_success() {
         if response.status().as_u16() != 200 {
             assert_problem(response, 401, "invalid_token").await;
         }
+    }
+}
+
+#[tokio::test]
+async fn racing_refreshes_with_one_token_all_succeed_within_the_grace_and_the_session_lives() {
+    let app = spawn_app().await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let refresh = token(&session, "refresh_token");
+
+    let responses = join_all((0..10).map(|_| app.refresh(&refresh))).await;
+
+    let mut pairs = Vec::new();
+    for response in responses {
+        assert_eq!(response.status().as_u16(), 200);
+        let pair: Value = response.json().await.unwrap();
+        assert_eq!(
+            pair["session_id"], session["session_id"],
+            "the same session"
+        );
+        pairs.push(pair);
+    }
+    // Every racer's new refresh token carries the session on (each rotates once).
+    for pair in &pairs {
+        let next = app.refresh(&token(pair, "refresh_token")).await;
+        assert_eq!(next.status().as_u16(), 200, "the session lives");
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_reused_within_the_grace_gets_a_new_pair_and_after_it_ends_the_session()
+ {
+    let app = spawn_app().await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let first = token(&session, "refresh_token");
+    let rotated: Value = app.refresh(&first).await.json().await.unwrap();
+
+    // The answer was lost on the way; the app tries again 9 s later with the same token.
+    app.instance.clock.advance(Duration::from_secs(9));
+    let retried = app.refresh(&first).await;
+
+    assert_eq!(retried.status().as_u16(), 200);
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(retried["session_id"], session["session_id"]);
+    // Past the grace of its rotation, the same token is a replay: the session ends.
+    app.instance.clock.advance(Duration::from_secs(2));
+    let replay = app.refresh(&first).await;
+    assert_problem(replay, 401, "invalid_token").await;
+    for pair in [&rotated, &retried] {
+        let next = app.refresh(&token(pair, "refresh_token")).await;
+        assert_problem(next, 401, "invalid_token").await;
     }
 }
 
