@@ -18,6 +18,7 @@ mod m20261122_000010_index_live_codes;
 mod m20261122_000011_widen_outbox_code;
 mod m20261127_000012_normalize_emails;
 mod m20261127_000013_create_otp_network_budgets;
+mod m20261127_000014_users_email_binary_collation;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000011_widen_outbox_code::Migration),
             Box::new(m20261127_000012_normalize_emails::Migration),
             Box::new(m20261127_000013_create_otp_network_budgets::Migration),
+            Box::new(m20261127_000014_users_email_binary_collation::Migration),
         ]
     }
 }
