@@ -13,10 +13,12 @@ use tokio::net::TcpListener;
 use crate::app::Services;
 use crate::config::Config;
 use crate::core::codes::CodeEngine;
+use crate::core::keys::{Keys, Maintenance, Rotate};
 use crate::core::limits::{AddressLimits, IpLimits};
 use crate::core::mail::worker::{Worker, WorkerSettings};
 use crate::core::mail::{OutboxSignal, Templates, Transport};
 use crate::core::passwords::Passwords;
+use crate::core::tokens::Tokens;
 use crate::http::middleware::{BodyLimit, RequestContext, RequestMetrics, UniqueJsonMembers};
 use crate::http::problem::{error_to_problem, panic_to_problem};
 use crate::http::server::{ConnectionLimits, HttpServer};
@@ -82,6 +84,17 @@ impl Application {
             }
             None => None,
         };
+        let keys = Arc::new(Keys::new(db.clone(), &config));
+        match keys.maintain(clock.now(), Rotate::Scheduled).await {
+            Ok(done) => log_key_maintenance(&done),
+            // Not ready yet (`/readyz` says so); the rotation loop tries again every minute.
+            Err(error) if config.skip_migrations => tracing::warn!(
+                %error,
+                "signing keys not ready (migrations pending?); sign-ins fail until they are"
+            ),
+            Err(error) => return Err(error).context("cannot prepare the signing keys"),
+        }
+        let tokens = Tokens::new(keys, &config, config.tokens.issuer(local_addr));
         let limits = ConnectionLimits::from_config(&config);
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
@@ -90,6 +103,7 @@ impl Application {
             codes: CodeEngine::from_config(&config).with_metrics(metrics.clone()),
             passwords: Passwords::from_config(&config, metrics.clone())?,
             sessions: crate::core::sessions::Lifetimes::from_config(&config),
+            tokens,
             ip_limits: IpLimits::from_config(&config),
             address_limits: AddressLimits::from_config(&config),
             metrics: metrics.clone(),
@@ -144,6 +158,7 @@ impl Application {
         let housekeeping = tokio::spawn(housekeeping_loop(self.services.clone(), stop.clone()));
         let ip_quota_pruning =
             tokio::spawn(ip_quota_prune_loop(self.services.clone(), stop.clone()));
+        let key_rotation = tokio::spawn(key_rotation_loop(self.services.clone(), stop.clone()));
         let metrics_server = self.metrics_listener.map(|(listener, addr)| {
             tracing::info!(%addr, "metrics listening");
             let services = self.services.clone();
@@ -178,6 +193,7 @@ impl Application {
         // A purge in progress is cut short; it deletes in batches, so nothing is half done.
         housekeeping.abort();
         ip_quota_pruning.abort();
+        key_rotation.abort();
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
         }
@@ -227,6 +243,32 @@ async fn ip_quota_prune_loop(services: AppState, mut stop: tokio::sync::watch::R
             _ = stop.changed() => return,
         }
         services.ip_limits.retain_recent();
+    }
+}
+
+/// Rotates the signing keys when due, every `KEY_MAINTENANCE_INTERVAL`, until `stop`. Every
+/// instance runs it; the conditional updates in `keys::store` let one of them do each step.
+async fn key_rotation_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(KEY_MAINTENANCE_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        let keys = &services.tokens.keys;
+        match keys.maintain(services.clock.now(), Rotate::Scheduled).await {
+            Ok(done) => log_key_maintenance(&done),
+            Err(error) => tracing::error!(%error, "signing key maintenance failed; retrying"),
+        }
+    }
+}
+
+/// How often each instance checks whether the signing keys are due to rotate: well inside
+/// the pre-publication time, so a new key never waits long to be made or to take over.
+const KEY_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+fn log_key_maintenance(done: &Maintenance) {
+    if *done != Maintenance::default() {
+        tracing::info!(?done, "signing keys maintained");
     }
 }
 

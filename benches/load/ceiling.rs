@@ -280,23 +280,22 @@ pub async fn issue_code(
     txn.commit().await
 }
 
-/// S4's statements for a valid access token: its live session, then its user.
+/// S4's statements once the token's signature is checked: its live session by the token's
+/// `sid` and `sub`, then its user.
 pub async fn token_check(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
-    access_hash: &str,
+    (session_id, user_id): (Uuid, Uuid),
 ) -> Result<(), DbErr> {
     let b = db.get_database_backend();
-    let session = db
-        .query_one(statement(
-            b,
-            "SELECT * FROM sessions WHERE access_hash = ? AND revoked_at IS NULL \
-             AND access_expires_at > ? LIMIT 1",
-            vec![access_hash.into(), now.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("session".into()))?;
-    let user_id: Uuid = session.try_get("", "user_id")?;
+    db.query_one(statement(
+        b,
+        "SELECT * FROM sessions WHERE id = ? AND user_id = ? AND revoked_at IS NULL \
+         AND expires_at > ? LIMIT 1",
+        vec![session_id.into(), user_id.into(), now.into()],
+    ))
+    .await?
+    .ok_or_else(|| DbErr::RecordNotFound("session".into()))?;
     db.query_one(statement(
         b,
         "SELECT * FROM users WHERE id = ? LIMIT 1",

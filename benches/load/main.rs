@@ -201,6 +201,8 @@ fn server_flags(args: &Args, database_url: &str, smtp_url: &str) -> Vec<String> 
         format!("--pepper=bench:{pepper}"),
         format!("--smtp-url={smtp_url}"),
         format!("--log={}", args.server_log),
+        // One issuer whatever port the server gets, so tokens signed beforehand verify.
+        "--issuer=http://codeward.bench".into(),
         // One second instead of 60: each address is asked again only after thousands of
         // others, so the cooldown's statements run and never refuse.
         "--code-resend-cooldown-secs=1".into(),
@@ -259,7 +261,16 @@ async fn run_on(
         codeward::infra::metrics::Metrics::default(),
     )?;
     let password_hash = passwords.hash(PASSWORD).await?;
-    let prepared = Arc::new(prepare::prepare(&db, args.accounts, &key_id, &password_hash).await?);
+    // The tokens are signed with the key the server made at its first start, for the issuer
+    // the flags name.
+    let keys = Arc::new(codeward::core::keys::Keys::new(db.clone(), &config));
+    let tokens = Arc::new(codeward::core::tokens::Tokens::new(
+        keys,
+        &config,
+        config.issuer(),
+    ));
+    let prepared = prepare::prepare(&db, args.accounts, &key_id, &password_hash, &tokens).await?;
+    let prepared = Arc::new(prepared);
 
     let server = Server::start(binary, &flags, &log).await?;
     let warm_start = server.start_to_ready;
@@ -327,6 +338,14 @@ async fn run_on(
         let ceiling = Some((ceiling.throughput(), ceiling));
         rows.push(Row::scenario(name, stats, peak, &ceiling, target));
         rows.push(Row::ceiling(ceiling_name, ceiling));
+        if which == Ceiling::TokenCheck {
+            eprintln!("[{database}] S4's signature check alone, in this process…");
+            let verified = closed_loop(c, window, None, verify_alone(&tokens, &prepared)).await;
+            rows.push(Row::ceiling(
+                &format!("S4 signature check alone ({cores} cores)"),
+                Some((verified.throughput(), verified)),
+            ));
+        }
     }
     if args.wants("s3") || args.wants("isolation") {
         eprintln!("[{database}] S3 login, side by side with raw argon2…");
@@ -467,8 +486,8 @@ async fn run_ceiling(
                     ceiling::issue_code(&db, now, &account.email, &key_id).await
                 }
                 Ceiling::TokenCheck => {
-                    let hash = &prepared.access_hashes[i as usize % prepared.access_hashes.len()];
-                    ceiling::token_check(&db, now, hash).await
+                    let session = prepared.sessions[i as usize % prepared.sessions.len()];
+                    ceiling::token_check(&db, now, session).await
                 }
             };
             if let Err(error) = &result
@@ -480,6 +499,22 @@ async fn run_ceiling(
         }
     })
     .await
+}
+
+/// What S4 adds to its statements: the access token's signature, `typ`, `iss`, `aud` and
+/// `exp` checked by codeward's own token service (the key already read, as in the server).
+fn verify_alone(
+    tokens: &Arc<codeward::core::tokens::Tokens>,
+    prepared: &Arc<Prepared>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static {
+    let (tokens, prepared) = (tokens.clone(), prepared.clone());
+    move |i| {
+        let (tokens, prepared) = (tokens.clone(), prepared.clone());
+        Box::pin(async move {
+            let token = &prepared.access_tokens[i as usize % prepared.access_tokens.len()];
+            matches!(tokens.verify(chrono::Utc::now(), token).await, Ok(Some(_)))
+        })
+    }
 }
 
 /// The HTTP side of every scenario.

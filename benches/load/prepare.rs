@@ -1,13 +1,14 @@
 //! Test data by direct inserts, in the shapes codeward itself writes: unverified accounts with
 //! a live sign-up code (S1), and verified accounts with a password and a signed-in session
-//! (S2, S3, S4). Access tokens are made and hashed by codeward's own domain type.
+//! (S2, S3, S4). Access tokens are signed by codeward's own token service with the signing key
+//! the server made at its first start, so they are exactly the tokens the server would issue.
 
 use chrono::{DateTime, Utc};
 use entity::{otp_budgets, otp_codes, sessions, users};
 use sea_orm::{DatabaseConnection, EntityTrait, Set, TransactionTrait};
 use uuid::Uuid;
 
-use codeward::domain::AccessToken;
+use codeward::core::tokens::{Claims, Tokens};
 
 /// The password of every prepared account (never printed).
 pub const PASSWORD: &str = "plum orbit cactus lantern 47";
@@ -27,8 +28,10 @@ pub struct Prepared {
     pub members: Vec<Account>,
     /// `Bearer <access token>` of each member's session.
     pub authorizations: Vec<String>,
-    /// The stored hash of each member's access token.
-    pub access_hashes: Vec<String>,
+    /// Each member's session id and user id (what S4's statements look up).
+    pub sessions: Vec<(Uuid, Uuid)>,
+    /// Each member's access token, for checking signatures alone.
+    pub access_tokens: Vec<String>,
 }
 
 const CHUNK: usize = 500;
@@ -38,6 +41,7 @@ pub async fn prepare(
     accounts: usize,
     key_id: &str,
     password_hash: &str,
+    tokens: &Tokens,
 ) -> anyhow::Result<Prepared> {
     let now = Utc::now();
     let pending: Vec<Account> = (0..accounts)
@@ -52,7 +56,22 @@ pub async fn prepare(
             email: format!("m{i}@bench.test"),
         })
         .collect();
-    let tokens: Vec<AccessToken> = (0..accounts).map(|_| AccessToken::generate()).collect();
+    let session_ids: Vec<Uuid> = (0..accounts).map(|_| Uuid::new_v4()).collect();
+    let mut access_tokens = Vec::with_capacity(accounts);
+    for (account, &session_id) in members.iter().zip(&session_ids) {
+        let claims = Claims {
+            user_id: account.id,
+            session_id,
+            issued_at: now,
+            // Live for the whole run, however long it is configured to be.
+            expires_at: now + chrono::Duration::hours(6),
+            auth_time: now,
+            amr: "pwd",
+            email: account.email.clone(),
+            email_verified: true,
+        };
+        access_tokens.push(tokens.issue(claims).await?.expose().to_owned());
+    }
 
     let txn = db.begin().await?;
     for chunk in pending.chunks(CHUNK) {
@@ -71,28 +90,29 @@ pub async fn prepare(
         .exec(&txn)
         .await?;
     }
-    for (chunk, tokens) in members.chunks(CHUNK).zip(tokens.chunks(CHUNK)) {
+    for (chunk, ids) in members.chunks(CHUNK).zip(session_ids.chunks(CHUNK)) {
         users::Entity::insert_many(chunk.iter().map(|a| user(a, now, Some(password_hash))))
             .exec(&txn)
             .await?;
-        sessions::Entity::insert_many(
-            chunk
-                .iter()
-                .zip(tokens)
-                .map(|(a, token)| session(a, now, token)),
-        )
-        .exec(&txn)
-        .await?;
+        sessions::Entity::insert_many(chunk.iter().zip(ids).map(|(a, &id)| session(a, now, id)))
+            .exec(&txn)
+            .await?;
     }
     txn.commit().await?;
+    let sessions = session_ids
+        .iter()
+        .zip(&members)
+        .map(|(&session, account)| (session, account.id))
+        .collect();
     Ok(Prepared {
         pending,
         members,
-        authorizations: tokens
+        authorizations: access_tokens
             .iter()
-            .map(|t| format!("Bearer {}", t.expose()))
+            .map(|t| format!("Bearer {t}"))
             .collect(),
-        access_hashes: tokens.iter().map(|t| t.hash().0).collect(),
+        sessions,
+        access_tokens,
     })
 }
 
@@ -132,19 +152,19 @@ fn live_code(account: &Account, now: DateTime<Utc>, key_id: &str) -> otp_codes::
     }
 }
 
-fn session(account: &Account, now: DateTime<Utc>, token: &AccessToken) -> sessions::ActiveModel {
+fn session(account: &Account, now: DateTime<Utc>, id: Uuid) -> sessions::ActiveModel {
     sessions::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        id: Set(id),
         user_id: Set(account.id),
         device_name: Set(Some("bench".into())),
         ip: Set(Some("127.0.0.1".into())),
         user_agent: Set(None),
-        access_hash: Set(token.hash().0),
-        access_expires_at: Set(now + chrono::Duration::hours(6)),
         refresh_expires_at: Set(now + chrono::Duration::days(30)),
         expires_at: Set(now + chrono::Duration::days(90)),
         created_at: Set(now),
         last_used_at: Set(now),
+        auth_time: Set(now),
+        auth_method: Set("pwd".into()),
         revoked_at: Set(None),
         revoked_reason: Set(None),
     }

@@ -9,4 +9,5 @@ pub mod otp_network_budgets;
 pub mod rate_counters;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod signing_keys;
 pub mod users;

@@ -1,4 +1,5 @@
-//! `sessions`: one per signed-in device; the access token is stored as its SHA-256 only.
+//! `sessions`: one per signed-in device. Its access tokens are signed JWTs naming it (`sid`),
+//! not stored; its refresh tokens are in `refresh_tokens`.
 
 use sea_orm::entity::prelude::*;
 
@@ -11,16 +12,18 @@ pub struct Model {
     pub device_name: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-    /// Hex SHA-256 of the current access token.
-    #[sea_orm(unique)]
-    pub access_hash: String,
-    pub access_expires_at: DateTimeUtc,
     /// The current refresh token must be used before this (idle limit, capped by `expires_at`).
     pub refresh_expires_at: DateTimeUtc,
     /// Absolute end of the session.
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
     pub last_used_at: DateTimeUtc,
+    /// The latest authentication: the sign-in that started the session, or a later
+    /// re-authentication (a refresh does not change it). Always set; the column is nullable
+    /// only because migration 15 added it to existing rows (and backfilled them).
+    pub auth_time: DateTimeUtc,
+    /// How that authentication was made: `pwd` or `otp` (the access token's `amr`).
+    pub auth_method: String,
     pub revoked_at: Option<DateTimeUtc>,
     /// `logout`, `revoked`, `replay`, `password_changed`, …
     pub revoked_reason: Option<String>,

@@ -19,6 +19,7 @@ use crate::core::limits::{AddressLimits, IpLimits};
 use crate::core::mail::OutboxSignal;
 use crate::core::passwords::Passwords;
 use crate::core::sessions::Lifetimes;
+use crate::core::tokens::Tokens;
 use crate::infra::clock::Clock;
 use crate::infra::metrics::Metrics;
 use crate::infra::timer::PreciseTimer;
@@ -34,6 +35,8 @@ pub struct Services {
     pub codes: CodeEngine,
     pub passwords: Passwords,
     pub sessions: Lifetimes,
+    /// Signs and checks access tokens with the signing keys shared by every instance.
+    pub tokens: Tokens,
     pub ip_limits: IpLimits,
     pub metrics: Metrics,
     pub address_limits: AddressLimits,

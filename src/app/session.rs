@@ -9,8 +9,8 @@ use crate::app::{AuthUser, Error, IssuedSession, Services};
 use crate::core::accounts::{self, find_user};
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::limits::PasswordCheck;
-use crate::core::sessions::{self, RevokeReason, Rotation};
-use crate::domain::{EmailAddress, PasswordAttempt, RefreshToken, Requester};
+use crate::core::sessions::{self, NewSession, RevokeReason, Rotation};
+use crate::domain::{AuthMethod, EmailAddress, PasswordAttempt, RefreshToken, Requester};
 use crate::infra::db;
 
 /// What `login` can answer.
@@ -98,16 +98,12 @@ pub async fn login(
     {
         tracing::info!(user_id = %user.id, "password rehashed with the current parameters");
     }
-    let session = sign_in(
-        services,
-        &txn,
-        now,
+    let new = NewSession {
         user,
         device_name,
-        requester,
-        Event::Login,
-    )
-    .await?;
+        method: AuthMethod::Password,
+    };
+    let session = sign_in(services, &txn, now, new, requester, Event::Login).await?;
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
     Ok(Login::SignedIn(session))
@@ -160,13 +156,12 @@ pub(super) async fn sign_in(
     services: &Services,
     txn: &DatabaseTransaction,
     now: DateTime<Utc>,
-    user: users::Model,
-    device_name: Option<String>,
+    new: NewSession,
     requester: &Requester,
     event: Event,
 ) -> Result<IssuedSession, Error> {
-    let lifetimes = &services.sessions;
-    let session = sessions::start(txn, now, lifetimes, user, device_name, requester).await?;
+    let (lifetimes, tokens) = (&services.sessions, &services.tokens);
+    let session = sessions::start(txn, now, lifetimes, tokens, new, requester).await?;
     let entry = Entry {
         event,
         outcome: Outcome::Success,
@@ -189,7 +184,8 @@ pub async fn refresh(
     };
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
-    let rotation = sessions::rotate(&txn, now, &services.sessions, &presented, requester).await?;
+    let (lifetimes, tokens) = (&services.sessions, &services.tokens);
+    let rotation = sessions::rotate(&txn, now, lifetimes, tokens, &presented, requester).await?;
     Ok(match rotation {
         Rotation::Rotated(session) => {
             txn.commit().await?;
@@ -204,12 +200,10 @@ pub async fn refresh(
 }
 
 /// The live session an access token belongs to, if any.
-pub async fn authenticate(
-    services: &Services,
-    token: &crate::domain::AccessToken,
-) -> Result<Option<AuthUser>, Error> {
+pub async fn authenticate(services: &Services, token: &str) -> Result<Option<AuthUser>, Error> {
     let now = services.clock.now();
-    Ok(sessions::authenticate(&services.db, now, token).await?)
+    let found = sessions::authenticate(&services.db, now, &services.tokens, token).await?;
+    Ok(found.map(|(auth, _claims)| auth))
 }
 
 /// Ends the current session.

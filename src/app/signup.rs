@@ -14,7 +14,10 @@ use crate::core::accounts::{find_account, find_user};
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::codes::CodeRecipient;
 use crate::core::mail::{Email, Message};
-use crate::domain::{EmailAddress, FieldProblem, OtpCode, PendingPassword, Purpose, Requester};
+use crate::core::sessions::NewSession;
+use crate::domain::{
+    AuthMethod, EmailAddress, FieldProblem, OtpCode, PendingPassword, Purpose, Requester,
+};
 use crate::infra::db;
 
 /// What `verify_signup` can answer.
@@ -206,8 +209,13 @@ pub async fn verify_signup(
     active.email_verified_at = Set(Some(now));
     active.updated_at = Set(now);
     let user = active.update(&txn).await?;
+    let new = NewSession {
+        user,
+        device_name,
+        method: AuthMethod::Code,
+    };
     let event = Event::Verification;
-    let session = sign_in(services, &txn, now, user, device_name, requester, event).await?;
+    let session = sign_in(services, &txn, now, new, requester, event).await?;
     txn.commit().await?;
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "verified", "verify_signup");
     Ok(VerifySignup::SignedIn(session))

@@ -6,6 +6,7 @@
 mod describe;
 mod rate;
 mod secrets;
+mod tokens;
 mod validate;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ pub use describe::markdown_table;
 pub use rate::Rate;
 use secrets::wrap_secret;
 pub use secrets::{DEV_PEPPER_KEY_ID, DatabaseUrl, Pepper, Peppers, SmtpUrl};
+pub use tokens::{TokenAlgorithm, TokenSettings};
 pub use validate::ConfigError;
 
 /// Which rules apply to secrets and defaults.
@@ -357,6 +359,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=300), global = true)]
     pub refresh_reuse_grace_secs: u64,
 
+    #[command(flatten)]
+    pub tokens: TokenSettings,
+
     /// Seconds after which a session ends however actively it is used.
     #[arg(long, env = "CODEWARD_SESSION_MAX_SECS", default_value_t = 90 * 86_400,
           value_parser = clap::value_parser!(u64).range(60..=3660 * 86_400), global = true)]
@@ -428,6 +433,19 @@ impl Config {
 
     pub fn refresh_reuse_grace(&self) -> chrono::Duration {
         seconds(self.refresh_reuse_grace_secs)
+    }
+
+    pub fn signing_key_rotation(&self) -> chrono::Duration {
+        seconds(self.tokens.signing_key_rotation_secs)
+    }
+
+    pub fn signing_key_prepublish(&self) -> chrono::Duration {
+        seconds(self.tokens.signing_key_prepublish_secs)
+    }
+
+    /// The `iss` of every access token.
+    pub fn issuer(&self) -> String {
+        self.tokens.issuer(self.listen)
     }
 
     pub fn session_max(&self) -> chrono::Duration {

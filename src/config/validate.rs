@@ -140,6 +140,29 @@ impl Config {
                     .to_owned(),
             );
         }
+        if self.tokens.signing_key_prepublish_secs >= self.tokens.signing_key_rotation_secs {
+            problems.push(
+                "CODEWARD_SIGNING_KEY_PREPUBLISH_SECS must be shorter than                  CODEWARD_SIGNING_KEY_ROTATION_SECS"
+                    .to_owned(),
+            );
+        }
+        if self.tokens.token_audience.trim().is_empty() {
+            problems.push("CODEWARD_TOKEN_AUDIENCE must not be empty".to_owned());
+        }
+        if self
+            .tokens
+            .issuer
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            problems.push("CODEWARD_ISSUER must not be empty when set".to_owned());
+        }
+        if production && self.tokens.issuer.is_none() && self.tokens.public_url.is_none() {
+            warnings.push(format!(
+                "CODEWARD_PUBLIC_URL is unset: access tokens name {:?} as their issuer; set it to                  the URL clients use, the same on every instance",
+                self.issuer()
+            ));
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             problems.push(format!("CODEWARD_LOG is not a valid filter: {error}"));
         }

@@ -21,6 +21,9 @@ pub enum Error {
     /// A code could not be sealed for its email.
     #[error("cannot seal a code for its email")]
     Seal,
+    /// No signing key could sign or verify (none stored, its pepper gone, the database).
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::core::keys::KeysError),
 }
 
 impl From<Limited> for Error {

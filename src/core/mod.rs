@@ -7,9 +7,12 @@ pub mod audit;
 pub mod codes;
 mod error;
 pub mod housekeeping;
+pub mod keys;
 pub mod limits;
 pub mod mail;
 pub mod passwords;
+pub mod seal;
 pub mod sessions;
+pub mod tokens;
 
 pub use error::Error;

@@ -11,9 +11,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::core::Error;
 use crate::core::accounts::Account;
 use crate::core::audit::{self, Entry, Event, Outcome};
-use crate::domain::{AccessToken, RefreshToken, Requester};
+use crate::core::tokens::{AccessClaims, Claims, Tokens};
+use crate::domain::{AccessToken, AuthMethod, RefreshToken, Requester};
 
 /// A freshly issued pair of tokens; the only moment the tokens exist in clear.
 pub struct IssuedSession {
@@ -97,6 +99,13 @@ pub enum Rotation {
     Refused,
 }
 
+/// Who a new session is for, from which device, and how they proved it.
+pub struct NewSession {
+    pub user: users::Model,
+    pub device_name: Option<String>,
+    pub method: AuthMethod,
+}
+
 /// Starts a session for `user` inside the caller's transaction. At the cap of live sessions
 /// per user, the least recently used ones are revoked first (and recorded), so a user's
 /// sessions cannot pile up without bound.
@@ -104,12 +113,16 @@ pub async fn start<C: ConnectionTrait>(
     txn: &C,
     now: DateTime<Utc>,
     lifetimes: &Lifetimes,
-    user: users::Model,
-    device_name: Option<String>,
+    tokens: &Tokens,
+    new: NewSession,
     requester: &Requester,
-) -> Result<IssuedSession, DbErr> {
+) -> Result<IssuedSession, Error> {
+    let NewSession {
+        user,
+        device_name,
+        method,
+    } = new;
     make_room(txn, now, user.id, lifetimes.max_per_user, requester).await?;
-    let access = AccessToken::generate();
     let refresh = RefreshToken::generate();
     let expires_at = now + lifetimes.session;
     let refresh_expires_at = Lifetimes::expiry(now, lifetimes.refresh_idle, expires_at);
@@ -121,18 +134,30 @@ pub async fn start<C: ConnectionTrait>(
         device_name: Set(device_name),
         ip: Set(requester.ip.clone()),
         user_agent: Set(requester.user_agent.clone()),
-        access_hash: Set(access.hash().0),
-        access_expires_at: Set(access_expires_at),
         refresh_expires_at: Set(refresh_expires_at),
         expires_at: Set(expires_at),
         created_at: Set(now),
         last_used_at: Set(now),
+        auth_time: Set(now),
+        auth_method: Set(method.amr().to_owned()),
         revoked_at: Set(None),
         revoked_reason: Set(None),
     }
     .insert(txn)
     .await?;
     insert_refresh_token(txn, now, &refresh, session_id).await?;
+    let access = tokens
+        .issue(Claims {
+            user_id: user.id,
+            session_id,
+            issued_at: now,
+            expires_at: access_expires_at,
+            auth_time: now,
+            amr: method.amr(),
+            email: user.email.clone(),
+            email_verified: user.email_verified_at.is_some(),
+        })
+        .await?;
     Ok(IssuedSession {
         session_id,
         access,
@@ -215,9 +240,10 @@ pub async fn rotate(
     txn: &DatabaseTransaction,
     now: DateTime<Utc>,
     lifetimes: &Lifetimes,
+    tokens: &Tokens,
     presented: &RefreshToken,
     requester: &Requester,
-) -> Result<Rotation, DbErr> {
+) -> Result<Rotation, Error> {
     let hash = presented.hash().0;
     let rotated = refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
@@ -250,16 +276,11 @@ pub async fn rotate(
     let Some(user) = users::Entity::find_by_id(session.user_id).one(txn).await? else {
         return Ok(Rotation::Refused);
     };
-    let access = AccessToken::generate();
     let refresh = RefreshToken::generate();
     let access_expires_at = Lifetimes::expiry(now, lifetimes.access, session.expires_at);
     let refresh_expires_at = Lifetimes::expiry(now, lifetimes.refresh_idle, session.expires_at);
+    // The previous access token is left to expire: refreshing does not end it.
     sessions::Entity::update_many()
-        .col_expr(sessions::Column::AccessHash, Expr::value(access.hash().0))
-        .col_expr(
-            sessions::Column::AccessExpiresAt,
-            Expr::value(access_expires_at),
-        )
         .col_expr(
             sessions::Column::RefreshExpiresAt,
             Expr::value(refresh_expires_at),
@@ -274,6 +295,20 @@ pub async fn rotate(
         .exec(txn)
         .await?;
     insert_refresh_token(txn, now, &refresh, session.id).await?;
+    let access = tokens
+        .issue(Claims {
+            user_id: user.id,
+            session_id: session.id,
+            issued_at: now,
+            expires_at: access_expires_at,
+            auth_time: session.auth_time,
+            amr: AuthMethod::from_amr(&session.auth_method)
+                .unwrap_or(AuthMethod::Password)
+                .amr(),
+            email: user.email.clone(),
+            email_verified: user.email_verified_at.is_some(),
+        })
+        .await?;
     Ok(Rotation::Rotated(IssuedSession {
         session_id: session.id,
         access,
@@ -316,16 +351,22 @@ async fn revoke_replayed(
     Ok(())
 }
 
-/// The live session an access token belongs to, if any.
+/// The live session an access token belongs to, if any: the token must verify (signature,
+/// `typ`, `iss`, `aud`, `exp`), and its session must still be live and the user's, so that
+/// ending a session ends its access tokens at once.
 pub async fn authenticate<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
-    token: &AccessToken,
-) -> Result<Option<AuthUser>, DbErr> {
-    let Some(session) = sessions::Entity::find()
-        .filter(sessions::Column::AccessHash.eq(token.hash().0))
+    tokens: &Tokens,
+    token: &str,
+) -> Result<Option<(AuthUser, AccessClaims)>, Error> {
+    let Some(claims) = tokens.verify(now, token).await? else {
+        return Ok(None);
+    };
+    let Some(session) = sessions::Entity::find_by_id(claims.sid)
+        .filter(sessions::Column::UserId.eq(claims.sub))
         .filter(sessions::Column::RevokedAt.is_null())
-        .filter(sessions::Column::AccessExpiresAt.gt(now))
+        .filter(sessions::Column::ExpiresAt.gt(now))
         .one(db)
         .await?
     else {
@@ -340,10 +381,11 @@ pub async fn authenticate<C: ConnectionTrait>(
             .exec(db)
             .await?;
     }
-    Ok(Some(AuthUser {
+    let auth = AuthUser {
         user_id: session.user_id,
         session_id: session.id,
-    }))
+    };
+    Ok(Some((auth, claims)))
 }
 
 /// The user's live sessions, most recently used first.

@@ -12,7 +12,7 @@ pub use email::EmailAddress;
 pub use network::ClientNetwork;
 pub use password::{NewPassword, PasswordAttempt, PasswordProblem, PendingPassword};
 pub use requester::Requester;
-pub use token::{AccessToken, RefreshToken, TokenHash};
+pub use token::{AccessToken, AuthMethod, RefreshToken, TokenHash};
 
 /// Why a field was refused; becomes one entry of a 422's `errors[]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! Opaque bearer tokens: 256 random bits, base64url, with a prefix that makes leaked tokens easy
-//! to scan for. Only their SHA-256 is stored.
+//! Tokens. Refresh tokens are opaque: 256 random bits, base64url, with a prefix that makes
+//! leaked tokens easy to scan for; only their SHA-256 is stored. Access tokens are signed JWTs
+//! (`core::tokens`), never stored; here they are only a string that does not print.
 
 use std::fmt;
 
@@ -68,8 +69,51 @@ macro_rules! token_type {
     };
 }
 
-token_type!(AccessToken, "cwa_");
 token_type!(RefreshToken, "cwr_");
+
+/// A signed access token (a JWT) as handed to a client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    pub fn new(jwt: String) -> Self {
+        Self(jwt)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// How a session's latest authentication was made: the access token's `amr` (RFC 8176).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A password: sign-in or re-authentication.
+    Password,
+    /// An emailed code: code sign-in, sign-up verification, re-authentication by code.
+    Code,
+}
+
+impl AuthMethod {
+    pub fn amr(self) -> &'static str {
+        match self {
+            Self::Password => "pwd",
+            Self::Code => "otp",
+        }
+    }
+
+    pub fn from_amr(value: &str) -> Option<Self> {
+        [Self::Password, Self::Code]
+            .into_iter()
+            .find(|method| method.amr() == value)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -77,31 +121,38 @@ mod tests {
 
     #[test]
     fn tokens_have_their_prefix_256_bits_and_parse_back() {
-        let access = AccessToken::generate();
         let refresh = RefreshToken::generate();
 
-        assert!(access.expose().starts_with("cwa_") && access.expose().len() == 47);
-        assert!(refresh.expose().starts_with("cwr_"));
-        assert_eq!(AccessToken::parse(access.expose()), Some(access.clone()));
-        assert!(
-            AccessToken::parse(refresh.expose()).is_none(),
-            "prefixes are not interchangeable"
+        assert!(refresh.expose().starts_with("cwr_") && refresh.expose().len() == 47);
+        assert_eq!(RefreshToken::parse(refresh.expose()), Some(refresh.clone()));
+        assert_ne!(refresh.hash(), RefreshToken::generate().hash());
+        assert_eq!(refresh.hash().0.len(), 64);
+        assert_eq!(format!("{refresh:?}"), "<secret>");
+        assert_eq!(
+            format!("{:?}", AccessToken::new("a.b.c".into())),
+            "<secret>"
         );
-        assert_ne!(access.hash(), AccessToken::generate().hash());
-        assert_eq!(access.hash().0.len(), 64);
-        assert_eq!(format!("{access:?}"), "<secret>");
     }
 
     #[test]
     fn malformed_tokens_do_not_parse() {
         for bad in [
             "",
-            "cwa_",
-            "cwa_short",
-            "Bearer cwa_x",
-            &format!("cwa_{}", "!".repeat(43)),
+            "cwr_",
+            "cwr_short",
+            "Bearer cwr_x",
+            &format!("cwr_{}", "!".repeat(43)),
+            &format!("cwa_{}", "a".repeat(43)),
         ] {
-            assert!(AccessToken::parse(bad).is_none(), "{bad:?}");
+            assert!(RefreshToken::parse(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn auth_methods_round_trip_through_their_amr_value() {
+        for method in [AuthMethod::Password, AuthMethod::Code] {
+            assert_eq!(AuthMethod::from_amr(method.amr()), Some(method));
+        }
+        assert_eq!(AuthMethod::from_amr("mfa"), None);
     }
 }

@@ -61,7 +61,11 @@ async fn the_whole_flow_works_signup_email_verify_me_refresh_sessions_logout() {
     let session: Value = response.json().await.unwrap();
     let access = session["access_token"].as_str().unwrap().to_owned();
     let refresh = session["refresh_token"].as_str().unwrap().to_owned();
-    assert!(access.starts_with("cwa_") && refresh.starts_with("cwr_"));
+    assert!(
+        access.starts_with("eyJ") && access.split('.').count() == 3,
+        "a JWS: {access}"
+    );
+    assert!(refresh.starts_with("cwr_"));
     assert_eq!(session["token_type"], "Bearer");
     assert_eq!(session["expires_in"], 900);
     assert_eq!(session["refresh_expires_in"], 30 * 86_400);
