@@ -33,6 +33,11 @@ pub enum Command {
     },
     /// Remove finished rows now (what `serve` does on a timer), e.g. from cron.
     Purge,
+    /// List or rotate the keys that sign access tokens.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Print the OpenAPI document (YAML unless --json).
     Openapi {
         /// Print JSON instead of YAML.
@@ -66,4 +71,22 @@ pub enum OutboxAction {
     Status,
     /// Requeue dead messages that can still be useful (not expired, carrying no code).
     RetryDead,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// List the signing keys: which one signs, which are published, until when.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a rotation: a new key is published now and signs once pre-published
+    /// (CODEWARD_SIGNING_KEY_PREPUBLISH_SECS).
+    Rotate {
+        /// The new key signs at once (a leaked key). Backends that cached the key set before
+        /// it was published refuse its tokens until they fetch the set again.
+        #[arg(long)]
+        now: bool,
+    },
 }

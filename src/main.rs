@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use codeward::cli::{Cli, Command, MigrateAction, OutboxAction};
+use codeward::cli::{Cli, Command, KeysAction, MigrateAction, OutboxAction};
 use codeward::config::Config;
 use codeward::core::mail::outbox;
 use codeward::http as api;
@@ -61,6 +61,7 @@ async fn main() -> ExitCode {
         Command::Migrate { action } => migrate(&config, action).await,
         Command::Outbox { action } => outbox(&config, action).await,
         Command::Purge => purge(&config).await,
+        Command::Keys { action } => keys(&config, action).await,
         Command::Openapi { .. } | Command::ConfigTable => Ok(()),
     };
     match result {
@@ -138,6 +139,61 @@ async fn purge(config: &Config) -> anyhow::Result<()> {
     let purged = codeward::core::housekeeping::purge(&db, chrono::Utc::now(), &retention).await?;
     for (table, rows) in purged.by_table() {
         println!("{table}\t{rows}");
+    }
+    Ok(())
+}
+
+async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
+    use codeward::core::keys::{Keys, Rotate, store};
+    let db = db::connect(config).await?;
+    let now = chrono::Utc::now();
+    match action {
+        KeysAction::List { json } => {
+            let keys = store::all(&db).await?;
+            if json {
+                let listed: Vec<_> = keys.iter().map(|key| store::listed(key, now)).collect();
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+            } else {
+                println!(
+                    "kid\talgorithm\tstate\tpublished\tcreated\tactivated\tretired\tpublished until\tpepper"
+                );
+                let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+                };
+                for key in &keys {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        key.id,
+                        key.algorithm,
+                        key.state,
+                        if store::is_published(key, now) {
+                            "yes"
+                        } else {
+                            "no"
+                        },
+                        key.created_at.to_rfc3339(),
+                        time(key.activated_at),
+                        time(key.retired_at),
+                        time(key.published_until),
+                        key.pepper_key_id,
+                    );
+                }
+            }
+        }
+        KeysAction::Rotate { now: at_once } => {
+            let rotate = if at_once { Rotate::Now } else { Rotate::Soon };
+            let done = Keys::new(db, config).maintain(now, rotate).await?;
+            match (&done.created, &done.promoted) {
+                (_, Some(kid)) => println!("signing with {kid} from now on"),
+                (Some((kid, _)), None) => println!(
+                    "published {kid}; it signs in {} s, after pre-publication",
+                    config.tokens.signing_key_prepublish_secs
+                ),
+                (None, None) => println!(
+                    "a rotation is already under way; `codeward keys list` shows the next key"
+                ),
+            }
+        }
     }
     Ok(())
 }

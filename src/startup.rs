@@ -135,6 +135,11 @@ impl Application {
         self.worker.signal.clone()
     }
 
+    /// This instance's signing keys (tests rotate them on the test clock).
+    pub fn keys(&self) -> Arc<Keys> {
+        self.services.tokens.keys.clone()
+    }
+
     pub fn port(&self) -> u16 {
         self.local_addr.port()
     }

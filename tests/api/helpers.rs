@@ -141,6 +141,8 @@ pub struct Instance {
     pub clock: Clock,
     /// Where `/metrics` is served when `--metrics-listen` was given.
     pub metrics_port: Option<u16>,
+    /// The instance's signing keys (rotate them on `clock`).
+    pub keys: std::sync::Arc<codeward::core::keys::Keys>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _mailbox: TempDir,
@@ -195,6 +197,7 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
     let port = app.port();
     let metrics_port = app.metrics_port();
     let outbox = app.outbox_signal();
+    let keys = app.keys();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -204,6 +207,7 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
         outbox,
         clock,
         metrics_port,
+        keys,
         shutdown: Some(shutdown),
         server: Some(server),
         _mailbox: mailbox,

@@ -21,3 +21,4 @@ mod signup;
 mod smtp;
 mod spec;
 mod structure;
+mod tokens;

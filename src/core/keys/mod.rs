@@ -27,7 +27,8 @@ const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(1);
 /// Clock skew between instances, added to how long a retired key stays published.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(30);
 
-const SEAL_LABEL: &[u8] = b"codeward signing key";
+/// What private signing keys are sealed under (`core::seal`): a key of their own per pepper.
+pub const SEAL_LABEL: &[u8] = b"codeward signing key";
 
 /// The key that signs: its id and algorithm, and the private key (never printed).
 pub struct Signer {

@@ -76,6 +76,37 @@ pub async fn all<C: ConnectionTrait>(db: &C) -> Result<Vec<signing_keys::Model>,
         .await
 }
 
+/// A key as `codeward keys list --json` shows it (no key material, public or private).
+#[derive(Debug, serde::Serialize)]
+pub struct Listed {
+    pub kid: String,
+    pub algorithm: String,
+    pub state: String,
+    pub published: bool,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_until: Option<DateTime<Utc>>,
+    pub pepper_key_id: String,
+}
+
+pub fn listed(key: &signing_keys::Model, now: DateTime<Utc>) -> Listed {
+    Listed {
+        kid: key.id.clone(),
+        algorithm: key.algorithm.clone(),
+        state: key.state.clone(),
+        published: is_published(key, now),
+        created_at: key.created_at,
+        activated_at: key.activated_at,
+        retired_at: key.retired_at,
+        published_until: key.published_until,
+        pepper_key_id: key.pepper_key_id.clone(),
+    }
+}
+
 /// Whether a key is in the key set at `now`: the next key, the current one, and retired ones
 /// until every token they signed has expired.
 pub fn is_published(key: &signing_keys::Model, now: DateTime<Utc>) -> bool {

@@ -1,0 +1,601 @@
+//! Access tokens as JWTs: their claims, what codeward refuses, every algorithm, and the
+//! signing keys' rotation (on the test clock) and sealing.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use codeward::config::TokenAlgorithm;
+use codeward::core::keys::{Rotate, material};
+use entity::signing_keys;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
+
+fn secs(seconds: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(seconds)
+}
+
+/// The decoded JSON of one part (0: header, 1: claims) of a compact JWS.
+fn part(token: &str, index: usize) -> Value {
+    let encoded = token.split('.').nth(index).expect("three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).expect("base64url")).expect("JSON")
+}
+
+fn encode_part(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+async fn login(app: &TestApp, email: &str) -> Value {
+    let response = app.login(email, PASSWORD).await;
+    assert_eq!(response.status(), 200, "login");
+    response.json().await.unwrap()
+}
+
+fn access(session: &Value) -> String {
+    session["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn me_status(app: &TestApp, token: &str) -> u16 {
+    app.me(token).await.status().as_u16()
+}
+
+/// Signs `claims` with this instance's current key, under `header` (its `alg` and `kid` are
+/// the key's): a token only a holder of codeward's key could make.
+async fn sign_with_codeward_key(app: &TestApp, mut header: Header, claims: &Value) -> String {
+    let signer = app.instance.keys.signer().await.unwrap();
+    header.alg = material::jose_algorithm(signer.algorithm);
+    header.kid = Some(signer.kid.clone());
+    jsonwebtoken::encode(&header, claims, &signer.key).unwrap()
+}
+
+fn at_jwt_header() -> Header {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header
+}
+
+#[tokio::test]
+async fn claims_describe_the_session_and_how_it_was_authenticated() {
+    let app = spawn_app().await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let token = access(&session);
+
+    let header = part(&token, 0);
+    let signer = app.instance.keys.signer().await.unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["kid"], signer.kid.as_str());
+    let claims = part(&token, 1);
+    assert_eq!(
+        claims["iss"],
+        app.address.as_str(),
+        "iss defaults to http:// + the listener"
+    );
+    assert_eq!(claims["aud"], "codeward");
+    assert_eq!(claims["sub"], session["user"]["id"]);
+    assert_eq!(claims["sid"], session["session_id"]);
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert_eq!(exp - iat, session["expires_in"].as_i64().unwrap());
+    assert_eq!(claims["auth_time"], iat, "a sign-in is the authentication");
+    assert_eq!(
+        claims["amr"],
+        json!(["otp"]),
+        "sign-up verification is a code"
+    );
+    assert_eq!(claims["email"], "ada@example.com");
+    assert_eq!(claims["email_verified"], true);
+    assert!(uuid::Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
+    assert_eq!(me_status(&app, &token).await, 200);
+
+    // A password sign-in says so; a refresh keeps the authentication it came from.
+    let signed_in = login(&app, "ada@example.com").await;
+    let login_claims = part(&access(&signed_in), 1);
+    assert_eq!(login_claims["amr"], json!(["pwd"]));
+    app.instance.clock.advance(secs(120));
+    let refreshed = app
+        .refresh(signed_in["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(refreshed.status(), 200);
+    let refreshed: Value = refreshed.json().await.unwrap();
+    let refreshed_claims = part(&access(&refreshed), 1);
+    assert_eq!(refreshed_claims["auth_time"], login_claims["auth_time"]);
+    assert_eq!(refreshed_claims["amr"], json!(["pwd"]));
+    assert_eq!(refreshed_claims["sid"], login_claims["sid"]);
+    assert_eq!(
+        refreshed_claims["iat"].as_i64().unwrap(),
+        login_claims["iat"].as_i64().unwrap() + 120
+    );
+    assert_ne!(refreshed_claims["jti"], login_claims["jti"]);
+}
+
+#[tokio::test]
+async fn forged_foreign_and_altered_tokens_are_refused() {
+    let app = spawn_app().await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let token = access(&session);
+    let claims = part(&token, 1);
+    assert_eq!(
+        me_status(&app, &token).await,
+        200,
+        "the genuine token works"
+    );
+
+    let mut forgeries: Vec<(&str, String)> = Vec::new();
+
+    // Signed by a key codeward never made, named by its own kid or by codeward's.
+    let foreign = material::generate(TokenAlgorithm::EdDsa).unwrap();
+    let foreign_key = material::encoding_key(TokenAlgorithm::EdDsa, &foreign.private);
+    let mut header = at_jwt_header();
+    header.kid = Some(foreign.kid.clone());
+    forgeries.push((
+        "another key, its kid",
+        jsonwebtoken::encode(&header, &claims, &foreign_key).unwrap(),
+    ));
+    header.kid = part(&token, 0)["kid"].as_str().map(str::to_owned);
+    forgeries.push((
+        "another key, codeward's kid",
+        jsonwebtoken::encode(&header, &claims, &foreign_key).unwrap(),
+    ));
+
+    // `alg: none`, unsigned.
+    let mut none_header = part(&token, 0);
+    none_header["alg"] = json!("none");
+    forgeries.push((
+        "alg none",
+        format!("{}.{}.", encode_part(&none_header), encode_part(&claims)),
+    ));
+
+    // HS256 keyed with the public key's bytes (algorithm confusion).
+    let jwk = app
+        .instance
+        .keys
+        .key_set(chrono::Utc::now())
+        .await
+        .unwrap()
+        .keys
+        .remove(0);
+    let public_x = serde_json::to_value(&jwk).unwrap()["x"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut hs_header = Header::new(Algorithm::HS256);
+    hs_header.typ = Some("at+jwt".into());
+    hs_header.kid = jwk.common.key_id.clone();
+    forgeries.push((
+        "HS256 under the public key",
+        jsonwebtoken::encode(
+            &hs_header,
+            &claims,
+            &EncodingKey::from_secret(public_x.as_bytes()),
+        )
+        .unwrap(),
+    ));
+
+    // The genuine signature over a changed payload.
+    let mut altered = claims.clone();
+    altered["sub"] = json!(uuid::Uuid::new_v4());
+    let pieces: Vec<&str> = token.split('.').collect();
+    forgeries.push((
+        "changed payload",
+        format!("{}.{}.{}", pieces[0], encode_part(&altered), pieces[2]),
+    ));
+
+    // Signed by codeward's own key, but not an access token for this issuer and audience.
+    for (name, member, value) in [
+        ("wrong aud", "aud", json!("someone-else")),
+        ("wrong iss", "iss", json!("https://evil.example")),
+        ("expired", "exp", json!(claims["iat"].as_i64().unwrap() - 1)),
+        ("no aud", "aud", Value::Null),
+    ] {
+        let mut changed = claims.clone();
+        if value.is_null() {
+            changed.as_object_mut().unwrap().remove(member);
+        } else {
+            changed[member] = value;
+        }
+        let forged = sign_with_codeward_key(&app, at_jwt_header(), &changed).await;
+        forgeries.push((name, forged));
+    }
+    let mut untyped = at_jwt_header();
+    untyped.typ = Some("JWT".into());
+    forgeries.push((
+        "typ JWT (an ID token, say)",
+        sign_with_codeward_key(&app, untyped, &claims).await,
+    ));
+    // Control: the same path with nothing changed is accepted.
+    let resigned = sign_with_codeward_key(&app, at_jwt_header(), &claims).await;
+    assert_eq!(
+        me_status(&app, &resigned).await,
+        200,
+        "the forging path is sound"
+    );
+
+    for (name, forged) in forgeries {
+        let response = app.me(&forged).await;
+        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{name}");
+        assert_problem(response, 401, "unauthorized").await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_while_its_session_lives_on() {
+    let app = spawn_app().await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let token = access(&session);
+
+    app.instance.clock.advance(secs(899));
+    assert_eq!(me_status(&app, &token).await, 200);
+    app.instance.clock.advance(secs(1));
+    assert_problem(app.me(&token).await, 401, "unauthorized").await;
+
+    let refreshed = app
+        .refresh(session["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        refreshed.status(),
+        200,
+        "the session outlives its access tokens"
+    );
+    let refreshed: Value = refreshed.json().await.unwrap();
+    assert_eq!(me_status(&app, &access(&refreshed)).await, 200);
+}
+
+#[tokio::test]
+async fn refreshing_leaves_the_previous_token_to_expire_and_ending_the_session_ends_both() {
+    let app = spawn_app().await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let first = access(&session);
+    let refreshed: Value = app
+        .refresh(session["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = access(&refreshed);
+    assert_eq!(
+        me_status(&app, &first).await,
+        200,
+        "refresh does not end it"
+    );
+    assert_eq!(me_status(&app, &second).await, 200);
+
+    assert_eq!(app.logout(&second).await.status(), 204);
+    for token in [&first, &second] {
+        assert_problem(app.me(token).await, 401, "unauthorized").await;
+        // A backend verifying locally still accepts it until its exp: the trade-off that
+        // introspection answers.
+        let jwk = app
+            .instance
+            .keys
+            .key_set(chrono::Utc::now())
+            .await
+            .unwrap()
+            .keys
+            .remove(0);
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&["codeward"]);
+        validation.set_issuer(&[app.address.as_str()]);
+        let key = DecodingKey::from_jwk(&jwk).unwrap();
+        assert!(jsonwebtoken::decode::<Value>(token, &key, &validation).is_ok());
+    }
+}
+
+#[tokio::test]
+async fn every_algorithm_signs_tokens_that_codeward_and_its_key_set_verify() {
+    for (algorithm, setting) in [
+        (Algorithm::EdDSA, "EdDSA"),
+        (Algorithm::ES256, "ES256"),
+        (Algorithm::RS256, "RS256"),
+    ] {
+        let app = spawn_app_with(&[&format!("--token-algorithm={setting}")]).await;
+        let session = app.signed_up("ada@example.com", PASSWORD).await;
+        let token = access(&session);
+        assert_eq!(part(&token, 0)["alg"], setting);
+        assert_eq!(me_status(&app, &token).await, 200, "{setting}");
+
+        let jwk = app
+            .instance
+            .keys
+            .key_set(chrono::Utc::now())
+            .await
+            .unwrap()
+            .keys
+            .remove(0);
+        let mut validation = Validation::new(algorithm);
+        validation.set_audience(&["codeward"]);
+        let key = DecodingKey::from_jwk(&jwk).unwrap();
+        jsonwebtoken::decode::<Value>(&token, &key, &validation).expect(setting);
+
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_problem(app.me(&tampered).await, 401, "unauthorized").await;
+    }
+}
+
+fn kids(set: &jsonwebtoken::jwk::JwkSet) -> Vec<String> {
+    set.keys
+        .iter()
+        .map(|key| key.common.key_id.clone().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn rotation_publishes_the_next_key_before_it_signs_and_keeps_the_retired_one_until_its_tokens_expired()
+ {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let (keys, clock) = (&app.instance.keys, &app.instance.clock);
+    let first = keys.signer().await.unwrap().kid.clone();
+    assert_eq!(
+        kids(&keys.key_set(clock.now()).await.unwrap()),
+        [first.clone()]
+    );
+
+    // Not due yet: nothing changes.
+    clock.advance(secs(30 * 86_400 - 3600 - 1));
+    let done = keys.maintain(clock.now(), Rotate::Scheduled).await.unwrap();
+    assert_eq!(done, Default::default());
+
+    // Due: the next key is published, the first one still signs.
+    clock.advance(secs(2));
+    let done = keys.maintain(clock.now(), Rotate::Scheduled).await.unwrap();
+    let (next, slot) = done.created.expect("a next key");
+    assert_eq!(slot, "next");
+    assert_eq!(
+        kids(&keys.key_set(clock.now()).await.unwrap()),
+        [first.clone(), next.clone()]
+    );
+    let before = access(&login(&app, "ada@example.com").await);
+    assert_eq!(part(&before, 0)["kid"], first.as_str());
+
+    // Published for less than the pre-publication time: it does not sign yet.
+    clock.advance(secs(3600 - 1));
+    let done = keys.maintain(clock.now(), Rotate::Scheduled).await.unwrap();
+    assert_eq!(done.promoted, None);
+    let last_of_first = access(&login(&app, "ada@example.com").await);
+    assert_eq!(part(&last_of_first, 0)["kid"], first.as_str());
+
+    // An hour after it was published, it signs; the retired key stays published.
+    clock.advance(secs(1));
+    let done = keys.maintain(clock.now(), Rotate::Scheduled).await.unwrap();
+    assert_eq!(done.promoted.as_deref(), Some(next.as_str()));
+    let after = access(&login(&app, "ada@example.com").await);
+    assert_eq!(part(&after, 0)["kid"], next.as_str());
+    // The token the retired key signed just before the hand-over verifies while it lives.
+    assert_eq!(me_status(&app, &last_of_first).await, 200);
+    assert_eq!(me_status(&app, &before).await, 401, "expired an hour ago");
+    assert_eq!(
+        kids(&keys.key_set(clock.now()).await.unwrap()),
+        [first.clone(), next.clone()]
+    );
+
+    // Once every token the retired key signed has expired (access TTL plus the time an
+    // instance may still sign with it), it leaves the key set.
+    clock.advance(secs(900 + 30 + 30 - 1));
+    keys.maintain(clock.now(), Rotate::Scheduled).await.unwrap();
+    assert_eq!(
+        kids(&keys.key_set(clock.now()).await.unwrap()),
+        [first.clone(), next.clone()]
+    );
+    clock.advance(secs(1));
+    let done = keys.maintain(clock.now(), Rotate::Scheduled).await.unwrap();
+    assert_eq!(done.purged, 1);
+    assert_eq!(
+        kids(&keys.key_set(clock.now()).await.unwrap()),
+        [next.clone()]
+    );
+    assert_eq!(me_status(&app, &after).await, 401, "expired by now");
+}
+
+#[tokio::test]
+async fn a_new_algorithm_is_pre_published_like_any_rotation() {
+    let mut app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let eddsa = app.instance.keys.signer().await.unwrap().kid.clone();
+    app.instance.stop().await;
+
+    let smtp = app.smtp.url();
+    app.instance =
+        crate::helpers::start_instance(&app.database.url, &smtp, &["--token-algorithm=ES256"])
+            .await;
+    app.api = app.instance.api();
+    let (keys, clock) = (&app.instance.keys, &app.instance.clock);
+    let set = keys.key_set(clock.now()).await.unwrap();
+    assert_eq!(set.keys.len(), 2, "the ES256 key is published at start-up");
+    let token = access(&login(&app, "ada@example.com").await);
+    assert_eq!(
+        part(&token, 0)["kid"],
+        eddsa.as_str(),
+        "the old key signs until then"
+    );
+
+    clock.advance(secs(3600));
+    keys.maintain(clock.now(), Rotate::Scheduled).await.unwrap();
+    let token = access(&login(&app, "ada@example.com").await);
+    assert_eq!(part(&token, 0)["alg"], "ES256");
+    assert_eq!(me_status(&app, &token).await, 200);
+}
+
+#[tokio::test]
+async fn a_pepper_rotation_reseals_the_keys_and_their_tokens_keep_working() {
+    const NEW_PEPPER: &str = "next:Wm9vbS16b29tLXpvb20tem9vbS16b29tLXpvb20tem9vbS16b28=";
+    let mut app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let token = access(&login(&app, "ada@example.com").await);
+    let db = app.connect_db().await;
+    // Every instance here issues and accepts one `iss`, whatever port it listens on.
+    let issuer = format!("--issuer={}", app.address);
+    let sealed_under = |keys: Vec<signing_keys::Model>| -> Vec<String> {
+        keys.into_iter().map(|k| k.pepper_key_id).collect()
+    };
+    assert_eq!(
+        sealed_under(signing_keys::Entity::find().all(&db).await.unwrap()),
+        ["test"]
+    );
+    app.instance.stop().await;
+
+    // The new pepper, the old one still listed: the key is sealed again under the new one.
+    let smtp = app.smtp.url();
+    let pepper = format!("--pepper={NEW_PEPPER}");
+    let previous = format!("--previous-peppers={}", crate::helpers::TEST_PEPPER);
+    let mut instance =
+        crate::helpers::start_instance(&app.database.url, &smtp, &[&pepper, &previous, &issuer])
+            .await;
+    assert_eq!(
+        sealed_under(signing_keys::Entity::find().all(&db).await.unwrap()),
+        ["next"]
+    );
+    assert_eq!(me_status_at(&instance, &token).await, 200);
+    instance.stop().await;
+
+    // The old pepper gone: the key still opens, and signs.
+    let instance =
+        crate::helpers::start_instance(&app.database.url, &smtp, &[&pepper, &issuer]).await;
+    assert_eq!(me_status_at(&instance, &token).await, 200);
+    let response = instance.api().login("ada@example.com", PASSWORD).await;
+    assert_eq!(response.status(), 200);
+}
+
+async fn me_status_at(instance: &crate::helpers::Instance, token: &str) -> u16 {
+    instance.api().me(token).await.status().as_u16()
+}
+
+#[tokio::test]
+async fn private_key_material_is_nowhere_in_the_database_or_the_key_set() {
+    for setting in ["EdDSA", "ES256", "RS256"] {
+        let app = spawn_app_with(&[&format!("--token-algorithm={setting}")]).await;
+        app.signed_up("ada@example.com", PASSWORD).await;
+        let db = app.connect_db().await;
+        let stored = signing_keys::Entity::find().all(&db).await.unwrap();
+        assert_eq!(stored.len(), 1);
+
+        // Open the private half the way codeward does, with the pepper, to know what to
+        // look for.
+        let pepper = codeward::config::Pepper::parse(crate::helpers::TEST_PEPPER).unwrap();
+        let seal = codeward::core::seal::Seal::new([&pepper], codeward::core::keys::SEAL_LABEL);
+        let private = codeward::core::keys::store::open_private(&seal, &stored[0]).expect("opens");
+        let der = private.expose();
+        let dump = crate::mail::dump_every_table(&db).await;
+        let mut needles = vec![
+            hex::encode(der),
+            STANDARD.encode(der),
+            URL_SAFE_NO_PAD.encode(der),
+        ];
+        // The private scalar alone, as a JWK's `d` member would carry it.
+        let scalar = match setting {
+            "EdDSA" => Some(der[der.len() - 32..].to_vec()), // PKCS#8 v1: the seed comes last
+            "ES256" => {
+                use p256::pkcs8::DecodePrivateKey;
+                Some(
+                    p256::SecretKey::from_pkcs8_der(der)
+                        .unwrap()
+                        .to_bytes()
+                        .to_vec(),
+                )
+            }
+            _ => None,
+        };
+        if let Some(scalar) = scalar {
+            needles.push(URL_SAFE_NO_PAD.encode(&scalar));
+            needles.push(hex::encode(&scalar));
+        }
+        for needle in &needles {
+            assert!(
+                !dump.contains(needle.as_str()),
+                "{setting}: private key in the database"
+            );
+        }
+        let set =
+            serde_json::to_value(app.instance.keys.key_set(chrono::Utc::now()).await.unwrap())
+                .unwrap();
+        for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            assert!(set["keys"][0].get(member).is_none(), "{setting}: {set}");
+        }
+        let public: Value = serde_json::from_str(&stored[0].public_jwk).unwrap();
+        assert!(public.get("d").is_none());
+    }
+}
+
+#[tokio::test]
+async fn keys_from_the_command_line_list_and_rotate() {
+    let app = spawn_app().await;
+    app.signed_up("ada@example.com", PASSWORD).await;
+    let first = app.instance.keys.signer().await.unwrap().kid.clone();
+    let vars = [
+        ("CODEWARD_DATABASE_URL", app.database.url.as_str()),
+        ("CODEWARD_PEPPER", crate::helpers::TEST_PEPPER),
+    ];
+    let listed = crate::helpers::run_codeward(&["keys", "list", "--json"], &vars);
+    assert!(listed.status.success());
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["kid"], first.as_str());
+    assert_eq!(listed[0]["state"], "current");
+    assert_eq!(listed[0]["published"], true);
+    assert!(listed[0].get("retired_at").is_none(), "absent, not null");
+    assert!(!listed.to_string().contains("sealed") && !listed.to_string().contains("v1."));
+
+    let rotated = crate::helpers::run_codeward(&["keys", "rotate"], &vars);
+    assert!(rotated.status.success());
+    assert!(String::from_utf8_lossy(&rotated.stdout).contains("published"));
+    let listed = crate::helpers::run_codeward(&["keys", "list", "--json"], &vars);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(listed[1]["state"], "next");
+
+    let now = crate::helpers::run_codeward(&["keys", "rotate", "--now"], &vars);
+    assert!(now.status.success());
+    let listed = crate::helpers::run_codeward(&["keys", "list", "--json"], &vars);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["state"], "retired");
+    assert_eq!(listed[1]["state"], "current");
+    assert!(listed[0]["published_until"].is_string());
+}
+
+#[tokio::test]
+async fn processes_rotating_at_once_never_hold_two_current_keys() {
+    let database = crate::helpers::fresh_database().await;
+    let vars = [
+        ("CODEWARD_DATABASE_URL", database.url.as_str()),
+        ("CODEWARD_PEPPER", crate::helpers::TEST_PEPPER),
+    ];
+    let migrated = crate::helpers::run_codeward(&["migrate", "up"], &vars);
+    assert!(migrated.status.success());
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    // Round 0 starts on an empty table (the first key); each later round races rotations.
+    for round in 0..4 {
+        let racers: Vec<_> = (0..6)
+            .map(|_| {
+                crate::helpers::codeward_command()
+                    .args(["keys", "rotate", "--now"])
+                    .envs(vars.iter().copied())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for racer in racers {
+            let output = racer.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let keys = signing_keys::Entity::find().all(&db).await.unwrap();
+        let in_state = |state: &str| keys.iter().filter(|k| k.state == state).count();
+        assert_eq!(in_state("current"), 1, "round {round}: {keys:#?}");
+        assert!(in_state("next") <= 1, "round {round}");
+        if round > 0 {
+            assert!(
+                in_state("retired") >= round,
+                "round {round}: each round rotated"
+            );
+        }
+    }
+}
