@@ -4,6 +4,7 @@
 
 pub mod account;
 mod code_request;
+pub mod keyset;
 pub mod ops;
 pub mod password;
 pub mod session;

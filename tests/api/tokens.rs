@@ -268,14 +268,16 @@ async fn refreshing_leaves_the_previous_token_to_expire_and_ending_the_session_e
         assert_problem(app.me(token).await, 401, "unauthorized").await;
         // A backend verifying locally still accepts it until its exp: the trade-off that
         // introspection answers.
-        let jwk = app
-            .instance
-            .keys
-            .key_set(chrono::Utc::now())
+        let set: Value = app
+            .client
+            .get(format!("{}/.well-known/jwks.json", app.address))
+            .send()
             .await
             .unwrap()
-            .keys
-            .remove(0);
+            .json()
+            .await
+            .unwrap();
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(set["keys"][0].clone()).unwrap();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&["codeward"]);
         validation.set_issuer(&[app.address.as_str()]);
@@ -297,14 +299,37 @@ async fn every_algorithm_signs_tokens_that_codeward_and_its_key_set_verify() {
         assert_eq!(part(&token, 0)["alg"], setting);
         assert_eq!(me_status(&app, &token).await, 200, "{setting}");
 
-        let jwk = app
-            .instance
-            .keys
-            .key_set(chrono::Utc::now())
+        // What a backend does: fetch the key set over HTTP and verify with the key it names.
+        let response = app
+            .client
+            .get(format!("{}/.well-known/jwks.json", app.address))
+            .send()
             .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "public, max-age=300");
+        let set: Value = response.json().await.unwrap();
+        let published = &set["keys"][0];
+        assert_eq!(published["kid"], part(&token, 0)["kid"]);
+        assert_eq!(published["alg"], setting);
+        assert_eq!(published["use"], "sig");
+        let expected_members: &[&str] = match setting {
+            "EdDSA" => &["alg", "crv", "kid", "kty", "use", "x"],
+            "ES256" => &["alg", "crv", "kid", "kty", "use", "x", "y"],
+            _ => &["alg", "e", "kid", "kty", "n", "use"],
+        };
+        let mut members: Vec<&str> = published
+            .as_object()
             .unwrap()
-            .keys
-            .remove(0);
+            .keys()
+            .map(String::as_str)
+            .collect();
+        members.sort_unstable();
+        assert_eq!(
+            members, expected_members,
+            "public members only: {published}"
+        );
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(published.clone()).unwrap();
         let mut validation = Validation::new(algorithm);
         validation.set_audience(&["codeward"]);
         let key = DecodingKey::from_jwk(&jwk).unwrap();
