@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{Api, NEW_PASSWORD, PASSWORD, codeward_command, run_codeward as codeward};
+use sea_orm::EntityTrait as _;
 
 const KEY_A: &str = "k1:rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=";
 const KEY_A_SECRET: &str = "rH7SbhbevAP6130em5tpHN2Z6bhrDge6BKP1CusuIlQ=";
@@ -425,6 +426,28 @@ async fn the_log_records_each_security_event_and_never_a_secret() {
     ];
     for secret in secrets {
         assert!(!log.contains(secret), "{secret:?} is in the log");
+    }
+    // Nor the private signing key the server made at its first start (opened here with the
+    // pepper, to know what to look for), in any encoding a careless line could use.
+    let db = sea_orm::Database::connect(&database).await.unwrap();
+    let stored = entity::signing_keys::Entity::find().all(&db).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(
+        log.contains(&stored[0].id),
+        "the key's creation is logged by its kid"
+    );
+    let pepper = codeward::config::Pepper::parse(KEY_A).unwrap();
+    let seal = codeward::core::seal::Seal::new([&pepper], codeward::core::keys::SEAL_LABEL);
+    let private = codeward::core::keys::store::open_private(&seal, &stored[0]).unwrap();
+    let der = private.expose();
+    use base64::Engine as _;
+    for encoded in [
+        hex::encode(der),
+        hex::encode(&der[der.len() - 32..]),
+        base64::engine::general_purpose::STANDARD.encode(der),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der[der.len() - 32..]),
+    ] {
+        assert!(!log.contains(&encoded), "private key material in the log");
     }
     for (operation, outcome) in [
         ("signup", "code_sent"),
