@@ -630,6 +630,20 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     body
 }
 
+/// Asserts the 401 every refused access token or API key gets: `unauthorized`, with its
+/// `WWW-Authenticate: Bearer` challenge; `why` names the case.
+pub async fn assert_unauthorized(response: reqwest::Response, why: &str) {
+    assert_eq!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer"),
+        "{why}: the challenge"
+    );
+    assert_problem(response, 401, "unauthorized").await;
+}
+
 /// Checks the shape every 429 must have and returns its `retry_after`.
 pub async fn assert_rate_limited(response: reqwest::Response, policy: &str) -> u64 {
     let headers = response.headers().clone();
