@@ -19,6 +19,7 @@ mod m20261122_000011_widen_outbox_code;
 mod m20261127_000012_normalize_emails;
 mod m20261127_000013_create_otp_network_budgets;
 mod m20261127_000014_users_email_binary_collation;
+mod m20261127_000016_create_api_keys;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000012_normalize_emails::Migration),
             Box::new(m20261127_000013_create_otp_network_budgets::Migration),
             Box::new(m20261127_000014_users_email_binary_collation::Migration),
+            Box::new(m20261127_000016_create_api_keys::Migration),
         ]
     }
 }
