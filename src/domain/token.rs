@@ -1,5 +1,5 @@
-//! Opaque bearer tokens: 256 random bits, base64url, with a prefix that makes leaked tokens easy
-//! to scan for. Only their SHA-256 is stored.
+//! Opaque bearer tokens and API keys: 256 random bits, base64url, with a prefix that makes
+//! leaked ones easy to scan for. Only their SHA-256 is stored.
 
 use std::fmt;
 
@@ -70,6 +70,7 @@ macro_rules! token_type {
 
 token_type!(AccessToken, "cwa_");
 token_type!(RefreshToken, "cwr_");
+token_type!(ApiKey, "cwk_");
 
 #[cfg(test)]
 mod tests {
@@ -93,6 +94,33 @@ mod tests {
     }
 
     #[test]
+    fn api_keys_have_their_own_prefix_and_no_other_token_passes_for_one() {
+        let key = ApiKey::generate();
+
+        assert!(key.expose().starts_with("cwk_") && key.expose().len() == 47);
+        assert_eq!(ApiKey::parse(key.expose()), Some(key.clone()));
+        assert_eq!(key.hash().0, hex::encode(Sha256::digest(key.expose())));
+        assert_ne!(key, ApiKey::generate());
+        assert_eq!(format!("{key:?}"), "<secret>");
+        let access = AccessToken::generate();
+        let refresh = RefreshToken::generate();
+        for other in [access.expose(), refresh.expose()] {
+            assert!(
+                ApiKey::parse(other).is_none(),
+                "{other} parsed as an API key"
+            );
+        }
+        assert!(
+            AccessToken::parse(key.expose()).is_none(),
+            "an API key parsed as an access token"
+        );
+        assert!(
+            RefreshToken::parse(key.expose()).is_none(),
+            "an API key parsed as a refresh token"
+        );
+    }
+
+    #[test]
     fn malformed_tokens_do_not_parse() {
         for bad in [
             "",
@@ -102,6 +130,9 @@ mod tests {
             &format!("cwa_{}", "!".repeat(43)),
         ] {
             assert!(AccessToken::parse(bad).is_none(), "{bad:?}");
+        }
+        for bad in ["cwk_", "cwk_short", &format!("cwk_{}=", "A".repeat(42))] {
+            assert!(ApiKey::parse(bad).is_none(), "{bad:?}");
         }
     }
 }
