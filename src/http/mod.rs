@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod backend;
 pub mod client;
 pub mod guard;
 pub mod middleware;
@@ -34,6 +35,8 @@ pub enum ApiTags {
     Password,
     /// The signed-in user's own account.
     Account,
+    /// For the app's own backend: verify codeward's tokens.
+    Backend,
     /// Health, readiness and documentation, for operators.
     Ops,
 }
@@ -44,6 +47,7 @@ pub type Apis = (
     session::SessionApi,
     password::PasswordApi,
     account::AccountApi,
+    backend::BackendApi,
     ops::OpsApi,
 );
 
@@ -60,6 +64,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             session::SessionApi,
             password::PasswordApi,
             account::AccountApi,
+            backend::BackendApi,
             ops::OpsApi,
         ),
         "codeward",

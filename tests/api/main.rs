@@ -3,6 +3,7 @@
 
 mod abuse;
 mod activity;
+mod api_keys;
 mod cli;
 mod codes;
 mod connections;
