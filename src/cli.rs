@@ -1,8 +1,12 @@
 //! The command line: subcommands and the global configuration flags.
 
+pub mod api_key;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+
+pub use api_key::ApiKeyAction;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +34,11 @@ pub enum Command {
     Outbox {
         #[command(subcommand)]
         action: OutboxAction,
+    },
+    /// Create, list or revoke API keys (for the app's backend and operators' tools).
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
     },
     /// Remove finished rows now (what `serve` does on a timer), e.g. from cron.
     Purge,

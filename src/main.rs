@@ -62,6 +62,11 @@ async fn main() -> ExitCode {
         Command::Outbox { action } => outbox(&config, action).await,
         Command::Purge => purge(&config).await,
         Command::Keys { action } => keys(&config, action).await,
+        // Its refusals (an unknown id) are said to the operator, with an exit code of their own.
+        Command::ApiKey { action } => match codeward::cli::api_key::run(&config, action).await {
+            Ok(code) => return code,
+            Err(error) => Err(error),
+        },
         Command::Openapi { .. } | Command::ConfigTable => Ok(()),
     };
     match result {

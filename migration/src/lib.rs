@@ -20,6 +20,7 @@ mod m20261127_000012_normalize_emails;
 mod m20261127_000013_create_otp_network_budgets;
 mod m20261127_000014_users_email_binary_collation;
 mod m20261127_000015_signed_access_tokens;
+mod m20261127_000016_create_api_keys;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000013_create_otp_network_budgets::Migration),
             Box::new(m20261127_000014_users_email_binary_collation::Migration),
             Box::new(m20261127_000015_signed_access_tokens::Migration),
+            Box::new(m20261127_000016_create_api_keys::Migration),
         ]
     }
 }

@@ -3,6 +3,8 @@
 //! stop any of them (a limit, a full hashing queue, a failure) is the one `Error`.
 
 pub mod account;
+pub mod api_keys;
+pub mod backend;
 mod code_request;
 pub mod keyset;
 pub mod ops;
@@ -27,6 +29,7 @@ use crate::infra::timer::PreciseTimer;
 
 pub use crate::core::Error;
 pub use crate::core::accounts::Account;
+pub use crate::core::api_keys::ApiKeyView;
 pub use crate::core::sessions::{AuthUser, IssuedSession};
 
 pub struct Services {

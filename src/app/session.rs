@@ -202,8 +202,7 @@ pub async fn refresh(
 /// The live session an access token belongs to, if any.
 pub async fn authenticate(services: &Services, token: &str) -> Result<Option<AuthUser>, Error> {
     let now = services.clock.now();
-    let found = sessions::authenticate(&services.db, now, &services.tokens, token).await?;
-    Ok(found.map(|(auth, _claims)| auth))
+    Ok(sessions::authenticate(&services.db, now, &services.tokens, token).await?)
 }
 
 /// Ends the current session.

@@ -1,8 +1,9 @@
 //! The rules of the service, below the use-cases: the code engine (the only place that knows how
-//! codes are hashed), password hashing, limits, sessions, the audit trail, email delivery and
-//! housekeeping of the rows they leave behind.
+//! codes are hashed), password hashing, limits, sessions, API keys, the audit trail, email
+//! delivery and housekeeping of the rows they leave behind.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod audit;
 pub mod codes;
 mod error;

@@ -351,25 +351,36 @@ async fn revoke_replayed(
     Ok(())
 }
 
-/// The live session an access token belongs to, if any: the token must verify (signature,
-/// `typ`, `iss`, `aud`, `exp`), and its session must still be live and the user's, so that
-/// ending a session ends its access tokens at once.
+/// The live session an access token belongs to, with the token's claims: the token must
+/// verify (signature, `typ`, `iss`, `aud`, `exp`), and its session must still be live and the
+/// user's, so that ending a session ends its access tokens at once. Reads only.
+pub async fn verify_live<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    tokens: &Tokens,
+    token: &str,
+) -> Result<Option<(sessions::Model, AccessClaims)>, Error> {
+    let Some(claims) = tokens.verify(now, token).await? else {
+        return Ok(None);
+    };
+    let session = sessions::Entity::find_by_id(claims.sid)
+        .filter(sessions::Column::UserId.eq(claims.sub))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(now))
+        .one(db)
+        .await?;
+    Ok(session.map(|session| (session, claims)))
+}
+
+/// Who an access token belongs to, if it is one codeward accepts now (`verify_live`), and
+/// the session's `last_used_at` brought up to date.
 pub async fn authenticate<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     tokens: &Tokens,
     token: &str,
-) -> Result<Option<(AuthUser, AccessClaims)>, Error> {
-    let Some(claims) = tokens.verify(now, token).await? else {
-        return Ok(None);
-    };
-    let Some(session) = sessions::Entity::find_by_id(claims.sid)
-        .filter(sessions::Column::UserId.eq(claims.sub))
-        .filter(sessions::Column::RevokedAt.is_null())
-        .filter(sessions::Column::ExpiresAt.gt(now))
-        .one(db)
-        .await?
-    else {
+) -> Result<Option<AuthUser>, Error> {
+    let Some((session, _claims)) = verify_live(db, now, tokens, token).await? else {
         return Ok(None);
     };
     // `last_used_at` is for people reading their session list: minute precision is plenty and
@@ -381,11 +392,10 @@ pub async fn authenticate<C: ConnectionTrait>(
             .exec(db)
             .await?;
     }
-    let auth = AuthUser {
+    Ok(Some(AuthUser {
         user_id: session.user_id,
         session_id: session.id,
-    };
-    Ok(Some((auth, claims)))
+    }))
 }
 
 /// The user's live sessions, most recently used first.

@@ -1,5 +1,6 @@
 //! Parse-don't-validate types: values are checked once, at the edge, and trusted after.
 
+mod api_key;
 mod code;
 mod email;
 mod network;
@@ -7,12 +8,13 @@ mod password;
 mod requester;
 mod token;
 
+pub use api_key::{ApiKeyName, Scope};
 pub use code::{CODE_LENGTH, OtpCode, Purpose};
 pub use email::EmailAddress;
 pub use network::ClientNetwork;
 pub use password::{NewPassword, PasswordAttempt, PasswordProblem, PendingPassword};
 pub use requester::Requester;
-pub use token::{AccessToken, AuthMethod, RefreshToken, TokenHash};
+pub use token::{AccessToken, ApiKey, AuthMethod, RefreshToken, TokenHash};
 
 /// Why a field was refused; becomes one entry of a 422's `errors[]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! Tokens. Refresh tokens are opaque: 256 random bits, base64url, with a prefix that makes
-//! leaked tokens easy to scan for; only their SHA-256 is stored. Access tokens are signed JWTs
-//! (`core::tokens`), never stored; here they are only a string that does not print.
+//! Tokens. Refresh tokens and API keys are opaque: 256 random bits, base64url, with a prefix
+//! that makes leaked ones easy to scan for; only their SHA-256 is stored. Access tokens are
+//! signed JWTs (`core::tokens`), never stored; here they are only a string that does not print.
 
 use std::fmt;
 
@@ -70,6 +70,7 @@ macro_rules! token_type {
 }
 
 token_type!(RefreshToken, "cwr_");
+token_type!(ApiKey, "cwk_");
 
 /// A signed access token (a JWT) as handed to a client.
 #[derive(Clone, PartialEq, Eq)]
@@ -135,6 +136,29 @@ mod tests {
     }
 
     #[test]
+    fn api_keys_have_their_own_prefix_and_no_other_token_passes_for_one() {
+        let key = ApiKey::generate();
+
+        assert!(key.expose().starts_with("cwk_") && key.expose().len() == 47);
+        assert_eq!(ApiKey::parse(key.expose()), Some(key.clone()));
+        assert_eq!(key.hash().0, hex::encode(Sha256::digest(key.expose())));
+        assert_ne!(key, ApiKey::generate());
+        assert_eq!(format!("{key:?}"), "<secret>");
+        let refresh = RefreshToken::generate();
+        let jwt = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln";
+        for other in [jwt, refresh.expose()] {
+            assert!(
+                ApiKey::parse(other).is_none(),
+                "{other} parsed as an API key"
+            );
+        }
+        assert!(
+            RefreshToken::parse(key.expose()).is_none(),
+            "an API key parsed as a refresh token"
+        );
+    }
+
+    #[test]
     fn malformed_tokens_do_not_parse() {
         for bad in [
             "",
@@ -145,6 +169,9 @@ mod tests {
             &format!("cwa_{}", "a".repeat(43)),
         ] {
             assert!(RefreshToken::parse(bad).is_none(), "{bad:?}");
+        }
+        for bad in ["cwk_", "cwk_short", &format!("cwk_{}=", "A".repeat(42))] {
+            assert!(ApiKey::parse(bad).is_none(), "{bad:?}");
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod backend;
 pub mod client;
 pub mod guard;
 pub mod keyset;
@@ -48,6 +49,7 @@ pub type Apis = (
     password::PasswordApi,
     account::AccountApi,
     keyset::KeySetApi,
+    backend::BackendApi,
     ops::OpsApi,
 );
 
@@ -65,6 +67,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             password::PasswordApi,
             account::AccountApi,
             keyset::KeySetApi,
+            backend::BackendApi,
             ops::OpsApi,
         ),
         "codeward",

@@ -478,6 +478,29 @@ impl Api {
         self.get_authed("/v1/me", access_token)
     }
 
+    /// `POST /v1/token/introspect` with the form `token=…`, authenticated by `api_key`.
+    pub fn introspect(&self, api_key: &str, token: &str) -> impl Pending + use<> {
+        send(
+            self.authed(reqwest::Method::POST, "/v1/token/introspect", api_key)
+                .form(&[("token", token)]),
+        )
+    }
+
+    /// `POST /v1/token/introspect` with any body of any media type: for the tests of odd
+    /// bodies.
+    pub fn introspect_raw(
+        &self,
+        api_key: &str,
+        content_type: &str,
+        body: &str,
+    ) -> impl Pending + use<> {
+        send(
+            self.authed(reqwest::Method::POST, "/v1/token/introspect", api_key)
+                .header("content-type", content_type)
+                .body(body.to_owned()),
+        )
+    }
+
     /// `GET /v1/me/activity?{query}`; `query` goes into the URL as it is (`""` for none).
     pub fn activity(&self, access_token: &str, query: &str) -> impl Pending + use<> {
         let path = if query.is_empty() {
@@ -632,6 +655,20 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
         "{body}"
     );
     body
+}
+
+/// Asserts the 401 every refused access token or API key gets: `unauthorized`, with its
+/// `WWW-Authenticate: Bearer` challenge; `why` names the case.
+pub async fn assert_unauthorized(response: reqwest::Response, why: &str) {
+    assert_eq!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer"),
+        "{why}: the challenge"
+    );
+    assert_problem(response, 401, "unauthorized").await;
 }
 
 /// Checks the shape every 429 must have and returns its `retry_after`.

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod activity;
+mod api_keys;
 mod cli;
 mod codes;
 mod connections;
@@ -10,6 +11,7 @@ mod email_normal_form;
 mod errors;
 mod helpers;
 mod housekeeping;
+mod introspection;
 mod mail;
 mod metrics;
 mod migrations;

@@ -74,6 +74,7 @@ fn the_spec_declares_every_problem_code_of_the_contract() {
         "invalid_credentials",
         "invalid_token",
         "wrong_password",
+        "forbidden",
         "not_found",
         "payload_too_large",
         "unsupported_media_type",
@@ -138,7 +139,10 @@ fn spec() -> serde_json::Value {
     serde_json::from_str(&codeward::http::spec_json()).expect("the spec is JSON")
 }
 
-/// The operations anyone may call; every other one needs an access token.
+/// The operations that take an API key instead of an access token.
+const API_KEY: [&str; 1] = ["introspect_token"];
+
+/// The operations anyone may call; every other one needs an access token or an API key.
 const PUBLIC: [&str; 12] = [
     "signup",
     "resend_signup_code",
@@ -155,7 +159,7 @@ const PUBLIC: [&str; 12] = [
 ];
 
 #[test]
-fn authenticated_operations_declare_the_bearer_scheme_and_a_401_challenge() {
+fn authenticated_operations_declare_their_one_scheme_and_a_401_challenge() {
     let spec = spec();
 
     for (at, operation) in operations(&spec) {
@@ -165,10 +169,24 @@ fn authenticated_operations_declare_the_bearer_scheme_and_a_401_challenge() {
             assert!(security.is_none(), "{at}: public, yet declares security");
             continue;
         }
-        assert!(
-            security.is_some_and(|s| s.iter().any(|r| r.get("BearerAuth").is_some())),
-            "{at}: no BearerAuth security"
-        );
+        let scheme = if API_KEY.contains(&id) {
+            "ApiKeyAuth"
+        } else {
+            "BearerAuth"
+        };
+        let schemes: Vec<&str> = security
+            .into_iter()
+            .flatten()
+            .filter_map(|requirement| requirement.as_object())
+            .flat_map(|requirement| requirement.keys().map(String::as_str))
+            .collect();
+        assert_eq!(schemes, [scheme], "{at}: its security");
+        if scheme == "ApiKeyAuth" {
+            assert!(
+                operation["responses"]["403"].is_object(),
+                "{at}: no 403 for a key without the scope"
+            );
+        }
         let unauthorized = &operation["responses"]["401"];
         assert!(unauthorized.is_object(), "{at}: no 401");
         assert!(
@@ -176,6 +194,30 @@ fn authenticated_operations_declare_the_bearer_scheme_and_a_401_challenge() {
             "{at}: 401 without its WWW-Authenticate challenge"
         );
     }
+}
+
+#[test]
+fn both_security_schemes_are_declared_bearer_and_described() {
+    let spec = spec();
+    let schemes = &spec["components"]["securitySchemes"];
+
+    for (name, says) in [
+        ("BearerAuth", "access token"),
+        ("ApiKeyAuth", "codeward api-key create"),
+    ] {
+        let scheme = &schemes[name];
+        assert_eq!(scheme["type"], "http", "{name}");
+        assert_eq!(scheme["scheme"], "bearer", "{name}");
+        let description = scheme["description"].as_str().unwrap_or_default();
+        assert!(description.contains(says), "{name}: {description}");
+    }
+    assert!(
+        schemes["ApiKeyAuth"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("cwk_")
+    );
+    assert_eq!(schemes.as_object().map(|s| s.len()), Some(2), "{schemes}");
 }
 
 #[test]
@@ -212,7 +254,7 @@ fn every_error_response_is_a_problem_and_limits_say_when_to_retry() {
 }
 
 #[test]
-fn operations_with_a_json_body_declare_what_the_framework_refuses_and_show_an_example() {
+fn operations_with_a_body_declare_what_the_framework_refuses_and_show_an_example() {
     let spec = spec();
 
     for (at, operation) in operations(&spec) {
@@ -225,7 +267,16 @@ fn operations_with_a_json_body_declare_what_the_framework_refuses_and_show_an_ex
                 "{at}: takes a body but does not declare {status}"
             );
         }
-        let schema = &body["content"]["application/json; charset=utf-8"]["schema"]["$ref"];
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        // JSON everywhere, but RFC 7662 introspection takes a form.
+        let media = if id == "introspect_token" {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/json; charset=utf-8"
+        };
+        let content = body["content"].as_object().expect("content");
+        assert_eq!(content.keys().collect::<Vec<_>>(), [media], "{at}");
+        let schema = &body["content"][media]["schema"]["$ref"];
         let name = schema
             .as_str()
             .and_then(|r| r.strip_prefix("#/components/schemas/"))

@@ -12,8 +12,8 @@ use poem_openapi::{Enum, Object, payload::Payload};
 
 pub use internal::{InternalError, error_to_problem, panic_to_problem};
 pub use shared::{
-    ApiError, CodeCheck, CodeCheckHashing, Public, PublicHashing, Shared, Shares, SignedIn,
-    SignedInHashing, UNAUTHORIZED_DETAIL,
+    API_KEY_UNAUTHORIZED_DETAIL, ApiError, CodeCheck, CodeCheckHashing, KeyedForm, Public,
+    PublicHashing, Shared, Shares, SignedIn, SignedInHashing, UNAUTHORIZED_DETAIL,
 };
 
 use crate::core::limits::Limited;
@@ -29,7 +29,7 @@ pub enum ProblemCode {
     InvalidRequest,
     /// Wrong, expired, used, locked or unknown code.
     InvalidCode,
-    /// Missing, unknown, expired or revoked access token.
+    /// Missing, unknown, expired or revoked access token or API key.
     Unauthorized,
     /// Unknown email or wrong password.
     InvalidCredentials,
@@ -37,13 +37,15 @@ pub enum ProblemCode {
     InvalidToken,
     /// Current password wrong on an authenticated change.
     WrongPassword,
+    /// The API key lacks the scope the operation needs.
+    Forbidden,
     /// Unknown path, or a resource this user does not have.
     NotFound,
     /// The path exists but not with this HTTP method.
     MethodNotAllowed,
     /// The request body is over the size limit.
     PayloadTooLarge,
-    /// The request body is not JSON.
+    /// The request body is not of the media type the operation takes.
     UnsupportedMediaType,
     /// A field is syntactically fine but not acceptable; `errors` says why.
     ValidationFailed,
@@ -66,6 +68,7 @@ impl ProblemCode {
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidToken => "invalid_token",
             Self::WrongPassword => "wrong_password",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -86,10 +89,11 @@ impl ProblemCode {
             Self::InvalidCredentials => "The email or password is wrong",
             Self::InvalidToken => "The refresh token is invalid",
             Self::WrongPassword => "The current password is wrong",
+            Self::Forbidden => "The API key may not do this",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "The request body is too large",
-            Self::UnsupportedMediaType => "The request body must be JSON",
+            Self::UnsupportedMediaType => "The request body's media type is not supported",
             Self::ValidationFailed => "Some fields are not acceptable",
             Self::RateLimited => "Too many requests",
             Self::Overloaded => "The server is busy",

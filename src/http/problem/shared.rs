@@ -1,5 +1,5 @@
 //! The answers many operations share, declared once: 400 `invalid_request`, 401
-//! `unauthorized`, 429 `rate_limited`, 503 `overloaded`, 413, 415 and 500.
+//! `unauthorized`, 403 `forbidden`, 429 `rate_limited`, 503 `overloaded`, 413, 415 and 500.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -11,6 +11,7 @@ use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::types::Type;
 
 use crate::core::limits::Limited;
+use crate::domain::Scope;
 use crate::http::problem::{InternalError, Problem, ProblemCode, ProblemJson};
 
 /// The answers many operations share, each declared once, here. An operation returns
@@ -24,6 +25,7 @@ pub struct ApiError<S> {
 
 enum SharedAnswer {
     Unauthorized,
+    Forbidden(Scope),
     RateLimited(Limited),
     Overloaded,
     Internal(InternalError),
@@ -37,12 +39,19 @@ pub enum Shared {
     InvalidRequest,
     /// 401 `unauthorized` with its `WWW-Authenticate` challenge.
     Unauthorized,
+    /// 401 `unauthorized` for a missing, unknown or revoked API key, and 403 `forbidden` for
+    /// one without the operation's scope.
+    ApiKey,
     /// 503 `overloaded`, for operations that hash a password.
     Overloaded,
     /// 429 `rate_limited` with its three headers.
     RateLimited,
     /// 413 and 415, which the body limit and the framework answer before the handler runs.
     JsonBody,
+    /// 400 `invalid_request` for a form body the framework cannot read (a field missing).
+    InvalidForm,
+    /// 413 and 415 for an operation taking a form body.
+    FormBody,
 }
 
 /// Which shared answers an operation can give, besides the 500 every one can.
@@ -64,6 +73,8 @@ pub enum CodeCheckHashing {}
 pub enum SignedIn {}
 /// `change_password`: signed in, a JSON body, a per-IP quota, and it hashes.
 pub enum SignedInHashing {}
+/// An operation that needs an API key with a scope and takes a form body: `introspect_token`.
+pub enum KeyedForm {}
 
 impl Shares for Public {
     const ANSWERS: &'static [Shared] = &[
@@ -99,6 +110,10 @@ impl Shares for SignedInHashing {
     ];
 }
 
+impl Shares for KeyedForm {
+    const ANSWERS: &'static [Shared] = &[Shared::InvalidForm, Shared::ApiKey, Shared::FormBody];
+}
+
 impl<S> ApiError<S> {
     fn new(answer: SharedAnswer) -> Self {
         Self {
@@ -110,6 +125,11 @@ impl<S> ApiError<S> {
     /// 401: the access token's session or account is gone.
     pub fn unauthorized() -> Self {
         Self::new(SharedAnswer::Unauthorized)
+    }
+
+    /// 403: the API key lacks `scope`, which the operation needs.
+    pub fn forbidden(scope: Scope) -> Self {
+        Self::new(SharedAnswer::Forbidden(scope))
     }
 }
 
@@ -133,6 +153,7 @@ impl<S> fmt::Debug for ApiError<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.answer {
             SharedAnswer::Unauthorized => f.write_str("Unauthorized"),
+            SharedAnswer::Forbidden(scope) => write!(f, "Forbidden({scope:?})"),
             SharedAnswer::RateLimited(limited) => write!(f, "RateLimited({limited:?})"),
             SharedAnswer::Overloaded => f.write_str("Overloaded"),
             SharedAnswer::Internal(error) => write!(f, "Internal({error:?})"),
@@ -145,6 +166,7 @@ impl SharedAnswer {
     fn declared_as(&self) -> Option<Shared> {
         match self {
             Self::Unauthorized => Some(Shared::Unauthorized),
+            Self::Forbidden(_) => Some(Shared::ApiKey),
             Self::RateLimited(_) => Some(Shared::RateLimited),
             Self::Overloaded => Some(Shared::Overloaded),
             Self::Internal(_) => None,
@@ -170,6 +192,12 @@ impl<S: Shares> IntoResponse for ApiError<S> {
                 )),
                 "Bearer".to_owned(),
             )
+            .into_response(),
+            SharedAnswer::Forbidden(scope) => ApiKeyAnswer::Forbidden(ProblemJson(Problem::new(
+                StatusCode::FORBIDDEN,
+                ProblemCode::Forbidden,
+                format!("This API key does not have the `{}` scope.", scope.name()),
+            )))
             .into_response(),
             SharedAnswer::RateLimited(limited) => RateLimitedAnswer::RateLimited(
                 ProblemJson(Problem::rate_limited(&limited)),
@@ -202,9 +230,12 @@ impl<S: Shares> ApiResponse for ApiError<S> {
             let meta = match shared {
                 Shared::InvalidRequest => InvalidRequestAnswer::meta(),
                 Shared::Unauthorized => UnauthorizedAnswer::meta(),
+                Shared::ApiKey => ApiKeyAnswer::meta(),
                 Shared::Overloaded => OverloadedAnswer::meta(),
                 Shared::RateLimited => RateLimitedAnswer::meta(),
                 Shared::JsonBody => JsonBodyAnswer::meta(),
+                Shared::InvalidForm => InvalidFormAnswer::meta(),
+                Shared::FormBody => FormBodyAnswer::meta(),
             };
             responses.extend(meta.responses);
         }
@@ -219,6 +250,9 @@ impl<S: Shares> ApiResponse for ApiError<S> {
 
 /// What the bearer check says when it refuses a token.
 pub const UNAUTHORIZED_DETAIL: &str = "The access token is missing, unknown, expired or revoked.";
+
+/// What the API-key check says when it refuses a key.
+pub const API_KEY_UNAUTHORIZED_DETAIL: &str = "The API key is missing, unknown or revoked.";
 
 // The shared answers as the spec shows them; `ApiError` declares and builds them.
 
@@ -241,6 +275,24 @@ enum UnauthorizedAnswer {
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
+}
+
+// The 401 is declared for the spec only: the API-key check answers it before the handler runs.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum ApiKeyAnswer {
+    /// `unauthorized`: the API key is missing, unknown or revoked (an access token is never
+    /// accepted as one).
+    #[oai(status = 401)]
+    Unauthorized(
+        ProblemJson,
+        /// Always `Bearer`: the scheme to authenticate with.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// `forbidden`: the API key does not have the scope this operation needs.
+    #[oai(status = 403)]
+    Forbidden(ProblemJson),
 }
 
 #[derive(ApiResponse)]
@@ -282,6 +334,27 @@ enum JsonBodyAnswer {
     #[oai(status = 413)]
     PayloadTooLarge(ProblemJson),
     /// `unsupported_media_type`: the body is not sent as `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(ProblemJson),
+}
+
+// Declared for the spec only: the framework answers these before any handler runs.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum InvalidFormAnswer {
+    /// `invalid_request`: the form lacks a required field.
+    #[oai(status = 400)]
+    InvalidRequest(ProblemJson),
+}
+
+// Declared for the spec only: the body limit and the framework answer these.
+#[allow(dead_code)]
+#[derive(ApiResponse)]
+enum FormBodyAnswer {
+    /// `payload_too_large`: the body is larger than `CODEWARD_MAX_BODY_BYTES` (16 KiB by default); it was not read.
+    #[oai(status = 413)]
+    PayloadTooLarge(ProblemJson),
+    /// `unsupported_media_type`: the body is not sent as `application/x-www-form-urlencoded`.
     #[oai(status = 415)]
     UnsupportedMediaType(ProblemJson),
 }
