@@ -120,9 +120,7 @@ impl Keys {
         let ring = self.fresh_ring().await?;
         match &ring.signer {
             Some(signer) => Ok(signer.clone()),
-            None => Err(KeysError::Database(DbErr::RecordNotFound(
-                "no current signing key".to_owned(),
-            ))),
+            None => Err(KeysError::NoCurrentKey),
         }
     }
 

@@ -66,6 +66,8 @@ pub enum KeysError {
     Sealed { kid: String, reason: OpenError },
     #[error("no pepper to seal signing keys with")]
     NoPepper,
+    #[error("no signing key is current (is the database migrated?)")]
+    NoCurrentKey,
 }
 
 /// Every stored key, oldest first.
