@@ -19,6 +19,7 @@ mod ops;
 mod password;
 mod processes;
 mod sessions;
+mod signing_keys;
 mod signup;
 mod smtp;
 mod spec;
