@@ -79,7 +79,8 @@ impl Example for CodeSent {
 #[derive(Object)]
 #[oai(rename = "Session", example)]
 pub struct SessionBody {
-    /// Opaque bearer token (`cwa_…`) for `Authorization: Bearer`.
+    /// Access token for `Authorization: Bearer`: a signed JWT (`typ: at+jwt`) the app's own
+    /// backend can verify with `/.well-known/jwks.json`. Treat it as opaque in the app.
     pub access_token: String,
     /// Always `Bearer`.
     pub token_type: String,
@@ -95,6 +96,11 @@ pub struct SessionBody {
     // a copy of the type. `User`'s description says it.
     pub user: User,
 }
+
+/// The shape of an access token (header, claims, signature), not one codeward signed.
+const EXAMPLE_ACCESS_TOKEN: &str = "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFZERTQSIsImtpZCI6ImV4YW1wbGUifQ.\
+eyJzdWIiOiIwMTkzZjNhNi03YjFjLTc0YjYtOWQ0ZS02YWIzYzk1ZTJmMTAiLCJleHAiOjE3OTk5OTk5OTl9.\
+bm90LWEtcmVhbC1zaWduYXR1cmU";
 
 impl From<IssuedSession> for SessionBody {
     fn from(session: IssuedSession) -> Self {
@@ -113,7 +119,7 @@ impl From<IssuedSession> for SessionBody {
 impl Example for SessionBody {
     fn example() -> Self {
         Self {
-            access_token: "cwa_ExampleAccessToken-not-a-real-one_000000000".to_owned(),
+            access_token: EXAMPLE_ACCESS_TOKEN.to_owned(),
             token_type: "Bearer".to_owned(),
             expires_in: 900,
             refresh_token: "cwr_ExampleRefreshToken-not-a-real-one_00000000".to_owned(),

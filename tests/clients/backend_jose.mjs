@@ -2,8 +2,9 @@
 // createRemoteJWKSet fetches (and caches) the server's JWK Set, jwtVerify checks the signature,
 // the algorithm, `typ`, `iss`, `aud` and `exp`. A fresh user signs up over plain HTTP (the code
 // is read from the SMTP sink's mailbox) so there is a real token; then a changed payload, another
-// audience and a clock past `exp` must be refused.
-// Needs CODEWARD_BASE_URL, CODEWARD_MAIL_DIR, CODEWARD_EXPECTED_ISSUER and
+// audience and a clock past `exp` must be refused; last, introspection with an API key answers
+// active, then exactly {active: false} once the session is logged out (jwtVerify still passes).
+// Needs CODEWARD_BASE_URL, CODEWARD_MAIL_DIR, CODEWARD_EXPECTED_ISSUER, CODEWARD_API_KEY and
 // CODEWARD_EXPECTED_ALGORITHM. Prints no secret: no password, code or token.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +21,7 @@ const baseUrl = env("CODEWARD_BASE_URL");
 const mailDir = env("CODEWARD_MAIL_DIR");
 const issuer = env("CODEWARD_EXPECTED_ISSUER");
 const algorithm = env("CODEWARD_EXPECTED_ALGORITHM");
+const apiKey = env("CODEWARD_API_KEY");
 const audience = "codeward";
 const email = `jose-${randomUUID().slice(0, 12)}@example.com`;
 const password = "silver-Orchard-lantern-4718";
@@ -116,6 +118,27 @@ try {
   );
   step("a clock past exp is refused (JWTExpired)");
 
+  // Introspection (RFC 7662): a form body, the backend's API key as the bearer.
+  const introspect = async (candidate) => {
+    const answer = await fetch(`${baseUrl}/v1/token/introspect`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiKey}` },
+      body: new URLSearchParams({ token: candidate }),
+    });
+    check(answer.status === 200, `introspect: ${answer.status}`);
+    return answer.json();
+  };
+  const active = await introspect(token);
+  check(active.active === true && active.sub === payload.sub && active.sid === payload.sid, "not active");
+  check(active.exp === payload.exp && active.iss === payload.iss, "introspection's claims differ");
+  response = await fetch(`${baseUrl}/v1/logout`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  check(response.status === 204, `logout: ${response.status}`);
+  check(JSON.stringify(await introspect(token)) === '{"active":false}', "active after logout");
+  await jwtVerify(token, jwks, options); // still valid locally until exp: docs/backend.md
+  step("introspection: active with the token's claims, then exactly {active: false} after logout");
   console.log(`jose (${algorithm}): ${steps.length} steps passed`);
 } catch (error) {
   console.error(`jose backend check FAILED after ${steps.length} steps: ${error.message}`);

@@ -3,10 +3,12 @@ the key comes from the server's JWK Set through PyJWKClient, and jwt.decode chec
 signature, the algorithm, `aud`, `iss` and `exp`. A fresh user signs up over plain HTTP (the code
 is read from the SMTP sink's mailbox) so there is a real token to verify; then a token with a
 changed payload, one checked for another audience or issuer, and one checked by a clock past
-its `exp` must all be refused.
+its `exp` must all be refused. Last, introspection with an API key: active with the token's
+claims, exactly `{"active": false}` for the changed token and once the session is logged out
+(while the token still verifies locally until its `exp`).
 
-Needs CODEWARD_BASE_URL, CODEWARD_MAIL_DIR, CODEWARD_EXPECTED_ISSUER and
-CODEWARD_EXPECTED_ALGORITHM (EdDSA, ES256 or RS256). Prints no secret: no password, code or token.
+Needs CODEWARD_BASE_URL, CODEWARD_MAIL_DIR, CODEWARD_EXPECTED_ISSUER, CODEWARD_API_KEY (scope
+`introspect`) and CODEWARD_EXPECTED_ALGORITHM (EdDSA, ES256 or RS256). Prints no secret: no password, code or token.
 """
 
 import base64
@@ -141,6 +143,31 @@ def main() -> None:
         run = subprocess.run([rust], input=tampered, capture_output=True, text=True, timeout=60)
         assert run.returncode != 0 and "InvalidSignature" in run.stderr, f"tampered: {run.stderr.strip()}"
         step("the Rust example (jsonwebtoken + reqwest) verifies it and refuses the changed payload")
+
+    # Introspection (RFC 7662): a form body, the backend's API key as the bearer.
+    api_key = os.environ["CODEWARD_API_KEY"]
+    with httpx.Client(base_url=BASE_URL, timeout=10) as http:
+
+        def introspect(candidate: str, bearer: str = api_key) -> httpx.Response:
+            return http.post(
+                "/v1/token/introspect",
+                data={"token": candidate, "token_type_hint": "access_token"},
+                headers={"Authorization": f"Bearer {bearer}"},
+            )
+
+        answer = introspect(token)
+        assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
+        active = answer.json()
+        assert active["active"] is True and active["token_type"] == "Bearer", "not active"
+        for claim in ("sub", "sid", "iss", "aud", "exp", "iat", "auth_time", "amr", "email", "email_verified"):
+            assert active[claim] == claims[claim], f"introspection's {claim} differs from the token's"
+        assert introspect(tampered).json() == {"active": False}
+        assert introspect(token, bearer=token).status_code == 401, "an access token taken as an API key"
+        logout = http.post("/v1/logout", headers={"Authorization": f"Bearer {token}"})
+        assert logout.status_code == 204, f"logout: {logout.status_code}"
+        assert introspect(token).json() == {"active": False}, "a logged-out session's token is active"
+    verify()  # ...while it still verifies locally: the trade-off docs/backend.md explains.
+    step("introspection: active with the token's claims; {active: false} for a changed token and after logout")
 
     print(f"pyjwt {jwt.__version__} ({ALGORITHM}): {len(steps)} steps passed")
 
