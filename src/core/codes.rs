@@ -270,6 +270,9 @@ impl CodeEngine {
         let message = match purpose {
             Purpose::VerifyEmail => Message::VerifyEmail,
             Purpose::ResetPassword => Message::ResetPassword,
+            Purpose::Login => Message::Login,
+            Purpose::ChangeEmail => Message::ChangeEmail,
+            Purpose::Reauthenticate => Message::Reauthenticate,
         };
         // Sealed for nobody too (the void row then drops it), so both paths do this work.
         let sealed = self

@@ -5,17 +5,34 @@ use std::fmt;
 /// What a code proves. Stored as its name; one engine serves every purpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
+    /// Proves the address at sign-up.
     VerifyEmail,
+    /// Lets the holder of the mailbox choose a new password.
     ResetPassword,
+    /// Signs in without a password (and verifies an unverified address).
+    Login,
+    /// Proves the new address of an email change; sent to that address.
+    ChangeEmail,
+    /// Renews a session's authentication before a sensitive operation.
+    Reauthenticate,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 2] = [Self::VerifyEmail, Self::ResetPassword];
+    pub const ALL: [Purpose; 5] = [
+        Self::VerifyEmail,
+        Self::ResetPassword,
+        Self::Login,
+        Self::ChangeEmail,
+        Self::Reauthenticate,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::Login => "login",
+            Self::ChangeEmail => "change_email",
+            Self::Reauthenticate => "reauthenticate",
         }
     }
 }

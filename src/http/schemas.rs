@@ -30,6 +30,12 @@ pub enum CodePurpose {
     VerifyEmail,
     /// Lets the owner of the address choose a new password.
     ResetPassword,
+    /// Signs in without a password (`request_login_code`).
+    Login,
+    /// Proves the new address of an email change (`request_email_change`).
+    ChangeEmail,
+    /// Renews the session's authentication (`request_reauth_code`).
+    Reauthenticate,
 }
 
 /// The answer whenever a code may have been sent. It is the same whether or not an account

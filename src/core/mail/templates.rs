@@ -13,6 +13,12 @@ pub enum Message {
     VerifyEmail,
     /// A code to choose a new password.
     ResetPassword,
+    /// A code to sign in without a password.
+    Login,
+    /// A code proving the new address of an email change (sent to the new address).
+    ChangeEmail,
+    /// A code renewing the session's authentication before a sensitive operation.
+    Reauthenticate,
     /// Someone tried to sign up with an address that already has an account (no code).
     AccountExists,
     /// Notice after a password reset or change.
@@ -20,9 +26,12 @@ pub enum Message {
 }
 
 impl Message {
-    pub const ALL: [Message; 4] = [
+    pub const ALL: [Message; 7] = [
         Self::VerifyEmail,
         Self::ResetPassword,
+        Self::Login,
+        Self::ChangeEmail,
+        Self::Reauthenticate,
         Self::AccountExists,
         Self::PasswordChanged,
     ];
@@ -31,6 +40,9 @@ impl Message {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::Login => "login",
+            Self::ChangeEmail => "change_email",
+            Self::Reauthenticate => "reauthenticate",
             Self::AccountExists => "account_exists",
             Self::PasswordChanged => "password_changed",
         }
@@ -42,13 +54,24 @@ impl Message {
 
     /// Whether the message carries a code (and so cannot be resent once scrubbed).
     pub fn carries_code(self) -> bool {
-        matches!(self, Self::VerifyEmail | Self::ResetPassword)
+        matches!(
+            self,
+            Self::VerifyEmail
+                | Self::ResetPassword
+                | Self::Login
+                | Self::ChangeEmail
+                | Self::Reauthenticate
+        )
     }
 
     /// Variables a real message of this kind provides, for start-up checks and previews.
     pub fn sample_context(self) -> Value {
         match self {
-            Self::VerifyEmail | Self::ResetPassword => {
+            Self::VerifyEmail
+            | Self::ResetPassword
+            | Self::Login
+            | Self::ChangeEmail
+            | Self::Reauthenticate => {
                 json!({"code": "042917", "expires_in_minutes": 10})
             }
             Self::AccountExists => json!({}),
