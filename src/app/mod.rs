@@ -32,6 +32,18 @@ pub use crate::core::accounts::Account;
 pub use crate::core::api_keys::ApiKeyView;
 pub use crate::core::sessions::{AuthUser, IssuedSession};
 
+/// Refuses with `Error::ReauthenticationRequired` unless the caller's session signed in or
+/// re-authenticated within `CODEWARD_REAUTH_MAX_AGE_SECS`: the check of every operation that
+/// needs a recent authentication.
+pub fn require_recent_authentication(services: &Services, auth: &AuthUser) -> Result<(), Error> {
+    let now = services.clock.now();
+    if auth.authenticated_since(now, services.config.reauth_max_age()) {
+        Ok(())
+    } else {
+        Err(Error::ReauthenticationRequired)
+    }
+}
+
 pub struct Services {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,

@@ -362,6 +362,13 @@ pub struct Config {
     #[command(flatten)]
     pub tokens: TokenSettings,
 
+    /// Seconds after a sign-in or re-authentication during which a session may delete the
+    /// account, change its email address, or set a password without the current one; later,
+    /// 403 `reauthentication_required` until it re-authenticates.
+    #[arg(long, env = "CODEWARD_REAUTH_MAX_AGE_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(60..=7 * 86_400), global = true)]
+    pub reauth_max_age_secs: u64,
+
     /// Seconds after which a session ends however actively it is used.
     #[arg(long, env = "CODEWARD_SESSION_MAX_SECS", default_value_t = 90 * 86_400,
           value_parser = clap::value_parser!(u64).range(60..=3660 * 86_400), global = true)]
@@ -433,6 +440,10 @@ impl Config {
 
     pub fn refresh_reuse_grace(&self) -> chrono::Duration {
         seconds(self.refresh_reuse_grace_secs)
+    }
+
+    pub fn reauth_max_age(&self) -> chrono::Duration {
+        seconds(self.reauth_max_age_secs)
     }
 
     pub fn signing_key_rotation(&self) -> chrono::Duration {

@@ -13,6 +13,10 @@ pub enum Error {
     /// The password-hashing queue is full; answered 503 `overloaded`.
     #[error("the password hashing queue is full")]
     Overloaded,
+    /// The session's latest authentication is older than `CODEWARD_REAUTH_MAX_AGE_SECS`; answered
+    /// 403 `reauthentication_required`.
+    #[error("a more recent authentication is required")]
+    ReauthenticationRequired,
     #[error("database error")]
     Database(#[from] sea_orm::DbErr),
     /// argon2 itself failed (not the queue).

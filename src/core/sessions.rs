@@ -27,11 +27,20 @@ pub struct IssuedSession {
     pub user: Account,
 }
 
-/// Who an access token belongs to.
+/// Who an access token belongs to, and when and how their session last authenticated.
 #[derive(Clone, Debug)]
 pub struct AuthUser {
     pub user_id: Uuid,
     pub session_id: Uuid,
+    /// The session's latest sign-in or re-authentication (a refresh does not change it).
+    pub auth_time: DateTime<Utc>,
+}
+
+impl AuthUser {
+    /// Whether the session authenticated within `max_age` of `now`.
+    pub fn authenticated_since(&self, now: DateTime<Utc>, max_age: chrono::Duration) -> bool {
+        now - self.auth_time <= max_age
+    }
 }
 
 /// Why a session ended.
@@ -395,6 +404,7 @@ pub async fn authenticate<C: ConnectionTrait>(
     Ok(Some(AuthUser {
         user_id: session.user_id,
         session_id: session.id,
+        auth_time: session.auth_time,
     }))
 }
 

@@ -75,6 +75,8 @@ fn the_spec_declares_every_problem_code_of_the_contract() {
         "invalid_token",
         "wrong_password",
         "forbidden",
+        "reauthentication_required",
+        "email_taken",
         "not_found",
         "payload_too_large",
         "unsupported_media_type",

@@ -13,7 +13,8 @@ use poem_openapi::{Enum, Object, payload::Payload};
 pub use internal::{InternalError, error_to_problem, panic_to_problem};
 pub use shared::{
     API_KEY_UNAUTHORIZED_DETAIL, ApiError, CodeCheck, CodeCheckHashing, KeyedForm, Public,
-    PublicHashing, Shared, Shares, SignedIn, SignedInHashing, UNAUTHORIZED_DETAIL,
+    PublicHashing, Shared, Shares, SignedIn, SignedInHashing, SignedInRecent, SignedInRecentJson,
+    UNAUTHORIZED_DETAIL,
 };
 
 use crate::core::limits::Limited;
@@ -39,10 +40,14 @@ pub enum ProblemCode {
     WrongPassword,
     /// The API key lacks the scope the operation needs.
     Forbidden,
+    /// The operation needs a sign-in or re-authentication more recent than the window.
+    ReauthenticationRequired,
     /// Unknown path, or a resource this user does not have.
     NotFound,
     /// The path exists but not with this HTTP method.
     MethodNotAllowed,
+    /// An email change whose new address another account took meanwhile.
+    EmailTaken,
     /// The request body is over the size limit.
     PayloadTooLarge,
     /// The request body is not of the media type the operation takes.
@@ -69,6 +74,8 @@ impl ProblemCode {
             Self::InvalidToken => "invalid_token",
             Self::WrongPassword => "wrong_password",
             Self::Forbidden => "forbidden",
+            Self::ReauthenticationRequired => "reauthentication_required",
+            Self::EmailTaken => "email_taken",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -90,6 +97,8 @@ impl ProblemCode {
             Self::InvalidToken => "The refresh token is invalid",
             Self::WrongPassword => "The current password is wrong",
             Self::Forbidden => "The API key may not do this",
+            Self::ReauthenticationRequired => "A more recent authentication is required",
+            Self::EmailTaken => "The email address is taken",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "The request body is too large",

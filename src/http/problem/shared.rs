@@ -25,6 +25,7 @@ pub struct ApiError<S> {
 
 enum SharedAnswer {
     Unauthorized,
+    ReauthenticationRequired,
     Forbidden(Scope),
     RateLimited(Limited),
     Overloaded,
@@ -42,6 +43,8 @@ pub enum Shared {
     /// 401 `unauthorized` for a missing, unknown or revoked API key, and 403 `forbidden` for
     /// one without the operation's scope.
     ApiKey,
+    /// 403 `reauthentication_required`, for operations that need a recent authentication.
+    RecentAuthentication,
     /// 503 `overloaded`, for operations that hash a password.
     Overloaded,
     /// 429 `rate_limited` with its three headers.
@@ -75,6 +78,11 @@ pub enum SignedIn {}
 pub enum SignedInHashing {}
 /// An operation that needs an API key with a scope and takes a form body: `introspect_token`.
 pub enum KeyedForm {}
+/// An operation that needs an access token whose session authenticated recently, and takes
+/// no JSON body: `delete_account`.
+pub enum SignedInRecent {}
+/// `SignedInRecent` with a JSON body and a per-IP quota: `request_email_change`.
+pub enum SignedInRecentJson {}
 
 impl Shares for Public {
     const ANSWERS: &'static [Shared] = &[
@@ -110,6 +118,19 @@ impl Shares for SignedInHashing {
     ];
 }
 
+impl Shares for SignedInRecent {
+    const ANSWERS: &'static [Shared] = &[Shared::Unauthorized, Shared::RecentAuthentication];
+}
+impl Shares for SignedInRecentJson {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::InvalidRequest,
+        Shared::Unauthorized,
+        Shared::RecentAuthentication,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+
 impl Shares for KeyedForm {
     const ANSWERS: &'static [Shared] = &[Shared::InvalidForm, Shared::ApiKey, Shared::FormBody];
 }
@@ -138,6 +159,7 @@ impl<S> From<crate::core::Error> for ApiError<S> {
         Self::new(match error {
             crate::core::Error::Limited(limited) => SharedAnswer::RateLimited(limited),
             crate::core::Error::Overloaded => SharedAnswer::Overloaded,
+            crate::core::Error::ReauthenticationRequired => SharedAnswer::ReauthenticationRequired,
             other => SharedAnswer::Internal(other.into()),
         })
     }
@@ -153,6 +175,7 @@ impl<S> fmt::Debug for ApiError<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.answer {
             SharedAnswer::Unauthorized => f.write_str("Unauthorized"),
+            SharedAnswer::ReauthenticationRequired => f.write_str("ReauthenticationRequired"),
             SharedAnswer::Forbidden(scope) => write!(f, "Forbidden({scope:?})"),
             SharedAnswer::RateLimited(limited) => write!(f, "RateLimited({limited:?})"),
             SharedAnswer::Overloaded => f.write_str("Overloaded"),
@@ -166,6 +189,7 @@ impl SharedAnswer {
     fn declared_as(&self) -> Option<Shared> {
         match self {
             Self::Unauthorized => Some(Shared::Unauthorized),
+            Self::ReauthenticationRequired => Some(Shared::RecentAuthentication),
             Self::Forbidden(_) => Some(Shared::ApiKey),
             Self::RateLimited(_) => Some(Shared::RateLimited),
             Self::Overloaded => Some(Shared::Overloaded),
@@ -193,6 +217,14 @@ impl<S: Shares> IntoResponse for ApiError<S> {
                 "Bearer".to_owned(),
             )
             .into_response(),
+            SharedAnswer::ReauthenticationRequired => {
+                RecentAuthenticationAnswer::ReauthenticationRequired(ProblemJson(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    ProblemCode::ReauthenticationRequired,
+                    "Sign in again or re-authenticate (`reauthenticate`), then retry.".to_owned(),
+                )))
+                .into_response()
+            }
             SharedAnswer::Forbidden(scope) => ApiKeyAnswer::Forbidden(ProblemJson(Problem::new(
                 StatusCode::FORBIDDEN,
                 ProblemCode::Forbidden,
@@ -231,6 +263,7 @@ impl<S: Shares> ApiResponse for ApiError<S> {
                 Shared::InvalidRequest => InvalidRequestAnswer::meta(),
                 Shared::Unauthorized => UnauthorizedAnswer::meta(),
                 Shared::ApiKey => ApiKeyAnswer::meta(),
+                Shared::RecentAuthentication => RecentAuthenticationAnswer::meta(),
                 Shared::Overloaded => OverloadedAnswer::meta(),
                 Shared::RateLimited => RateLimitedAnswer::meta(),
                 Shared::JsonBody => JsonBodyAnswer::meta(),
@@ -275,6 +308,14 @@ enum UnauthorizedAnswer {
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
+}
+
+#[derive(ApiResponse)]
+enum RecentAuthenticationAnswer {
+    /// `reauthentication_required`: the session's latest sign-in or re-authentication is older
+    /// than `CODEWARD_REAUTH_MAX_AGE_SECS` (600 s by default); `reauthenticate`, then retry.
+    #[oai(status = 403)]
+    ReauthenticationRequired(ProblemJson),
 }
 
 // The 401 is declared for the spec only: the API-key check answers it before the handler runs.
