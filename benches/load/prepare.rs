@@ -149,6 +149,7 @@ fn live_code(account: &Account, now: DateTime<Utc>, key_id: &str) -> otp_codes::
         revoked_at: Set(None),
         ip: Set(Some("127.0.0.1".into())),
         user_agent: Set(None),
+        code_sealed: Set(None),
     }
 }
 

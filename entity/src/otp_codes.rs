@@ -1,4 +1,5 @@
-//! `otp_codes`: one row per issued code; the code itself is never stored, only its HMAC.
+//! `otp_codes`: one row per issued code; it is checked only through its HMAC. While live, the
+//! code is also kept sealed under the pepper so a repeated request can email it again.
 
 use sea_orm::entity::prelude::*;
 
@@ -25,6 +26,9 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The code sealed under the pepper (bound to user and purpose) while it is live; NULL once
+    /// used, replaced or expired.
+    pub code_sealed: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

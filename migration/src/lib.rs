@@ -22,6 +22,7 @@ mod m20261127_000014_users_email_binary_collation;
 mod m20261127_000015_signed_access_tokens;
 mod m20261127_000016_create_api_keys;
 mod m20261127_000017_decoys_for_new_purposes;
+mod m20261127_000018_live_code_sealed;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000015_signed_access_tokens::Migration),
             Box::new(m20261127_000016_create_api_keys::Migration),
             Box::new(m20261127_000017_decoys_for_new_purposes::Migration),
+            Box::new(m20261127_000018_live_code_sealed::Migration),
         ]
     }
 }

@@ -9,6 +9,12 @@
 //! 3. count the attempt on the live code, only while it is under its attempt limit;
 //! 4. compare in constant time;
 //! 5. a right code gives every unit back and, when consumed, is marked used only if unused.
+//!
+//! A repeated request re-sends the live code: while a code of that user and purpose (and
+//! address) is live and younger than one TTL, a new request emails the same code again and
+//! renews its lifetime, so a slow first email never makes the typed code wrong and no code
+//! lives past two TTLs. The live code is kept sealed in its row for that (bound to the user and
+//! purpose) and erased when it is used, replaced or expired.
 
 use chrono::{DateTime, Utc};
 use entity::{otp_budgets, otp_codes, otp_network_budgets};
@@ -24,6 +30,7 @@ use uuid::Uuid;
 use crate::config::{Config, Pepper};
 use crate::core::Error;
 use crate::core::mail::{CodeSeal, Email, Message, outbox};
+use crate::core::seal::{Seal, associated_data};
 use crate::domain::{ClientNetwork, EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::metrics::Metrics;
 
@@ -35,6 +42,8 @@ pub struct CodeEngine {
     peppers: Vec<Pepper>,
     /// Seals each code for its email, so the outbox never holds it in clear.
     seal: CodeSeal,
+    /// Seals the live code in its own row, so a repeated request can send it again.
+    live_seal: Seal,
     pub ttl: chrono::Duration,
     pub max_attempts: i32,
     /// Wrong attempts per user, purpose and client network in 24 hours.
@@ -66,6 +75,14 @@ pub fn decoy_user_ids() -> impl Iterator<Item = Uuid> {
 const DECOY_COUNT: u128 = 64;
 /// The first decoy's user id; the others follow it.
 const FIRST_DECOY_USER_ID: u128 = 0xdec0_dec0_dec0_4dec_8dec_0000_0000_0000;
+
+/// What live codes are sealed under in their rows (`core::seal`): keys of their own.
+const LIVE_CODE_LABEL: &[u8] = b"codeward live code";
+
+/// A live code's seal is bound to its user and purpose.
+fn live_code_aad(user_id: Uuid, purpose: Purpose) -> Vec<u8> {
+    associated_data(&[&user_id.to_string(), purpose.name()])
+}
 
 fn random_decoy() -> Uuid {
     use rand::Rng;
@@ -103,6 +120,7 @@ impl CodeEngine {
             current: config.peppers.current().clone(),
             peppers: config.peppers.all().cloned().collect(),
             seal: CodeSeal::new(config.peppers.all()),
+            live_seal: Seal::new(config.peppers.all(), LIVE_CODE_LABEL),
             ttl: config.code_ttl(),
             max_attempts: i32::try_from(config.code_max_attempts).unwrap_or(5),
             daily_failure_budget: i32::try_from(config.code_daily_failure_budget).unwrap_or(25),
@@ -214,43 +232,16 @@ impl CodeEngine {
         to: &CodeRecipient<'_>,
         requester: &Requester,
     ) -> Result<Email, Error> {
-        let pepper = &self.current;
         let nobody = to.user_id.is_none();
         let user_id = to.user_id.unwrap_or_else(Uuid::new_v4);
-        let code = OtpCode::generate();
-        let hash = hex::encode(
-            Self::mac(pepper, purpose, user_id, &code)
-                .finalize()
-                .into_bytes(),
-        );
-        otp_codes::Entity::update_many()
-            .col_expr(otp_codes::Column::RevokedAt, Expr::value(now))
-            .filter(otp_codes::Column::UserId.eq(user_id))
-            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
-            .filter(otp_codes::Column::ConsumedAt.is_null())
-            .filter(otp_codes::Column::RevokedAt.is_null())
-            .exec(txn)
-            .await?;
         let expires_at = now + self.ttl;
-        otp_codes::ActiveModel {
-            id: Set(Uuid::new_v4()),
-            user_id: Set(user_id),
-            purpose: Set(purpose.name().to_owned()),
-            code_hash: Set(hash),
-            key_id: Set(pepper.key_id.clone()),
-            // An address no account has is not kept.
-            email: Set(if nobody { "" } else { to.email.as_str() }.to_owned()),
-            attempts: Set(0),
-            max_attempts: Set(self.max_attempts),
-            created_at: Set(now),
-            expires_at: Set(expires_at),
-            consumed_at: Set(None),
-            revoked_at: Set(nobody.then_some(now)),
-            ip: Set(requester.ip.clone()),
-            user_agent: Set(requester.user_agent.clone()),
-        }
-        .insert(txn)
-        .await?;
+        let code = match self.renew_live(txn, now, purpose, user_id, to).await? {
+            Some(code) => code,
+            None => {
+                self.insert_new(txn, now, purpose, user_id, to, requester)
+                    .await?
+            }
+        };
         let budget_owner = if nobody { random_decoy() } else { user_id };
         otp_budgets::Entity::insert(otp_budgets::ActiveModel {
             user_id: Set(budget_owner),
@@ -291,6 +282,115 @@ impl CodeEngine {
             code: Some(sealed),
             expires_at,
         })
+    }
+
+    /// The live code of this user, purpose and address, when it is younger than one TTL, still
+    /// takes attempts and can be opened: its lifetime renewed to a full TTL from `now` (its
+    /// attempt count stays) by a conditional update, and its digits returned to be sent again.
+    /// `None` otherwise (and always for nobody: a fresh id has no code).
+    async fn renew_live<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        now: DateTime<Utc>,
+        purpose: Purpose,
+        user_id: Uuid,
+        to: &CodeRecipient<'_>,
+    ) -> Result<Option<OtpCode>, DbErr> {
+        let live = otp_codes::Entity::find()
+            .filter(otp_codes::Column::UserId.eq(user_id))
+            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
+            .filter(otp_codes::Column::Email.eq(to.email.as_str()))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .filter(otp_codes::Column::ExpiresAt.gt(now))
+            .filter(otp_codes::Column::CreatedAt.gt(now - self.ttl))
+            .filter(otp_codes::Column::CodeSealed.is_not_null())
+            .filter(
+                Expr::col(otp_codes::Column::Attempts)
+                    .lt(Expr::col(otp_codes::Column::MaxAttempts)),
+            )
+            .order_by_desc(otp_codes::Column::CreatedAt)
+            .one(txn)
+            .await?;
+        let Some(live) = live else {
+            return Ok(None);
+        };
+        let aad = live_code_aad(user_id, purpose);
+        let opened = live
+            .code_sealed
+            .as_deref()
+            .and_then(|sealed| self.live_seal.open(sealed, &aad).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|digits| OtpCode::parse(&digits));
+        let Some(code) = opened else {
+            return Ok(None); // sealed under a pepper no longer configured: a new code then
+        };
+        let renewed = otp_codes::Entity::update_many()
+            .col_expr(otp_codes::Column::ExpiresAt, Expr::value(now + self.ttl))
+            .filter(otp_codes::Column::Id.eq(live.id))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .filter(otp_codes::Column::ExpiresAt.gt(now))
+            .exec(txn)
+            .await?;
+        Ok((renewed.rows_affected == 1).then_some(code))
+    }
+
+    /// A new code: every older live code of this user and purpose dies (and its sealed copy
+    /// with it), and the new one is stored as its HMAC and, while live, sealed. For nobody the
+    /// row is void from birth (revoked, no address, nothing sealed).
+    async fn insert_new<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        now: DateTime<Utc>,
+        purpose: Purpose,
+        user_id: Uuid,
+        to: &CodeRecipient<'_>,
+        requester: &Requester,
+    ) -> Result<OtpCode, Error> {
+        let pepper = &self.current;
+        let nobody = to.user_id.is_none();
+        let code = OtpCode::generate();
+        let hash = hex::encode(
+            Self::mac(pepper, purpose, user_id, &code)
+                .finalize()
+                .into_bytes(),
+        );
+        otp_codes::Entity::update_many()
+            .col_expr(otp_codes::Column::RevokedAt, Expr::value(now))
+            .col_expr(otp_codes::Column::CodeSealed, Expr::value(None::<String>))
+            .filter(otp_codes::Column::UserId.eq(user_id))
+            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
+            .filter(otp_codes::Column::ConsumedAt.is_null())
+            .filter(otp_codes::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
+        // Sealed for nobody too (and then dropped), so both paths do this work.
+        let sealed = self
+            .live_seal
+            .seal(code.expose().as_bytes(), &live_code_aad(user_id, purpose))
+            .ok_or(Error::Seal)?;
+        otp_codes::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            user_id: Set(user_id),
+            purpose: Set(purpose.name().to_owned()),
+            code_hash: Set(hash),
+            key_id: Set(pepper.key_id.clone()),
+            // An address no account has is not kept.
+            email: Set(if nobody { "" } else { to.email.as_str() }.to_owned()),
+            attempts: Set(0),
+            max_attempts: Set(self.max_attempts),
+            created_at: Set(now),
+            expires_at: Set(now + self.ttl),
+            consumed_at: Set(None),
+            revoked_at: Set(nobody.then_some(now)),
+            ip: Set(requester.ip.clone()),
+            user_agent: Set(requester.user_agent.clone()),
+            code_sealed: Set((!nobody).then_some(sealed)),
+        }
+        .insert(txn)
+        .await?;
+        Ok(code)
     }
 
     /// Makes one attempt with `code` on the guesser's live code of `purpose`, counting it
@@ -445,6 +545,7 @@ impl CodeEngine {
     ) -> Result<bool, DbErr> {
         let consumed = otp_codes::Entity::update_many()
             .col_expr(otp_codes::Column::ConsumedAt, Expr::value(now))
+            .col_expr(otp_codes::Column::CodeSealed, Expr::value(None::<String>))
             .filter(otp_codes::Column::Id.eq(matched.code_id))
             .filter(otp_codes::Column::UserId.eq(matched.user_id))
             .filter(otp_codes::Column::Purpose.eq(matched.purpose.name()))
@@ -483,6 +584,7 @@ impl CodeEngine {
     ) -> Result<u64, DbErr> {
         let result = otp_codes::Entity::update_many()
             .col_expr(otp_codes::Column::RevokedAt, Expr::value(now))
+            .col_expr(otp_codes::Column::CodeSealed, Expr::value(None::<String>))
             .filter(otp_codes::Column::UserId.eq(user_id))
             .filter(otp_codes::Column::ConsumedAt.is_null())
             .filter(otp_codes::Column::RevokedAt.is_null())

@@ -89,6 +89,15 @@ pub async fn purge<C: ConnectionTrait>(
     // need no second pass.
     let unverified = purge_unverified(db, now, now - retention.unverified, batch).await?;
 
+    // The sealed copy of a code that expired is erased at once (used and replaced ones lost
+    // theirs then): it can never be sent again, and is no longer needed.
+    otp_codes::Entity::update_many()
+        .col_expr(otp_codes::Column::CodeSealed, Expr::value(None::<String>))
+        .filter(otp_codes::Column::CodeSealed.is_not_null())
+        .filter(otp_codes::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?;
+
     // Codes: expired, used or replaced, and past retention; void ones (written for an address
     // no account has, without the address) at once. The decoy's rows stay.
     let codes = Condition::all()

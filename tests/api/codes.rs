@@ -125,7 +125,7 @@ async fn a_code_never_works_for_another_user_or_another_purpose() {
 }
 
 #[tokio::test]
-async fn a_resend_kills_the_older_code_and_keeps_the_failure_budget() {
+async fn a_resend_within_the_ttl_emails_the_same_code_with_its_attempts_and_a_renewed_life() {
     let app = spawn_app().await;
     let first = app.signup_code("ada@example.com", PASSWORD).await;
     for _ in 0..3 {
@@ -134,7 +134,18 @@ async fn a_resend_kills_the_older_code_and_keeps_the_failure_budget() {
             .await;
         assert_eq!(wrong.status().as_u16(), 400);
     }
+    let db = app.connect_db().await;
+    let before = live_code(&db, "ada@example.com").await;
+    assert!(before.code_sealed.is_some(), "a live code is kept sealed");
+    assert!(
+        !before.code_sealed.as_deref().unwrap().contains(&first),
+        "sealed, not in clear"
+    );
 
+    // Nine minutes on (the code still lives), a slow first email makes the user ask again.
+    app.instance
+        .clock
+        .advance(std::time::Duration::from_secs(9 * 60));
     let resend = app.resend_signup_code("ada@example.com").await;
     assert_eq!(resend.status().as_u16(), 202);
     let second = app
@@ -143,7 +154,15 @@ async fn a_resend_kills_the_older_code_and_keeps_the_failure_budget() {
         .await
         .code();
 
-    let db = app.connect_db().await;
+    assert_eq!(second, first, "the same code again");
+    let after = live_code(&db, "ada@example.com").await;
+    assert_eq!(after.id, before.id, "the same row");
+    assert_eq!(after.attempts, 3, "its attempts stay");
+    assert_eq!(
+        (after.expires_at - before.expires_at).num_seconds(),
+        9 * 60,
+        "a full TTL from the re-send"
+    );
     let ada = user_id(&db, "ada@example.com").await;
     let budget = otp_budgets::Entity::find()
         .filter(otp_budgets::Column::UserId.eq(ada))
@@ -152,19 +171,75 @@ async fn a_resend_kills_the_older_code_and_keeps_the_failure_budget() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(budget.failures, 3, "a new code does not reset the budget");
     assert_eq!(
-        live_code(&db, "ada@example.com").await.attempts,
-        0,
-        "the new code has its own attempts"
+        budget.failures, 3,
+        "the failure budget is the user's, whatever the code"
     );
-    if first != second {
+
+    // Past the first TTL it would have expired: the renewed code still works, once.
+    app.instance
+        .clock
+        .advance(std::time::Duration::from_secs(2 * 60));
+    let used = app.verify_signup("ada@example.com", &first, PASSWORD).await;
+    assert_eq!(used.status().as_u16(), 200);
+    let spent = otp_codes::Entity::find_by_id(before.id)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(spent.code_sealed, None, "erased once used");
+}
+
+#[tokio::test]
+async fn a_code_older_than_one_ttl_is_replaced_so_none_lives_past_two() {
+    let app = spawn_app().await;
+    let first = app.signup_code("ada@example.com", PASSWORD).await;
+    // Re-sent at 9 minutes (renewed to 19), then asked again at 11: older than one TTL.
+    app.instance
+        .clock
+        .advance(std::time::Duration::from_secs(9 * 60));
+    assert_eq!(
+        app.resend_signup_code("ada@example.com").await.status(),
+        202
+    );
+    app.instance
+        .clock
+        .advance(std::time::Duration::from_secs(2 * 60));
+    assert_eq!(
+        app.resend_signup_code("ada@example.com").await.status(),
+        202
+    );
+    // Delivery order is not request order: the new code is the one that is not the first.
+    let mut sent = Vec::new();
+    for n in 2..=3 {
+        sent.push(
+            app.smtp
+                .wait_for_nth_message_to("ada@example.com", n)
+                .await
+                .code(),
+        );
+    }
+    let third = sent
+        .iter()
+        .find(|code| **code != first)
+        .cloned()
+        .unwrap_or(first.clone());
+
+    let db = app.connect_db().await;
+    let replaced = otp_codes::Entity::find()
+        .filter(otp_codes::Column::Email.eq("ada@example.com"))
+        .filter(otp_codes::Column::RevokedAt.is_not_null())
+        .all(&db)
+        .await
+        .unwrap();
+    assert_eq!(replaced.len(), 1, "the first code was replaced");
+    assert_eq!(replaced[0].code_sealed, None, "and its sealed copy erased");
+    assert_eq!(live_code(&db, "ada@example.com").await.attempts, 0);
+    if third != first {
         let old = app.verify_signup("ada@example.com", &first, PASSWORD).await;
         assert_problem(old, 400, "invalid_code").await;
     }
-    let new = app
-        .verify_signup("ada@example.com", &second, PASSWORD)
-        .await;
+    let new = app.verify_signup("ada@example.com", &third, PASSWORD).await;
     assert_eq!(new.status().as_u16(), 200);
 }
 

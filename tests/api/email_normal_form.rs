@@ -239,6 +239,8 @@ fn code(id: u128, user_id: u128, email: &str) -> otp_codes::ActiveModel {
         revoked_at: Set(None),
         ip: Set(None),
         user_agent: Set(None),
+        // Added by migration 18, after the one this test inserts at: not written.
+        code_sealed: sea_orm::ActiveValue::NotSet,
     }
 }
 
@@ -278,7 +280,11 @@ async fn migration_12_rewrites_stored_addresses_to_the_normal_form_and_reports_w
         user(id, email).insert(&db).await.expect(email);
     }
     for (id, user_id, email) in [(11, 2, carol), (13, 6, quoted), (14, 0, "")] {
-        code(id, user_id, email).insert(&db).await.expect(email);
+        // Without RETURNING: the entity knows columns later migrations add.
+        otp_codes::Entity::insert(code(id, user_id, email))
+            .exec_without_returning(&db)
+            .await
+            .expect(email);
     }
 
     let run = run_codeward(
