@@ -96,12 +96,13 @@ async fn purge_removes_finished_rows_past_retention_and_keeps_live_ones() {
         .count(&db)
         .await
         .unwrap();
-    assert_eq!(decoy, 2 * 64, "the decoys' codes are never purged");
+    let purposes = codeward::domain::Purpose::ALL.len() as u64;
+    assert_eq!(decoy, purposes * 64, "the decoys' codes are never purged");
     let kept_budgets = otp_budgets::Entity::find().count(&db).await.unwrap();
     assert_eq!(
         kept_budgets,
-        2 * 64 + 2,
-        "the decoys' budgets and the account's two stay"
+        purposes * 64 + purposes,
+        "the decoys' budgets and the account's (one per purpose) stay"
     );
     let pending_or_sending = email_outbox::Entity::find()
         .filter(
