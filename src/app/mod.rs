@@ -9,6 +9,7 @@ mod code_request;
 pub mod keyset;
 pub mod ops;
 pub mod password;
+pub mod reauth;
 pub mod session;
 pub mod signup;
 

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use entity::users;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 
 use crate::app::code_request::{
     AttemptFor, Redeemed, attempt_code, redeem_with_password, send_code,
@@ -45,6 +46,8 @@ pub enum ChangePassword {
     Changed,
     /// The current password is wrong.
     WrongPassword,
+    /// No current password was given, and the account has one: it is required.
+    CurrentPasswordRequired,
     /// The new password does not meet the policy (judged with the user's address in mind).
     PasswordRefused(FieldProblem),
     /// The account is gone (deleted between authentication and now).
@@ -187,12 +190,13 @@ pub async fn reset_password(
 /// Changes the password of the signed-in user after checking the current one. Other sessions
 /// end; this one stays. Wrong current passwords are counted per account like failed
 /// sign-ins (the unit is taken before the hash is verified), so a stolen access token is not
-/// an unlimited password oracle.
+/// an unlimited password oracle. Without `current` (an account that has no password yet),
+/// the session must have authenticated recently instead (`Error::ReauthenticationRequired`).
 #[tracing::instrument(skip_all, fields(user_id = %auth.user_id, ip = requester.ip.as_deref()))]
 pub async fn change_password(
     services: &Services,
     auth: &AuthUser,
-    current: &PasswordAttempt,
+    current: Option<&PasswordAttempt>,
     new_password: &str,
     requester: &Requester,
 ) -> Result<ChangePassword, Error> {
@@ -202,6 +206,13 @@ pub async fn change_password(
     else {
         return Ok(ChangePassword::SignedOut);
     };
+    if current.is_none() {
+        if user.password_hash.is_some() {
+            tracing::info!(outcome = "current_password_required", "change_password");
+            return Ok(ChangePassword::CurrentPasswordRequired);
+        }
+        crate::app::require_recent_authentication(services, auth)?;
+    }
     // An address an earlier release stored and the normal form refuses (one for the operator
     // to resolve) is no reason to refuse the change: the password is then judged without it.
     let email = EmailAddress::parse(&user.email).ok();
@@ -218,38 +229,40 @@ pub async fn change_password(
         Ok(password) => password,
         Err(problem) => return Ok(ChangePassword::PasswordRefused(problem)),
     };
-    let limits = &services.address_limits;
-    let check = PasswordCheck::Change(auth.user_id);
-    take_password_attempt(services, services.clock.now(), check, "change_password").await?;
-    let verified = services
-        .passwords
-        .verify(current.expose(), user.password_hash.as_deref())
-        .await;
-    let current_ok = match verified {
-        Ok(matches) => matches,
-        Err(error) => {
-            // Nothing was verified (a full queue, say): the unit was not a failure.
-            limits
-                .give_back_password_attempt(&services.db, check)
-                .await?;
-            return Err(error.into());
-        }
-    };
     let signed_in = (Some(auth.user_id), Some(auth.session_id));
-    if !current_ok {
-        // The unit taken above stays: it counts this failure.
-        let entry = Entry {
-            event: Event::PasswordChange,
-            outcome: Outcome::WrongPassword,
-            user_id: signed_in.0,
-            session_id: signed_in.1,
-            requester,
+    if let Some(current) = current {
+        let limits = &services.address_limits;
+        let check = PasswordCheck::Change(auth.user_id);
+        take_password_attempt(services, services.clock.now(), check, "change_password").await?;
+        let verified = services
+            .passwords
+            .verify(current.expose(), user.password_hash.as_deref())
+            .await;
+        let current_ok = match verified {
+            Ok(matches) => matches,
+            Err(error) => {
+                // Nothing was verified (a full queue, say): the unit was not a failure.
+                limits
+                    .give_back_password_attempt(&services.db, check)
+                    .await?;
+                return Err(error.into());
+            }
         };
-        audit::record(&services.db, services.clock.now(), entry).await?;
-        tracing::info!(outcome = "wrong_password", "change_password");
-        return Ok(ChangePassword::WrongPassword);
+        if !current_ok {
+            // The unit taken above stays: it counts this failure.
+            let entry = Entry {
+                event: Event::PasswordChange,
+                outcome: Outcome::WrongPassword,
+                user_id: signed_in.0,
+                session_id: signed_in.1,
+                requester,
+            };
+            audit::record(&services.db, services.clock.now(), entry).await?;
+            tracing::info!(outcome = "wrong_password", "change_password");
+            return Ok(ChangePassword::WrongPassword);
+        }
+        limits.password_accepted(&services.db, check).await?;
     }
-    limits.password_accepted(&services.db, check).await?;
     let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
     let locale = user.locale.clone();
@@ -257,11 +270,30 @@ pub async fn change_password(
     let recipient = user.email.clone();
     let device = sessions::device(&services.db, auth.session_id).await?;
     let txn = db::begin_write(&services.db).await?;
-    let mut active = user.into_active_model();
-    active.password_hash = Set(Some(password_hash));
-    active.password_changed_at = Set(Some(now));
-    active.updated_at = Set(now);
-    active.update(&txn).await?;
+    // Only over the hash that was checked (or its absence): a password set or changed by
+    // another request meanwhile is not silently replaced.
+    let checked_hash = match user.password_hash.as_deref() {
+        Some(hash) => users::Column::PasswordHash.eq(hash),
+        None => users::Column::PasswordHash.is_null(),
+    };
+    let changed = users::Entity::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
+        .col_expr(users::Column::PasswordChangedAt, Expr::value(now))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        .filter(users::Column::Id.eq(auth.user_id))
+        .filter(checked_hash)
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    if !changed {
+        tracing::info!(outcome = "password_changed_meanwhile", "change_password");
+        return Ok(if current.is_some() {
+            ChangePassword::WrongPassword
+        } else {
+            ChangePassword::CurrentPasswordRequired
+        });
+    }
     let reason = RevokeReason::PasswordChanged;
     let sessions_ended =
         sessions::revoke_all_but(&txn, now, auth.user_id, signed_in.1, reason).await?;

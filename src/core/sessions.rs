@@ -328,6 +328,91 @@ pub async fn rotate(
     }))
 }
 
+/// Re-authenticates the live session `session_id` of `user_id` in place, inside the caller's
+/// transaction: `auth_time` becomes `now` and `auth_method` `method`, in one conditional
+/// UPDATE on a live session, and a rotated pair is issued. The session's unused refresh
+/// tokens are used up as a refresh uses its token (within the reuse grace they still get a
+/// pair, later they are a replay). `None` when the session ended meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub async fn reauthenticate<C: ConnectionTrait>(
+    txn: &C,
+    now: DateTime<Utc>,
+    lifetimes: &Lifetimes,
+    tokens: &Tokens,
+    user_id: Uuid,
+    session_id: Uuid,
+    method: AuthMethod,
+    requester: &Requester,
+) -> Result<Option<IssuedSession>, Error> {
+    let live = sea_orm::Condition::all()
+        .add(sessions::Column::Id.eq(session_id))
+        .add(sessions::Column::UserId.eq(user_id))
+        .add(sessions::Column::RevokedAt.is_null())
+        .add(sessions::Column::ExpiresAt.gt(now));
+    let Some(session) = sessions::Entity::find()
+        .filter(live.clone())
+        .one(txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    // `expires_at` never changes, so the expiries computed from it hold for the update.
+    let access_expires_at = Lifetimes::expiry(now, lifetimes.access, session.expires_at);
+    let refresh_expires_at = Lifetimes::expiry(now, lifetimes.refresh_idle, session.expires_at);
+    let renewed = sessions::Entity::update_many()
+        .col_expr(sessions::Column::AuthTime, Expr::value(now))
+        .col_expr(sessions::Column::AuthMethod, Expr::value(method.amr()))
+        .col_expr(
+            sessions::Column::RefreshExpiresAt,
+            Expr::value(refresh_expires_at),
+        )
+        .col_expr(sessions::Column::LastUsedAt, Expr::value(now))
+        .col_expr(sessions::Column::Ip, Expr::value(requester.ip.clone()))
+        .col_expr(
+            sessions::Column::UserAgent,
+            Expr::value(requester.user_agent.clone()),
+        )
+        .filter(live)
+        .exec(txn)
+        .await?
+        .rows_affected
+        == 1;
+    if !renewed {
+        return Ok(None);
+    }
+    let Some(user) = users::Entity::find_by_id(user_id).one(txn).await? else {
+        return Ok(None);
+    };
+    refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::SessionId.eq(session_id))
+        .filter(refresh_tokens::Column::UsedAt.is_null())
+        .exec(txn)
+        .await?;
+    let refresh = RefreshToken::generate();
+    insert_refresh_token(txn, now, &refresh, session_id).await?;
+    let access = tokens
+        .issue(Claims {
+            user_id,
+            session_id,
+            issued_at: now,
+            expires_at: access_expires_at,
+            auth_time: now,
+            amr: method.amr(),
+            email: user.email.clone(),
+            email_verified: user.email_verified_at.is_some(),
+        })
+        .await?;
+    Ok(Some(IssuedSession {
+        session_id,
+        access,
+        refresh,
+        access_expires_in: (access_expires_at - now).num_seconds(),
+        refresh_expires_in: (refresh_expires_at - now).num_seconds(),
+        user: user.into(),
+    }))
+}
+
 /// A used refresh token came back: its session ends, and the owner can see it in the activity.
 async fn revoke_replayed(
     txn: &DatabaseTransaction,

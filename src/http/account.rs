@@ -23,7 +23,7 @@ pub struct ActivityEvent {
     /// The event's id.
     pub id: uuid::Uuid,
     /// `signup`, `verification`, `login`, `refresh_replay`, `password_reset`,
-    /// `password_change`, `logout` or `session_revoked`.
+    /// `password_change`, `logout`, `session_revoked` or `reauthentication`.
     pub event: String,
     /// How it went, e.g. `success`, `failure`, `wrong_password`, `session_revoked`.
     pub outcome: String,

@@ -11,6 +11,7 @@ pub mod middleware;
 pub mod ops;
 pub mod password;
 pub mod problem;
+pub mod reauth;
 pub mod schemas;
 pub mod server;
 pub mod session;
@@ -46,6 +47,7 @@ pub enum ApiTags {
 pub type Apis = (
     signup::SignupApi,
     session::SessionApi,
+    reauth::ReauthApi,
     password::PasswordApi,
     account::AccountApi,
     keyset::KeySetApi,
@@ -64,6 +66,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
         (
             signup::SignupApi,
             session::SessionApi,
+            reauth::ReauthApi,
             password::PasswordApi,
             account::AccountApi,
             keyset::KeySetApi,

@@ -9,12 +9,12 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::app::password::{self, ChangePassword, CheckResetCode, ResetPassword};
 use crate::core::limits::Group;
-use crate::domain::{EmailAddress, OtpCode, PasswordAttempt, PendingPassword};
+use crate::domain::{EmailAddress, FieldProblem, OtpCode, PasswordAttempt, PendingPassword};
 use crate::http::auth::BearerAuth;
 use crate::http::middleware::{equal_time, wake_outbox};
 use crate::http::problem::{
     ApiError, CodeCheck, CodeCheckHashing, FieldCheck, Problem, ProblemCode, ProblemJson, Public,
-    SignedInHashing,
+    SignedInHashingRecent,
 };
 use crate::http::schemas::{
     CodePurpose, CodeSentResponse, EXAMPLE_CODE, EXAMPLE_EMAIL, EXAMPLE_PASSWORD,
@@ -85,8 +85,10 @@ impl Example for ResetPasswordRequest {
 #[derive(Object)]
 #[oai(example)]
 pub struct ChangePasswordRequest {
-    /// The password in use now.
-    pub current_password: SecretText,
+    /// The password in use now. Required when the account has a password; an account without
+    /// one (made by sign-in by code) leaves it out and needs a recent authentication instead
+    /// (403 `reauthentication_required`: `reauthenticate`, then retry).
+    pub current_password: Option<SecretText>,
     /// The new password (8 to 1024 characters, not easily guessed).
     pub new_password: NewSecretText,
 }
@@ -94,7 +96,7 @@ pub struct ChangePasswordRequest {
 impl Example for ChangePasswordRequest {
     fn example() -> Self {
         Self {
-            current_password: SecretText(EXAMPLE_PASSWORD.to_owned()),
+            current_password: Some(SecretText(EXAMPLE_PASSWORD.to_owned())),
             new_password: NewSecretText("tidal-Lantern-orchard-3904".to_owned()),
         }
     }
@@ -160,13 +162,14 @@ pub enum ChangePasswordResponse {
     /// `wrong_password`: the current password is wrong.
     #[oai(status = 403)]
     WrongPassword(ProblemJson),
-    /// The new password is not acceptable; `errors` says why.
+    /// The new password is not acceptable, or `current_password` is missing while the account
+    /// has a password; `errors` says which.
     #[oai(status = 422)]
     ValidationFailed(ProblemJson),
 }
 
 impl TryFrom<ChangePassword> for ChangePasswordResponse {
-    type Error = ApiError<SignedInHashing>;
+    type Error = ApiError<SignedInHashingRecent>;
 
     fn try_from(outcome: ChangePassword) -> Result<Self, Self::Error> {
         Ok(match outcome {
@@ -178,6 +181,13 @@ impl TryFrom<ChangePassword> for ChangePasswordResponse {
             ))),
             ChangePassword::PasswordRefused(problem) => {
                 Self::ValidationFailed(ProblemJson::validation(vec![problem]))
+            }
+            ChangePassword::CurrentPasswordRequired => {
+                Self::ValidationFailed(ProblemJson::validation(vec![FieldProblem {
+                    field: "current_password",
+                    code: "required",
+                    message: "The account has a password: give the current one.".to_owned(),
+                }]))
             }
             ChangePassword::SignedOut => return Err(ApiError::unauthorized()),
         })
@@ -280,7 +290,10 @@ impl PasswordApi {
     /// For a signed-in user who knows the current password. Ends the user's other sessions
     /// (this one stays), kills live codes and emails a notice. Wrong current passwords are
     /// counted per account like failed sign-ins: past the free ones, each further attempt
-    /// waits (429 `rate_limited`).
+    /// waits (429 `rate_limited`). An account without a password (made by sign-in by code)
+    /// sets its first one without `current_password`, within `CODEWARD_REAUTH_MAX_AGE_SECS`
+    /// of its latest sign-in or re-authentication (else 403 `reauthentication_required`); an
+    /// account with a password that leaves `current_password` out gets 422 naming it.
     #[oai(
         path = "/v1/password/change",
         method = "post",
@@ -293,18 +306,21 @@ impl PasswordApi {
         request: &Request,
         auth: BearerAuth,
         body: Json<ChangePasswordRequest>,
-    ) -> Result<ChangePasswordResponse, ApiError<SignedInHashing>> {
+    ) -> Result<ChangePasswordResponse, ApiError<SignedInHashingRecent>> {
         let requester = guard::limited(&state, request, Group::Login)?;
-        let current = match FieldCheck::one(PasswordAttempt::parse(
-            &body.current_password,
-            "current_password",
-        )) {
-            Ok(current) => current,
-            Err(refused) => return Ok(ChangePasswordResponse::ValidationFailed(refused)),
+        let current = match body.current_password.as_deref() {
+            Some(current) => {
+                match FieldCheck::one(PasswordAttempt::parse(current, "current_password")) {
+                    Ok(current) => Some(current),
+                    Err(refused) => return Ok(ChangePasswordResponse::ValidationFailed(refused)),
+                }
+            }
+            None => None,
         };
         let new_password = &body.new_password;
         let outcome =
-            password::change_password(&state, &auth.0, &current, new_password, &requester).await?;
+            password::change_password(&state, &auth.0, current.as_ref(), new_password, &requester)
+                .await?;
         outcome.try_into()
     }
 }

@@ -473,6 +473,32 @@ impl Api {
         )
     }
 
+    /// `POST /v1/password/change` without `current_password` (an account without a password).
+    pub fn change_password_without_current(
+        &self,
+        access_token: &str,
+        new_password: &str,
+    ) -> impl Pending + use<> {
+        let body = json!({"new_password": new_password});
+        send(
+            self.authed(reqwest::Method::POST, "/v1/password/change", access_token)
+                .json(&body),
+        )
+    }
+
+    /// `POST /v1/reauth/code`.
+    pub fn request_reauth_code(&self, access_token: &str) -> impl Pending + use<> {
+        send(self.authed(reqwest::Method::POST, "/v1/reauth/code", access_token))
+    }
+
+    /// `POST /v1/reauth` with any body (`{password}`, `{code}`, or an odd one).
+    pub fn reauthenticate(&self, access_token: &str, body: &Value) -> impl Pending + use<> {
+        send(
+            self.authed(reqwest::Method::POST, "/v1/reauth", access_token)
+                .json(body),
+        )
+    }
+
     /// `GET /v1/me`.
     pub fn me(&self, access_token: &str) -> impl Pending + use<> {
         self.get_authed("/v1/me", access_token)

@@ -18,6 +18,7 @@ mod migrations;
 mod ops;
 mod password;
 mod processes;
+mod reauth;
 mod sessions;
 mod signing_keys;
 mod signup;

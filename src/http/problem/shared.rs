@@ -83,6 +83,14 @@ pub enum KeyedForm {}
 pub enum SignedInRecent {}
 /// `SignedInRecent` with a JSON body and a per-IP quota: `request_email_change`.
 pub enum SignedInRecentJson {}
+/// `change_password`: `SignedInHashing`, and without `current_password` it needs a recent
+/// authentication.
+pub enum SignedInHashingRecent {}
+/// `reauthenticate`: signed in, a JSON body, a per-IP quota, it hashes, and its own 400 is
+/// `invalid_code` (which names the malformed body too).
+pub enum SignedInCodeCheckHashing {}
+/// `request_reauth_code`: signed in, no body, a per-IP and per-address quota.
+pub enum SignedInLimited {}
 
 impl Shares for Public {
     const ANSWERS: &'static [Shared] = &[
@@ -129,6 +137,28 @@ impl Shares for SignedInRecentJson {
         Shared::RateLimited,
         Shared::JsonBody,
     ];
+}
+
+impl Shares for SignedInHashingRecent {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::InvalidRequest,
+        Shared::Unauthorized,
+        Shared::RecentAuthentication,
+        Shared::Overloaded,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+impl Shares for SignedInCodeCheckHashing {
+    const ANSWERS: &'static [Shared] = &[
+        Shared::Unauthorized,
+        Shared::Overloaded,
+        Shared::RateLimited,
+        Shared::JsonBody,
+    ];
+}
+impl Shares for SignedInLimited {
+    const ANSWERS: &'static [Shared] = &[Shared::Unauthorized, Shared::RateLimited];
 }
 
 impl Shares for KeyedForm {
