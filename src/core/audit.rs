@@ -19,6 +19,7 @@ pub enum Event {
     PasswordChange,
     Logout,
     SessionRevoked,
+    EmailChange,
 }
 
 impl Event {
@@ -32,6 +33,7 @@ impl Event {
             Self::PasswordChange => "password_change",
             Self::Logout => "logout",
             Self::SessionRevoked => "session_revoked",
+            Self::EmailChange => "email_change",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod account;
 pub mod auth;
 pub mod backend;
 pub mod client;
+pub mod email_change;
 pub mod guard;
 pub mod keyset;
 pub mod middleware;
@@ -48,6 +49,7 @@ pub type Apis = (
     session::SessionApi,
     password::PasswordApi,
     account::AccountApi,
+    email_change::EmailChangeApi,
     keyset::KeySetApi,
     backend::BackendApi,
     ops::OpsApi,
@@ -66,6 +68,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             session::SessionApi,
             password::PasswordApi,
             account::AccountApi,
+            email_change::EmailChangeApi,
             keyset::KeySetApi,
             backend::BackendApi,
             ops::OpsApi,

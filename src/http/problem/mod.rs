@@ -13,8 +13,8 @@ use poem_openapi::{Enum, Object, payload::Payload};
 pub use internal::{InternalError, error_to_problem, panic_to_problem};
 pub use shared::{
     API_KEY_UNAUTHORIZED_DETAIL, ApiError, CodeCheck, CodeCheckHashing, KeyedForm, Public,
-    PublicHashing, Shared, Shares, SignedIn, SignedInHashing, SignedInRecent, SignedInRecentJson,
-    UNAUTHORIZED_DETAIL,
+    PublicHashing, Shared, Shares, SignedIn, SignedInCodeCheck, SignedInHashing, SignedInRecent,
+    SignedInRecentJson, UNAUTHORIZED_DETAIL,
 };
 
 use crate::core::limits::Limited;
