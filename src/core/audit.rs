@@ -20,6 +20,8 @@ pub enum Event {
     Logout,
     SessionRevoked,
     EmailChange,
+    /// Kept without user, address, IP or session once the account is gone: a count only.
+    AccountDeleted,
 }
 
 impl Event {
@@ -34,6 +36,7 @@ impl Event {
             Self::Logout => "logout",
             Self::SessionRevoked => "session_revoked",
             Self::EmailChange => "email_change",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 }

@@ -500,6 +500,11 @@ impl Api {
         )
     }
 
+    /// `DELETE /v1/me`.
+    pub fn delete_account(&self, access_token: &str) -> impl Pending + use<> {
+        send(self.authed(reqwest::Method::DELETE, "/v1/me", access_token))
+    }
+
     /// `POST /v1/token/introspect` with the form `token=…`, authenticated by `api_key`.
     pub fn introspect(&self, api_key: &str, token: &str) -> impl Pending + use<> {
         send(

@@ -27,10 +27,12 @@ pub enum Message {
     EmailTaken,
     /// Notice to the old address after an email change, naming the new one masked.
     EmailChanged,
+    /// Notice after the account was deleted; sent when no user row is left.
+    AccountDeleted,
 }
 
 impl Message {
-    pub const ALL: [Message; 9] = [
+    pub const ALL: [Message; 10] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::Login,
@@ -40,6 +42,7 @@ impl Message {
         Self::PasswordChanged,
         Self::EmailTaken,
         Self::EmailChanged,
+        Self::AccountDeleted,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Message {
             Self::PasswordChanged => "password_changed",
             Self::EmailTaken => "email_taken",
             Self::EmailChanged => "email_changed",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 
@@ -87,6 +91,7 @@ impl Message {
                 "new_email_masked": "n•••@example.com",
                 "changed_at": "2026-11-22 09:41 UTC",
             }),
+            Self::AccountDeleted => json!({"deleted_at": "2026-11-22 09:41 UTC"}),
             Self::PasswordChanged => json!({
                 "changed_at": "2026-11-22 09:41 UTC",
                 "device": "Pixel 9 <Chrome & Co>",
