@@ -6,6 +6,8 @@ pub mod account;
 pub mod api_keys;
 pub mod backend;
 mod code_request;
+pub mod deletion;
+pub mod email_change;
 pub mod keyset;
 pub mod ops;
 pub mod password;

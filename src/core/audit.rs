@@ -20,6 +20,9 @@ pub enum Event {
     Logout,
     SessionRevoked,
     Reauthentication,
+    EmailChange,
+    /// Kept without user, address, IP or session once the account is gone: a count only.
+    AccountDeleted,
 }
 
 impl Event {
@@ -34,6 +37,8 @@ impl Event {
             Self::Logout => "logout",
             Self::SessionRevoked => "session_revoked",
             Self::Reauthentication => "reauthentication",
+            Self::EmailChange => "email_change",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 }

@@ -357,6 +357,30 @@ impl AddressLimits {
         Ok(())
     }
 
+    /// Removes every counter kept for `email` and its account `user_id` (code sends per
+    /// purpose, the hourly cap, failed sign-ins and password changes), inside the caller's
+    /// transaction: what account deletion leaves of them is nothing.
+    pub async fn forget<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        email: &EmailAddress,
+        user_id: Uuid,
+    ) -> Result<u64, DbErr> {
+        let address = email.as_str().as_bytes();
+        let mut keys: Vec<String> = Purpose::ALL
+            .iter()
+            .map(|purpose| self.key(&format!("cooldown:{}", purpose.name()), address))
+            .collect();
+        keys.push(self.key("codes-per-hour", address));
+        keys.push(self.password_key(PasswordCheck::SignIn(email)));
+        keys.push(self.password_key(PasswordCheck::Change(user_id)));
+        let removed = rate_counters::Entity::delete_many()
+            .filter(rate_counters::Column::Key.is_in(keys))
+            .exec(db)
+            .await?;
+        Ok(removed.rows_affected)
+    }
+
     fn password_key(&self, check: PasswordCheck<'_>) -> String {
         match check {
             PasswordCheck::SignIn(email) => self.key("login-failures", email.as_str().as_bytes()),

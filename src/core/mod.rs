@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod api_keys;
 pub mod audit;
 pub mod codes;
+pub mod deletion;
 mod error;
 pub mod housekeeping;
 pub mod keys;

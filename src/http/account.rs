@@ -8,9 +8,11 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::app::account::{self, Me};
+use crate::app::deletion::{self, DeleteAccount};
 use crate::core::audit::Cursor;
 use crate::http::auth::BearerAuth;
-use crate::http::problem::{ApiError, Problem, ProblemCode, ProblemJson, SignedIn};
+use crate::http::middleware::wake_outbox;
+use crate::http::problem::{ApiError, Problem, ProblemCode, ProblemJson, SignedIn, SignedInRecent};
 use crate::http::schemas::{User, example_time};
 use crate::http::{ApiTags, AppState};
 
@@ -23,7 +25,7 @@ pub struct ActivityEvent {
     /// The event's id.
     pub id: uuid::Uuid,
     /// `signup`, `verification`, `login`, `refresh_replay`, `password_reset`,
-    /// `password_change`, `logout`, `session_revoked` or `reauthentication`.
+    /// `password_change`, `email_change`, `logout`, `session_revoked` or `reauthentication`.
     pub event: String,
     /// How it went, e.g. `success`, `failure`, `wrong_password`, `session_revoked`.
     pub outcome: String,
@@ -107,6 +109,14 @@ pub enum MeResponse {
     Ok(Json<User>),
 }
 
+#[derive(ApiResponse)]
+pub enum DeleteAccountResponse {
+    /// The account and everything naming it are gone; every token of it is dead, and a
+    /// notice went to its address.
+    #[oai(status = 204)]
+    Deleted,
+}
+
 #[OpenApi(tag = "ApiTags::Account")]
 impl AccountApi {
     /// The signed-in user
@@ -121,6 +131,29 @@ impl AccountApi {
         match account::me(&state, &auth.0).await? {
             Me::Found(account) => Ok(MeResponse::Ok(Json(account.into()))),
             Me::SignedOut => Err(ApiError::unauthorized()),
+        }
+    }
+
+    /// Delete the account
+    ///
+    /// Removes the signed-in user's account and everything that names it (sessions, refresh
+    /// tokens, codes, budgets, security activity) at once, and emails a notice. Every token
+    /// of the account stops working immediately; the address can sign up again. Needs a
+    /// recent authentication.
+    #[oai(
+        path = "/v1/me",
+        method = "delete",
+        operation_id = "delete_account",
+        transform = "wake_outbox"
+    )]
+    async fn delete_account(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<DeleteAccountResponse, ApiError<SignedInRecent>> {
+        match deletion::delete_account(&state, &auth.0).await? {
+            DeleteAccount::Deleted => Ok(DeleteAccountResponse::Deleted),
+            DeleteAccount::SignedOut => Err(ApiError::unauthorized()),
         }
     }
 

@@ -5,6 +5,7 @@ pub mod account;
 pub mod auth;
 pub mod backend;
 pub mod client;
+pub mod email_change;
 pub mod guard;
 pub mod keyset;
 pub mod middleware;
@@ -50,6 +51,7 @@ pub type Apis = (
     reauth::ReauthApi,
     password::PasswordApi,
     account::AccountApi,
+    email_change::EmailChangeApi,
     keyset::KeySetApi,
     backend::BackendApi,
     ops::OpsApi,
@@ -69,6 +71,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             reauth::ReauthApi,
             password::PasswordApi,
             account::AccountApi,
+            email_change::EmailChangeApi,
             keyset::KeySetApi,
             backend::BackendApi,
             ops::OpsApi,

@@ -197,3 +197,12 @@ pub fn is_retryable(error: &DbErr) -> bool {
     };
     matches!(db.code().as_deref(), Some("40001" | "40P01" | "1213"))
 }
+
+/// Whether `error` is a unique-constraint violation: the one place that tells, so a use-case
+/// can turn a taken value into its own answer.
+pub fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

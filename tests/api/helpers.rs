@@ -504,6 +504,33 @@ impl Api {
         self.get_authed("/v1/me", access_token)
     }
 
+    /// `POST /v1/me/email`.
+    pub fn request_email_change(
+        &self,
+        access_token: &str,
+        new_email: &str,
+    ) -> impl Pending + use<> {
+        let body = json!({"new_email": new_email});
+        send(
+            self.authed(reqwest::Method::POST, "/v1/me/email", access_token)
+                .json(&body),
+        )
+    }
+
+    /// `POST /v1/me/email/verify`.
+    pub fn verify_email_change(&self, access_token: &str, code: &str) -> impl Pending + use<> {
+        let body = json!({"code": code});
+        send(
+            self.authed(reqwest::Method::POST, "/v1/me/email/verify", access_token)
+                .json(&body),
+        )
+    }
+
+    /// `DELETE /v1/me`.
+    pub fn delete_account(&self, access_token: &str) -> impl Pending + use<> {
+        send(self.authed(reqwest::Method::DELETE, "/v1/me", access_token))
+    }
+
     /// `POST /v1/token/introspect` with the form `token=…`, authenticated by `api_key`.
     pub fn introspect(&self, api_key: &str, token: &str) -> impl Pending + use<> {
         send(

@@ -7,6 +7,8 @@ mod api_keys;
 mod cli;
 mod codes;
 mod connections;
+mod deletion;
+mod email_change;
 mod email_normal_form;
 mod errors;
 mod helpers;

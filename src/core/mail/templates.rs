@@ -23,10 +23,16 @@ pub enum Message {
     AccountExists,
     /// Notice after a password reset or change.
     PasswordChanged,
+    /// An email change asked for an address that already has an account (no code).
+    EmailTaken,
+    /// Notice to the old address after an email change, naming the new one masked.
+    EmailChanged,
+    /// Notice after the account was deleted; sent when no user row is left.
+    AccountDeleted,
 }
 
 impl Message {
-    pub const ALL: [Message; 7] = [
+    pub const ALL: [Message; 10] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::Login,
@@ -34,6 +40,9 @@ impl Message {
         Self::Reauthenticate,
         Self::AccountExists,
         Self::PasswordChanged,
+        Self::EmailTaken,
+        Self::EmailChanged,
+        Self::AccountDeleted,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +54,9 @@ impl Message {
             Self::Reauthenticate => "reauthenticate",
             Self::AccountExists => "account_exists",
             Self::PasswordChanged => "password_changed",
+            Self::EmailTaken => "email_taken",
+            Self::EmailChanged => "email_changed",
+            Self::AccountDeleted => "account_deleted",
         }
     }
 
@@ -74,7 +86,12 @@ impl Message {
             | Self::Reauthenticate => {
                 json!({"code": "042917", "expires_in_minutes": 10})
             }
-            Self::AccountExists => json!({}),
+            Self::AccountExists | Self::EmailTaken => json!({}),
+            Self::EmailChanged => json!({
+                "new_email_masked": "n•••@example.com",
+                "changed_at": "2026-11-22 09:41 UTC",
+            }),
+            Self::AccountDeleted => json!({"deleted_at": "2026-11-22 09:41 UTC"}),
             Self::PasswordChanged => json!({
                 "changed_at": "2026-11-22 09:41 UTC",
                 "device": "Pixel 9 <Chrome & Co>",

@@ -13,8 +13,8 @@ use poem_openapi::{Enum, Object, payload::Payload};
 pub use internal::{InternalError, error_to_problem, panic_to_problem};
 pub use shared::{
     API_KEY_UNAUTHORIZED_DETAIL, ApiError, CodeCheck, CodeCheckHashing, KeyedForm, Public,
-    PublicHashing, Shared, Shares, SignedIn, SignedInCodeCheckHashing, SignedInHashing,
-    SignedInHashingRecent, SignedInLimited, SignedInRecent, SignedInRecentJson,
+    PublicHashing, Shared, Shares, SignedIn, SignedInCodeCheck, SignedInCodeCheckHashing,
+    SignedInHashing, SignedInHashingRecent, SignedInLimited, SignedInRecent, SignedInRecentJson,
     UNAUTHORIZED_DETAIL,
 };
 

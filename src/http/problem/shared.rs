@@ -76,6 +76,9 @@ pub enum CodeCheckHashing {}
 pub enum SignedIn {}
 /// `change_password`: signed in, a JSON body, a per-IP quota, and it hashes.
 pub enum SignedInHashing {}
+/// `verify_email_change`: signed in, a JSON body, a per-IP quota, and its own 400 is
+/// `invalid_code`.
+pub enum SignedInCodeCheck {}
 /// An operation that needs an API key with a scope and takes a form body: `introspect_token`.
 pub enum KeyedForm {}
 /// An operation that needs an access token whose session authenticated recently, and takes
@@ -124,6 +127,11 @@ impl Shares for SignedInHashing {
         Shared::RateLimited,
         Shared::JsonBody,
     ];
+}
+
+impl Shares for SignedInCodeCheck {
+    const ANSWERS: &'static [Shared] =
+        &[Shared::Unauthorized, Shared::RateLimited, Shared::JsonBody];
 }
 
 impl Shares for SignedInRecent {
