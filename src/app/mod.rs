@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod backend;
 mod code_request;
 pub mod keyset;
+pub mod login_code;
 pub mod ops;
 pub mod password;
 pub mod session;

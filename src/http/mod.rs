@@ -7,6 +7,7 @@ pub mod backend;
 pub mod client;
 pub mod guard;
 pub mod keyset;
+pub mod login_code;
 pub mod middleware;
 pub mod ops;
 pub mod password;
@@ -46,6 +47,7 @@ pub enum ApiTags {
 pub type Apis = (
     signup::SignupApi,
     session::SessionApi,
+    login_code::LoginCodeApi,
     password::PasswordApi,
     account::AccountApi,
     keyset::KeySetApi,
@@ -64,6 +66,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
         (
             signup::SignupApi,
             session::SessionApi,
+            login_code::LoginCodeApi,
             password::PasswordApi,
             account::AccountApi,
             keyset::KeySetApi,
