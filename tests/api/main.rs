@@ -12,6 +12,7 @@ mod errors;
 mod helpers;
 mod housekeeping;
 mod introspection;
+mod login_code;
 mod mail;
 mod metrics;
 mod migrations;
