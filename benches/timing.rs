@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     type Body = fn(&str) -> Value;
-    let kinds: [(&str, &str, &str, Body); 6] = [
+    let kinds: [(&str, &str, &str, Body); 9] = [
         (
             "signup (verified vs new)",
             "/v1/signup",
@@ -143,6 +143,24 @@ async fn main() -> anyhow::Result<()> {
             "verified",
             |e| json!({"email": e, "code": "000000"}),
         ),
+        (
+            "request_login_code",
+            "/v1/login/code",
+            "verified",
+            |e| json!({"email": e}),
+        ),
+        (
+            "request_login_code create_account",
+            "/v1/login/code",
+            "verified",
+            |e| json!({"email": e, "create_account": true}),
+        ),
+        (
+            "verify_login_code wrong code",
+            "/v1/login/code/verify",
+            "verified",
+            |e| json!({"email": e, "code": "000000"}),
+        ),
     ];
     println!(
         "{n} requests per side, interleaved; equal-time step {} ms; medians in ms; \
@@ -150,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         equal_time_step_ms
     );
     println!(
-        "{:<32} {:>12} {:>12} {:>8} {:>10}",
+        "{:<36} {:>12} {:>12} {:>8} {:>10}",
         "operation", "known", "unknown", "D", "p"
     );
     for (round, (name, path, known_kind, body)) in kinds.iter().enumerate() {
@@ -181,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let (d, p) = kolmogorov_smirnov(&mut known, &mut unknown);
         println!(
-            "{:<32} {:>12.3} {:>12.3} {:>8.3} {:>10.4}{}",
+            "{:<36} {:>12.3} {:>12.3} {:>8.3} {:>10.4}{}",
             name,
             median(&known),
             median(&unknown),

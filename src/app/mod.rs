@@ -9,6 +9,7 @@ mod code_request;
 pub mod deletion;
 pub mod email_change;
 pub mod keyset;
+pub mod login_code;
 pub mod ops;
 pub mod password;
 pub mod reauth;

@@ -42,6 +42,11 @@ pub async fn signup(
     locale: &str,
     requester: &Requester,
 ) -> Result<(), Error> {
+    if !services.config.signup_open {
+        // Closed for every address alike: the same 202, nothing sent, nothing created.
+        tracing::info!(outcome = "signup_closed", "signup");
+        return Ok(());
+    }
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
     take_code_send(services, &txn, now, email, Purpose::VerifyEmail, "signup").await?;

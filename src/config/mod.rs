@@ -359,6 +359,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=300), global = true)]
     pub refresh_reuse_grace_secs: u64,
 
+    /// Whether new accounts may be created: by `signup`, and by `request_login_code` with
+    /// `create_account`. While false (invite-only apps), both answer their usual 202, send
+    /// nothing and create nothing; existing accounts still sign in.
+    #[arg(long, env = "CODEWARD_SIGNUP_OPEN", default_value_t = true,
+          action = clap::ArgAction::Set, global = true)]
+    pub signup_open: bool,
+
     #[command(flatten)]
     pub tokens: TokenSettings,
 

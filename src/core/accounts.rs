@@ -53,6 +53,8 @@ pub struct Account {
     pub id: Uuid,
     pub email: String,
     pub email_verified: bool,
+    /// Whether a password is set (an account made by code sign-in has none).
+    pub has_password: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub locale: String,
 }
@@ -63,6 +65,7 @@ impl From<users::Model> for Account {
             id: user.id,
             email: user.email,
             email_verified: user.email_verified_at.is_some(),
+            has_password: user.password_hash.is_some(),
             created_at: user.created_at,
             locale: user.locale,
         }

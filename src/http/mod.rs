@@ -8,6 +8,7 @@ pub mod client;
 pub mod email_change;
 pub mod guard;
 pub mod keyset;
+pub mod login_code;
 pub mod middleware;
 pub mod ops;
 pub mod password;
@@ -48,6 +49,7 @@ pub enum ApiTags {
 pub type Apis = (
     signup::SignupApi,
     session::SessionApi,
+    login_code::LoginCodeApi,
     reauth::ReauthApi,
     password::PasswordApi,
     account::AccountApi,
@@ -68,6 +70,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
         (
             signup::SignupApi,
             session::SessionApi,
+            login_code::LoginCodeApi,
             reauth::ReauthApi,
             password::PasswordApi,
             account::AccountApi,

@@ -146,6 +146,9 @@ pub struct User {
     pub email: String,
     /// Whether the address was proven with a code.
     pub email_verified: bool,
+    /// Whether the account has a password. An account created by code sign-in has none: it
+    /// signs in by code and gets one through `reset_password` or `change_password`.
+    pub has_password: bool,
     /// When the account was created.
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Language tag used for emails.
@@ -158,6 +161,7 @@ impl Example for User {
             id: uuid::uuid!("0195f3a1-2b7c-7e10-8a4d-5c6b7a8f9e01"),
             email: EXAMPLE_EMAIL.to_owned(),
             email_verified: true,
+            has_password: true,
             created_at: example_time(),
             locale: "en".to_owned(),
         }
@@ -170,6 +174,7 @@ impl From<Account> for User {
             id: account.id,
             email: account.email,
             email_verified: account.email_verified,
+            has_password: account.has_password,
             created_at: account.created_at,
             locale: account.locale,
         }

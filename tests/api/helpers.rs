@@ -404,6 +404,27 @@ impl Api {
         )
     }
 
+    /// `POST /v1/login/code`; `create_account` is left out when `None`.
+    pub fn request_login_code(
+        &self,
+        email: &str,
+        create_account: Option<bool>,
+    ) -> impl Pending + use<> {
+        let mut body = json!({"email": email});
+        if let Some(create) = create_account {
+            body["create_account"] = json!(create);
+        }
+        self.post("/v1/login/code", &body)
+    }
+
+    /// `POST /v1/login/code/verify`.
+    pub fn verify_login_code(&self, email: &str, code: &str) -> impl Pending + use<> {
+        self.post(
+            "/v1/login/code/verify",
+            &json!({"email": email, "code": code}),
+        )
+    }
+
     /// `POST /v1/token/refresh`.
     pub fn refresh(&self, refresh_token: &str) -> impl Pending + use<> {
         self.post(

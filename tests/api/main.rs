@@ -14,6 +14,7 @@ mod errors;
 mod helpers;
 mod housekeeping;
 mod introspection;
+mod login_code;
 mod mail;
 mod metrics;
 mod migrations;

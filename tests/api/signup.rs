@@ -8,7 +8,7 @@ use crate::helpers::{PASSWORD, assert_problem, assert_unauthorized, spawn_app};
 /// What a response reveals: status, the headers a client sees (without per-request ones and
 /// `content-length`, which follows the length of the echoed address) and the body with the
 /// echoed address removed.
-async fn observable(response: reqwest::Response) -> (u16, Vec<(String, String)>, Value) {
+pub async fn observable(response: reqwest::Response) -> (u16, Vec<(String, String)>, Value) {
     let status = response.status().as_u16();
     let mut headers: Vec<(String, String)> = response
         .headers()

@@ -145,11 +145,13 @@ fn spec() -> serde_json::Value {
 const API_KEY: [&str; 1] = ["introspect_token"];
 
 /// The operations anyone may call; every other one needs an access token or an API key.
-const PUBLIC: [&str; 12] = [
+const PUBLIC: [&str; 14] = [
     "signup",
     "resend_signup_code",
     "verify_signup",
     "login",
+    "request_login_code",
+    "verify_login_code",
     "refresh_token",
     "forgot_password",
     "check_reset_code",
