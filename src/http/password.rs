@@ -159,7 +159,10 @@ pub enum ChangePasswordResponse {
     /// Changed; other sessions ended, this one kept, a notice emailed.
     #[oai(status = 204)]
     Changed,
-    /// `wrong_password`: the current password is wrong.
+    /// `wrong_password`: the current password is wrong; or `reauthentication_required`: no
+    /// `current_password` was given (an account without a password) and the session's latest
+    /// sign-in or re-authentication is older than `CODEWARD_REAUTH_MAX_AGE_SECS` (600 s by
+    /// default) — `reauthenticate`, then retry.
     #[oai(status = 403)]
     WrongPassword(ProblemJson),
     /// The new password is not acceptable, or `current_password` is missing while the account

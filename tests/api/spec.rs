@@ -367,3 +367,16 @@ async fn a_405_lists_the_methods_the_spec_declares_for_the_path() {
         assert_eq!(methods.join(", "), allowed, "{why}");
     }
 }
+
+/// One status per operation: a duplicated key (two `403`s, say) is invalid YAML for every tool
+/// that reads the spec, though the JSON form silently keeps the last one.
+#[test]
+fn the_spec_declares_each_status_of_an_operation_once() {
+    let duplicated = "a:\n  b: 1\n  b: 2\n";
+    assert!(
+        serde_yaml::from_str::<serde_yaml::Value>(duplicated).is_err(),
+        "the check itself sees duplicated keys"
+    );
+    serde_yaml::from_str::<serde_yaml::Value>(&codeward::http::spec_yaml())
+        .expect("openapi.yaml has no duplicated key");
+}
