@@ -28,8 +28,10 @@ pub struct ReauthApi;
 #[oai(example)]
 pub struct ReauthenticateRequest {
     /// The account's password.
+    #[oai(skip_serializing_if_is_none)]
     pub password: Option<SecretText>,
     /// The six-digit code `request_reauth_code` emailed.
+    #[oai(skip_serializing_if_is_none)]
     pub code: Option<CodeText>,
 }
 
