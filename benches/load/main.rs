@@ -208,6 +208,8 @@ fn server_flags(args: &Args, database_url: &str, smtp_url: &str) -> Vec<String> 
         "--code-resend-cooldown-secs=1".into(),
         "--codes-per-address-per-hour=1000".into(),
         "--code-daily-failure-budget=1000".into(),
+        // At least the per-network budget, or the server refuses to start.
+        "--code-daily-failure-ceiling=1000".into(),
         "--login-failures-before-delay=1000".into(),
         "--ip-rate-send-code=1000000/s".into(),
         "--ip-rate-verify-code=1000000/s".into(),
