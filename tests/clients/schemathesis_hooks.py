@@ -48,16 +48,23 @@ class Account:
 _account: Account | None = None
 
 
-# A 401 (the fuzzer called logout, or revoked this session) makes Schemathesis sign in again.
+# A 401 (the fuzzer called logout, or revoked this session) makes Schemathesis sign in again;
+# an account the fuzzer deleted (`delete_account`) or whose address or password it changed no
+# longer signs in, and a fresh one takes its place.
 @schemathesis.auth(refresh_interval=120).apply_to(
-    path_regex=r"^/v1/(me|me/activity|logout|sessions|sessions/\{id\}|password/change)$"
+    path_regex=r"^/v1/(me|me/activity|me/email|me/email/verify|logout|sessions|sessions/\{id\}"
+    r"|password/change|reauth|reauth/code)$"
 )
 class CodewardBearer:
     def get(self, case, ctx):
         global _account
         if _account is None:
             _account = Account()
-        return _account.sign_in()
+        try:
+            return _account.sign_in()
+        except requests.HTTPError:
+            _account = Account()
+            return _account.sign_in()
 
     def set(self, case, data, ctx):
         case.headers = case.headers or {}
