@@ -31,7 +31,7 @@ pub struct LoginCodeRequest {
     /// Whether an address without an account may get one: verifying the code then creates a
     /// verified account without a password (while sign-ups are open). Defaults to `false`:
     /// such an address gets nothing.
-    pub create_account: Option<bool>,
+    pub create_account: poem_openapi::types::MaybeUndefined<bool>,
 }
 
 impl Example for LoginCodeRequest {
@@ -39,7 +39,7 @@ impl Example for LoginCodeRequest {
         Self {
             email: EmailText(EXAMPLE_EMAIL.to_owned()),
             locale: Some(OptionalText("en".to_owned())),
-            create_account: Some(true),
+            create_account: poem_openapi::types::MaybeUndefined::Value(true),
         }
     }
 }
@@ -119,7 +119,8 @@ impl LoginCodeApi {
         let (Some(email), Some(locale), true) = (email, locale, fields.passed()) else {
             return Ok(CodeSentResponse::ValidationFailed(fields.into_problem()));
         };
-        let create_account = body.create_account.unwrap_or(false);
+        // Absent or null: no account is created.
+        let create_account = body.create_account.value().copied().unwrap_or(false);
         login_code::request_login_code(&state, &email, &locale, create_account, &requester).await?;
         Ok(CodeSentResponse::accepted(
             &state,
