@@ -116,11 +116,20 @@ impl LoginCodeApi {
         let mut fields = FieldCheck::default();
         let email = fields.check(EmailAddress::parse(&body.email));
         let locale = fields.check(domain::parse_locale(body.locale.as_deref()));
-        let (Some(email), Some(locale), true) = (email, locale, fields.passed()) else {
+        // `true`, `false` or absent; null is not a boolean.
+        let create_account = fields.check(match body.create_account {
+            poem_openapi::types::MaybeUndefined::Null => Err(domain::FieldProblem {
+                field: "create_account",
+                code: "invalid",
+                message: "create_account is true, false or absent, never null.".to_owned(),
+            }),
+            ref given => Ok(given.value().copied().unwrap_or(false)),
+        });
+        let (Some(email), Some(locale), Some(create_account), true) =
+            (email, locale, create_account, fields.passed())
+        else {
             return Ok(CodeSentResponse::ValidationFailed(fields.into_problem()));
         };
-        // Absent or null: no account is created.
-        let create_account = body.create_account.value().copied().unwrap_or(false);
         login_code::request_login_code(&state, &email, &locale, create_account, &requester).await?;
         Ok(CodeSentResponse::accepted(
             &state,
