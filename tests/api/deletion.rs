@@ -3,47 +3,10 @@
 
 use std::time::Duration;
 
-use sea_orm::Statement;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, FromQueryResult, JsonValue};
 use serde_json::Value;
 
 use crate::helpers::{PASSWORD, assert_problem, assert_unauthorized, spawn_app};
-
-/// Every row of every table as (table, JSON text).
-async fn every_row(db: &DatabaseConnection) -> Vec<(String, String)> {
-    let backend = db.get_database_backend();
-    let list = match backend {
-        DatabaseBackend::Sqlite => "SELECT name AS t FROM sqlite_master WHERE type = 'table'",
-        DatabaseBackend::Postgres => {
-            "SELECT tablename::text AS t FROM pg_tables WHERE schemaname = 'public'"
-        }
-        DatabaseBackend::MySql => {
-            "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = DATABASE()"
-        }
-    };
-    let tables = JsonValue::find_by_statement(Statement::from_string(backend, list))
-        .all(db)
-        .await
-        .unwrap();
-    let mut rows = Vec::new();
-    for table in tables {
-        let name = table["t"]
-            .as_str()
-            .or(table["T"].as_str())
-            .or(table["TABLE_NAME"].as_str())
-            .unwrap()
-            .to_owned();
-        let found = JsonValue::find_by_statement(Statement::from_string(
-            backend,
-            format!("SELECT * FROM {name}"),
-        ))
-        .all(db)
-        .await
-        .unwrap();
-        rows.extend(found.into_iter().map(|row| (name.clone(), row.to_string())));
-    }
-    rows
-}
+use crate::mail::every_row;
 
 #[tokio::test]
 async fn deleting_the_account_kills_its_tokens_and_leaves_no_row_naming_it_but_the_notice() {

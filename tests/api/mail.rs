@@ -701,8 +701,8 @@ fn email_previews_render_for_every_message_and_locale() {
     }
 }
 
-/// Every row of every table as JSON text, to look for secrets at rest.
-pub async fn dump_every_table(db: &DatabaseConnection) -> String {
+/// Every row of every table as (table, JSON text).
+pub async fn every_row(db: &DatabaseConnection) -> Vec<(String, String)> {
     let backend = db.get_database_backend();
     let list = match backend {
         DatabaseBackend::Sqlite => "SELECT name AS t FROM sqlite_master WHERE type = 'table'",
@@ -717,7 +717,7 @@ pub async fn dump_every_table(db: &DatabaseConnection) -> String {
         .all(db)
         .await
         .unwrap();
-    let mut dump = String::new();
+    let mut rows = Vec::new();
     for table in tables {
         let name = table["t"]
             .as_str()
@@ -725,16 +725,23 @@ pub async fn dump_every_table(db: &DatabaseConnection) -> String {
             .or(table["TABLE_NAME"].as_str())
             .unwrap()
             .to_owned();
-        let rows = JsonValue::find_by_statement(Statement::from_string(
+        let found = JsonValue::find_by_statement(Statement::from_string(
             backend,
             format!("SELECT * FROM {name}"),
         ))
         .all(db)
         .await
         .unwrap();
-        for row in rows {
-            dump.push_str(&row.to_string());
-        }
+        rows.extend(found.into_iter().map(|row| (name.clone(), row.to_string())));
     }
-    dump
+    rows
+}
+
+/// Every row of every table as JSON text, to look for secrets at rest.
+pub async fn dump_every_table(db: &DatabaseConnection) -> String {
+    every_row(db)
+        .await
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect()
 }
