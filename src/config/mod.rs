@@ -298,14 +298,17 @@ pub struct Config {
     pub login_max_delay_secs: u64,
 
     /// Operations that must not reveal whether an account exists (signup, resend, verify,
-    /// login, forgot, check and reset) answer a whole number of these milliseconds after they
+    /// login, forgot, check, reset, request and verify a login code, request an email change)
+    /// answer a whole number of these milliseconds after they
     /// began, so small differences in how long their work took (which rows were cached, say)
     /// do not show; 0 turns this off.
     #[arg(long, env = "CODEWARD_EQUAL_TIME_STEP_MS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=1000), global = true)]
     pub equal_time_step_ms: u64,
 
-    /// Per-IP quota of signup, resend_signup_code and forgot_password (`N/s`, `N/min`, `N/h`).
+    /// Per-IP quota of the operations that email a code: signup, resend_signup_code,
+    /// forgot_password, request_login_code, request_reauth_code and request_email_change (`N/s`,
+    /// `N/min`, `N/h`).
     /// Every per-IP quota counts per client network: an IPv4 address, or an IPv6 /64.
     #[arg(
         long,
@@ -315,7 +318,8 @@ pub struct Config {
     )]
     pub ip_rate_send_code: Rate,
 
-    /// Per-IP quota of verify_signup, check_reset_code and reset_password.
+    /// Per-IP quota of the operations that check a code: verify_signup, check_reset_code,
+    /// reset_password, verify_login_code, reauthenticate and verify_email_change.
     #[arg(
         long,
         env = "CODEWARD_IP_RATE_VERIFY_CODE",

@@ -47,6 +47,19 @@ async fn sign_with_codeward_key(app: &TestApp, mut header: Header, claims: &Valu
     jsonwebtoken::encode(&header, claims, &signer.key).unwrap()
 }
 
+/// Signs `claims` with this instance's current key under `header` exactly as given.
+async fn sign_raw_with_codeward_key(app: &TestApp, header: &Value, claims: &Value) -> String {
+    let signer = app.instance.keys.signer().await.unwrap();
+    let input = format!("{}.{}", encode_part(header), encode_part(claims));
+    let signature = jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &signer.key,
+        material::jose_algorithm(signer.algorithm),
+    )
+    .unwrap();
+    format!("{input}.{signature}")
+}
+
 fn at_jwt_header() -> Header {
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some("at+jwt".into());
@@ -203,7 +216,41 @@ async fn forged_foreign_and_altered_tokens_are_refused() {
         "typ JWT (an ID token, say)",
         sign_with_codeward_key(&app, untyped, &claims).await,
     ));
+    // Signed by codeward's key under a header it did not write: a critical extension it does
+    // not know, or another algorithm named than the key's own.
+    let mut crit_header = part(&token, 0);
+    crit_header["crit"] = json!(["exp"]);
+    crit_header["exp"] = json!(0);
+    forgeries.push((
+        "a critical extension",
+        sign_raw_with_codeward_key(&app, &crit_header, &claims).await,
+    ));
+    let mut other_alg = part(&token, 0);
+    other_alg["alg"] = json!("ES256");
+    forgeries.push((
+        "alg not the key's",
+        sign_raw_with_codeward_key(&app, &other_alg, &claims).await,
+    ));
+    let mut no_kid = part(&token, 0);
+    no_kid.as_object_mut().unwrap().remove("kid");
+    forgeries.push((
+        "no kid",
+        sign_raw_with_codeward_key(&app, &no_kid, &claims).await,
+    ));
+    // The genuine token, reshaped: a fourth part, a padded signature, no signature.
+    forgeries.push(("four parts", format!("{token}.{}", pieces[2])));
+    forgeries.push(("padded signature", format!("{token}==")));
+    forgeries.push(("no signature", format!("{}.{}.", pieces[0], pieces[1])));
     // Control: the same path with nothing changed is accepted.
+    assert_eq!(
+        me_status(
+            &app,
+            &sign_raw_with_codeward_key(&app, &part(&token, 0), &claims).await
+        )
+        .await,
+        200,
+        "the raw signing path is sound"
+    );
     let resigned = sign_with_codeward_key(&app, at_jwt_header(), &claims).await;
     assert_eq!(
         me_status(&app, &resigned).await,

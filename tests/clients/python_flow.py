@@ -12,7 +12,12 @@ import uuid
 from http import HTTPStatus
 
 from codeward_client import AuthenticatedClient, Client
-from codeward_client.api.account import get_me
+from codeward_client.api.account import (
+    delete_account,
+    get_me,
+    request_email_change,
+    verify_email_change,
+)
 from codeward_client.api.password import (
     change_password,
     check_reset_code,
@@ -23,8 +28,12 @@ from codeward_client.api.session import (
     list_sessions,
     login,
     logout,
+    reauthenticate,
     refresh_token,
+    request_login_code,
+    request_reauth_code,
     revoke_session,
+    verify_login_code,
 )
 from codeward_client.api.signup import signup, verify_signup
 from codeward_client.models import (
@@ -32,15 +41,20 @@ from codeward_client.models import (
     CheckResetCodeRequest,
     CodePurpose,
     CodeSent,
+    EmailChangeRequest,
     ForgotPasswordRequest,
+    LoginCodeRequest,
     LoginRequest,
     Problem,
     ProblemCode,
+    ReauthenticateRequest,
     RefreshRequest,
     ResetPasswordRequest,
     Session,
     SignupRequest,
     User,
+    VerifyEmailChangeRequest,
+    VerifyLoginCodeRequest,
     VerifySignupRequest,
 )
 
@@ -49,6 +63,10 @@ import inbox
 BASE_URL = os.environ["CODEWARD_BASE_URL"]
 MAIL_DIR = os.environ["CODEWARD_MAIL_DIR"]
 EMAIL = f"py-{uuid.uuid4().hex[:12]}@example.com"
+# Signs up by code alone, and deletes its account at the end.
+CODE_EMAIL = f"py-code-{uuid.uuid4().hex[:12]}@example.com"
+# Where EMAIL's account moves to.
+NEW_EMAIL = f"py-new-{uuid.uuid4().hex[:12]}@example.com"
 FIRST_PASSWORD = "correct-Horse-battery-7781"
 RESET_PASSWORD = "tidal-Lantern-orchard-3904"
 FINAL_PASSWORD = "velvet-Compass-meadow-6150"
@@ -226,6 +244,122 @@ def main() -> None:
         HTTPStatus.NO_CONTENT,
     )
     step("change_password (403 wrong_password for a wrong current password)")
+
+    # reauthenticate by password: a wrong one is refused; the right one rotates the pair of the
+    # same session.
+    expect_problem(
+        reauthenticate.sync_detailed(client=authed, body=ReauthenticateRequest(password=RESET_PASSWORD)),
+        HTTPStatus.FORBIDDEN,
+        ProblemCode.WRONG_PASSWORD,
+    )
+    reauthed = expect(
+        reauthenticate.sync_detailed(client=authed, body=ReauthenticateRequest(password=FINAL_PASSWORD)),
+        HTTPStatus.OK,
+        Session,
+    )
+    assert reauthed.session_id == session.session_id and reauthed.access_token != session.access_token
+    authed = AuthenticatedClient(base_url=BASE_URL, token=reauthed.access_token, raise_on_unexpected_status=True)
+    step("reauthenticate by password (403 wrong_password for a wrong one)")
+
+    # reauthenticate by code: the code goes to the account's own address.
+    seen = len(inbox.messages_to(MAIL_DIR, EMAIL))
+    sent = expect(request_reauth_code.sync_detailed(client=authed), HTTPStatus.ACCEPTED, CodeSent)
+    assert sent.purpose == CodePurpose.REAUTHENTICATE and sent.email == EMAIL
+    code = inbox.wait_for_code(MAIL_DIR, EMAIL, seen=seen)
+    expect_problem(
+        reauthenticate.sync_detailed(client=authed, body=ReauthenticateRequest(code=wrong(code))),
+        HTTPStatus.BAD_REQUEST,
+        ProblemCode.INVALID_CODE,
+    )
+    reauthed = expect(
+        reauthenticate.sync_detailed(client=authed, body=ReauthenticateRequest(code=code)),
+        HTTPStatus.OK,
+        Session,
+    )
+    assert reauthed.session_id == session.session_id
+    authed = AuthenticatedClient(base_url=BASE_URL, token=reauthed.access_token, raise_on_unexpected_status=True)
+    step("request_reauth_code, reauthenticate by code (400 invalid_code for a wrong code)")
+
+    # sign-in by code: an unknown address with create_account gets an account without a password.
+    sent = expect(
+        request_login_code.sync_detailed(
+            client=public, body=LoginCodeRequest(email=CODE_EMAIL, create_account=True)
+        ),
+        HTTPStatus.ACCEPTED,
+        CodeSent,
+    )
+    assert sent.purpose == CodePurpose.LOGIN and sent.email == CODE_EMAIL
+    code = inbox.wait_for_code(MAIL_DIR, CODE_EMAIL, seen=0)
+    expect_problem(
+        verify_login_code.sync_detailed(client=public, body=VerifyLoginCodeRequest(email=CODE_EMAIL, code=wrong(code))),
+        HTTPStatus.BAD_REQUEST,
+        ProblemCode.INVALID_CODE,
+    )
+    code_session = expect(
+        verify_login_code.sync_detailed(
+            client=public,
+            body=VerifyLoginCodeRequest(email=CODE_EMAIL, code=code, device_name="python client"),
+        ),
+        HTTPStatus.OK,
+        Session,
+    )
+    code_authed = AuthenticatedClient(
+        base_url=BASE_URL, token=code_session.access_token, raise_on_unexpected_status=True
+    )
+    code_user = expect(get_me.sync_detailed(client=code_authed), HTTPStatus.OK, User)
+    assert code_user.email == CODE_EMAIL and code_user.email_verified and not code_user.has_password
+    step("request_login_code, verify_login_code (400 invalid_code; the new account has no password)")
+
+    # email change: a taken address gets the same 202 (and no code); a free one moves the account.
+    taken = expect(
+        request_email_change.sync_detailed(client=authed, body=EmailChangeRequest(new_email=CODE_EMAIL)),
+        HTTPStatus.ACCEPTED,
+        CodeSent,
+    )
+    assert taken.purpose == CodePurpose.CHANGE_EMAIL and taken.email == CODE_EMAIL
+    sent = expect(
+        request_email_change.sync_detailed(client=authed, body=EmailChangeRequest(new_email=NEW_EMAIL.upper())),
+        HTTPStatus.ACCEPTED,
+        CodeSent,
+    )
+    assert sent.purpose == CodePurpose.CHANGE_EMAIL and sent.email == NEW_EMAIL
+    code = inbox.wait_for_code(MAIL_DIR, NEW_EMAIL, seen=0)
+    expect_problem(
+        verify_email_change.sync_detailed(client=authed, body=VerifyEmailChangeRequest(code=wrong(code))),
+        HTTPStatus.BAD_REQUEST,
+        ProblemCode.INVALID_CODE,
+    )
+    moved = expect(
+        verify_email_change.sync_detailed(client=authed, body=VerifyEmailChangeRequest(code=code)),
+        HTTPStatus.OK,
+        User,
+    )
+    assert moved.email == NEW_EMAIL and moved.email_verified
+    assert expect(get_me.sync_detailed(client=authed), HTTPStatus.OK, User).email == NEW_EMAIL
+    step("request_email_change, verify_email_change (same 202 for a taken address, 400 invalid_code)")
+
+    # delete: the account goes, its token dies at once, and the address can sign up again.
+    expect(delete_account.sync_detailed(client=code_authed), HTTPStatus.NO_CONTENT)
+    expect_problem(get_me.sync_detailed(client=code_authed), HTTPStatus.UNAUTHORIZED, ProblemCode.UNAUTHORIZED)
+    expect_problem(
+        delete_account.sync_detailed(client=code_authed), HTTPStatus.UNAUTHORIZED, ProblemCode.UNAUTHORIZED
+    )
+    seen = len(inbox.messages_to(MAIL_DIR, CODE_EMAIL))
+    expect(
+        request_login_code.sync_detailed(
+            client=public, body=LoginCodeRequest(email=CODE_EMAIL, create_account=True)
+        ),
+        HTTPStatus.ACCEPTED,
+        CodeSent,
+    )
+    code = inbox.wait_for_code(MAIL_DIR, CODE_EMAIL, seen=seen)
+    again = expect(
+        verify_login_code.sync_detailed(client=public, body=VerifyLoginCodeRequest(email=CODE_EMAIL, code=code)),
+        HTTPStatus.OK,
+        Session,
+    )
+    assert again.user.id != code_user.id
+    step("delete_account (401 for its token afterwards; the address signs up again)")
 
     # logout: the session ends, and its token is refused from then on.
     expect(logout.sync_detailed(client=authed), HTTPStatus.NO_CONTENT)

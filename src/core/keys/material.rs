@@ -2,7 +2,7 @@
 //! the DER bytes the JOSE library signs with (PKCS#8 for Ed25519 and P-256, PKCS#1 for RSA).
 
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{Algorithm, EncodingKey};
 
 use crate::config::TokenAlgorithm;
 
@@ -115,11 +115,6 @@ fn public_jwk(algorithm: TokenAlgorithm, private: &PrivateDer) -> Result<Jwk, Ke
         .map_err(|e| KeyError::Generate(e.to_string()))
 }
 
-/// The key the JOSE library verifies with, from a stored public JWK.
-pub fn decoding_key(jwk: &Jwk) -> Result<DecodingKey, KeyError> {
-    DecodingKey::from_jwk(jwk).map_err(|e| KeyError::Unusable(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,10 +136,11 @@ mod tests {
                 jsonwebtoken::encode(&header, &claims, &encoding_key(algorithm, &pair.private))
                     .unwrap();
             let validation = jsonwebtoken::Validation::new(jose_algorithm(algorithm));
-            let key = decoding_key(&pair.jwk).unwrap();
+            let key = jsonwebtoken::DecodingKey::from_jwk(&pair.jwk).unwrap();
             jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).unwrap();
             // Another key of the same algorithm does not verify it.
-            let other = decoding_key(&generate(algorithm).unwrap().jwk).unwrap();
+            let other =
+                jsonwebtoken::DecodingKey::from_jwk(&generate(algorithm).unwrap().jwk).unwrap();
             assert!(
                 jsonwebtoken::decode::<serde_json::Value>(&token, &other, &validation).is_err()
             );

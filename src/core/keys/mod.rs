@@ -4,6 +4,7 @@
 //! a rotation another made) and when a token names a key it does not know yet.
 
 pub mod material;
+pub mod public;
 pub mod store;
 
 use std::collections::HashMap;
@@ -11,12 +12,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{DecodingKey, EncodingKey};
 use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::config::{Config, TokenAlgorithm};
 use crate::core::seal::Seal;
+use public::PublicKey;
 pub use store::{KeysError, Maintenance, Rotate, RotationPolicy};
 
 /// How long an instance signs with the key it last read, at most, before reading the keys
@@ -52,7 +54,7 @@ impl std::fmt::Debug for Signer {
 #[derive(Clone)]
 pub struct Verifier {
     pub algorithm: TokenAlgorithm,
-    pub key: Arc<DecodingKey>,
+    pub key: Arc<PublicKey>,
 }
 
 struct Ring {
@@ -189,12 +191,12 @@ impl Keys {
             // be alive, and each token's own expiry is checked besides.
             let jwk: Jwk = serde_json::from_str(&key.public_jwk)
                 .map_err(|e| material::KeyError::Unusable(e.to_string()))?;
-            let decoding = material::decoding_key(&jwk)?;
+            let public = PublicKey::from_jwk(algorithm, &jwk)?;
             verifiers.insert(
                 key.id,
                 Verifier {
                     algorithm,
-                    key: Arc::new(decoding),
+                    key: Arc::new(public),
                 },
             );
         }

@@ -17,6 +17,10 @@ type ProblemCode = components["schemas"]["ProblemCode"];
 const baseUrl = env("CODEWARD_BASE_URL");
 const mailDir = env("CODEWARD_MAIL_DIR");
 const email = `ts-${randomUUID().slice(0, 12)}@example.com`;
+// Signs up by code alone, and deletes its account at the end.
+const codeEmail = `ts-code-${randomUUID().slice(0, 12)}@example.com`;
+// Where email's account moves to.
+const newEmail = `ts-new-${randomUUID().slice(0, 12)}@example.com`;
 const firstPassword = "correct-Horse-battery-7781";
 const resetPassword = "tidal-Lantern-orchard-3904";
 const finalPassword = "velvet-Compass-meadow-6150";
@@ -161,7 +165,7 @@ async function main(): Promise<void> {
   step("list_sessions, revoke_session (404 for a session that is not the user's)");
 
   // forgot: a malformed address is refused; the real one gets a reset code.
-  const seen = mailsTo(email).length;
+  let seen = mailsTo(email).length;
   expectProblem(
     await client.POST("/v1/password/forgot", { body: { email: "not an address" } }),
     422,
@@ -232,6 +236,125 @@ async function main(): Promise<void> {
   });
   expectStatus(changed.response, 204);
   step("change_password (403 wrong_password for a wrong current password)");
+
+  // reauthenticate by password: a wrong one is refused; the right one rotates the pair of the
+  // same session.
+  expectProblem(
+    await client.POST("/v1/reauth", {
+      body: { password: resetPassword },
+      headers: bearer(session.access_token),
+    }),
+    403,
+    "wrong_password",
+  );
+  let reauthed = await client.POST("/v1/reauth", {
+    body: { password: finalPassword },
+    headers: bearer(session.access_token),
+  });
+  expectStatus(reauthed.response, 200);
+  check(reauthed.data?.session_id === session.session_id, "the same session");
+  check(reauthed.data.access_token !== session.access_token, "a new access token");
+  session = reauthed.data;
+  step("reauthenticate by password (403 wrong_password for a wrong one)");
+
+  // reauthenticate by code: the code goes to the account's own address.
+  seen = mailsTo(email).length;
+  const reauthCode = await client.POST("/v1/reauth/code", { headers: bearer(session.access_token) });
+  expectStatus(reauthCode.response, 202);
+  check(reauthCode.data?.purpose === "reauthenticate", "a reauthenticate code");
+  check(reauthCode.data.email === email, "to the account's address");
+  code = await waitForCode(email, seen);
+  expectProblem(
+    await client.POST("/v1/reauth", {
+      body: { code: wrong(code) },
+      headers: bearer(session.access_token),
+    }),
+    400,
+    "invalid_code",
+  );
+  reauthed = await client.POST("/v1/reauth", {
+    body: { code },
+    headers: bearer(session.access_token),
+  });
+  expectStatus(reauthed.response, 200);
+  check(reauthed.data?.session_id === session.session_id, "the same session");
+  session = reauthed.data;
+  step("request_reauth_code, reauthenticate by code (400 invalid_code for a wrong code)");
+
+  // sign-in by code: an unknown address with create_account gets an account without a password.
+  const loginCode = await client.POST("/v1/login/code", {
+    body: { email: codeEmail, create_account: true },
+  });
+  expectStatus(loginCode.response, 202);
+  check(loginCode.data?.purpose === "login" && loginCode.data.email === codeEmail, "a login code");
+  code = await waitForCode(codeEmail, 0);
+  expectProblem(
+    await client.POST("/v1/login/code/verify", { body: { email: codeEmail, code: wrong(code) } }),
+    400,
+    "invalid_code",
+  );
+  const byCode = await client.POST("/v1/login/code/verify", {
+    body: { email: codeEmail, code, device_name: "typescript client" },
+  });
+  expectStatus(byCode.response, 200);
+  check(byCode.data !== undefined, "a session");
+  const codeSession = byCode.data;
+  const codeUser = await client.GET("/v1/me", { headers: bearer(codeSession.access_token) });
+  expectStatus(codeUser.response, 200);
+  check(
+    codeUser.data?.email === codeEmail && codeUser.data.email_verified && !codeUser.data.has_password,
+    "a verified account without a password",
+  );
+  step("request_login_code, verify_login_code (400 invalid_code; the new account has no password)");
+
+  // email change: a taken address gets the same 202 (and no code); a free one moves the account.
+  const taken = await client.POST("/v1/me/email", {
+    body: { new_email: codeEmail },
+    headers: bearer(session.access_token),
+  });
+  expectStatus(taken.response, 202);
+  check(taken.data?.purpose === "change_email" && taken.data.email === codeEmail, "the same answer");
+  const change = await client.POST("/v1/me/email", {
+    body: { new_email: newEmail.toUpperCase() },
+    headers: bearer(session.access_token),
+  });
+  expectStatus(change.response, 202);
+  check(change.data?.purpose === "change_email" && change.data.email === newEmail, "a change_email code");
+  code = await waitForCode(newEmail, 0);
+  expectProblem(
+    await client.POST("/v1/me/email/verify", {
+      body: { code: wrong(code) },
+      headers: bearer(session.access_token),
+    }),
+    400,
+    "invalid_code",
+  );
+  const moved = await client.POST("/v1/me/email/verify", {
+    body: { code },
+    headers: bearer(session.access_token),
+  });
+  expectStatus(moved.response, 200);
+  check(moved.data?.email === newEmail && moved.data.email_verified, "the account moved");
+  step("request_email_change, verify_email_change (same 202 for a taken address, 400 invalid_code)");
+
+  // delete: the account goes, its token dies at once, and the address can sign up again.
+  const deleted = await client.DELETE("/v1/me", { headers: bearer(codeSession.access_token) });
+  expectStatus(deleted.response, 204);
+  expectProblem(
+    await client.GET("/v1/me", { headers: bearer(codeSession.access_token) }),
+    401,
+    "unauthorized",
+  );
+  seen = mailsTo(codeEmail).length;
+  const again = await client.POST("/v1/login/code", {
+    body: { email: codeEmail, create_account: true },
+  });
+  expectStatus(again.response, 202);
+  code = await waitForCode(codeEmail, seen);
+  const signedUpAgain = await client.POST("/v1/login/code/verify", { body: { email: codeEmail, code } });
+  expectStatus(signedUpAgain.response, 200);
+  check(signedUpAgain.data?.user.id !== codeUser.data.id, "a new account");
+  step("delete_account (401 for its token afterwards; the address signs up again)");
 
   // logout: the session ends, and its token is refused from then on.
   const out = await client.POST("/v1/logout", { headers: bearer(session.access_token) });
