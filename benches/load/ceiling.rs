@@ -280,8 +280,8 @@ pub async fn issue_code(
     txn.commit().await
 }
 
-/// S4's statements once the token's signature is checked: its live session by the token's
-/// `sid` and `sub`, then its user.
+/// S4's statement once the token's signature is checked: its live session by the token's
+/// `sid` and `sub`, joined with its user.
 pub async fn token_check(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
@@ -290,19 +290,13 @@ pub async fn token_check(
     let b = db.get_database_backend();
     db.query_one(statement(
         b,
-        "SELECT * FROM sessions WHERE id = ? AND user_id = ? AND revoked_at IS NULL \
-         AND expires_at > ? LIMIT 1",
+        "SELECT sessions.*, users.* FROM sessions LEFT JOIN users ON sessions.user_id = users.id \
+         WHERE sessions.id = ? AND sessions.user_id = ? AND sessions.revoked_at IS NULL \
+         AND sessions.expires_at > ? LIMIT 1",
         vec![session_id.into(), user_id.into(), now.into()],
     ))
     .await?
     .ok_or_else(|| DbErr::RecordNotFound("session".into()))?;
-    db.query_one(statement(
-        b,
-        "SELECT * FROM users WHERE id = ? LIMIT 1",
-        vec![user_id.into()],
-    ))
-    .await?
-    .ok_or_else(|| DbErr::RecordNotFound("user".into()))?;
     Ok(())
 }
 

@@ -4,15 +4,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::app::{Account, AuthUser, Error, Services};
-use crate::core::accounts;
 use crate::core::audit::{self, Cursor};
-
-/// What `me` can answer.
-pub enum Me {
-    Found(Account),
-    /// The account is gone (deleted between authentication and now).
-    SignedOut,
-}
 
 /// One security event, as its owner reads it.
 pub struct ActivityEvent {
@@ -31,11 +23,9 @@ pub struct ActivityPage {
     pub next: Option<Cursor>,
 }
 
-pub async fn me(services: &Services, auth: &AuthUser) -> Result<Me, Error> {
-    Ok(match accounts::by_id(&services.db, auth.user_id).await? {
-        Some(account) => Me::Found(account),
-        None => Me::SignedOut,
-    })
+/// The signed-in user's account, as the token check read it with the session.
+pub fn me(auth: &AuthUser) -> Account {
+    auth.account.clone()
 }
 
 /// One page of the user's events, newest first.

@@ -39,7 +39,7 @@ pub struct ActiveToken {
 pub async fn introspect(services: &Services, token: &str) -> Result<Introspection, Error> {
     let now = services.clock.now();
     let found = sessions::verify_live(&services.db, now, &services.tokens, token).await?;
-    let Some((_session, claims)) = found else {
+    let Some(sessions::LiveSession { claims, .. }) = found else {
         return Ok(Introspection::Inactive);
     };
     let instant = |seconds: i64| DateTime::<Utc>::from_timestamp(seconds, 0).unwrap_or(now);

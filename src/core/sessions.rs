@@ -34,6 +34,9 @@ pub struct AuthUser {
     pub session_id: Uuid,
     /// The session's latest sign-in or re-authentication (a refresh does not change it).
     pub auth_time: DateTime<Utc>,
+    /// The account as it was when the token was checked (read with the session, in one
+    /// statement).
+    pub account: Account,
 }
 
 impl AuthUser {
@@ -445,25 +448,41 @@ async fn revoke_replayed(
     Ok(())
 }
 
-/// The live session an access token belongs to, with the token's claims: the token must
-/// verify (signature, `typ`, `iss`, `aud`, `exp`), and its session must still be live and the
-/// user's, so that ending a session ends its access tokens at once. Reads only.
+/// A token codeward accepts now: its claims, its live session and the session's user.
+pub struct LiveSession {
+    pub session: sessions::Model,
+    pub user: users::Model,
+    pub claims: AccessClaims,
+}
+
+/// The session and user of `token` if it is an access token codeward accepts now: it verifies
+/// (signature, `typ`, `iss`, `aud`, `exp`), and its session is still live and the user's, so
+/// that ending a session ends its access tokens at once. One statement reads the session and
+/// its user; reads only.
 pub async fn verify_live<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     tokens: &Tokens,
     token: &str,
-) -> Result<Option<(sessions::Model, AccessClaims)>, Error> {
+) -> Result<Option<LiveSession>, Error> {
     let Some(claims) = tokens.verify(now, token).await? else {
         return Ok(None);
     };
-    let session = sessions::Entity::find_by_id(claims.sid)
+    let found = sessions::Entity::find_by_id(claims.sid)
         .filter(sessions::Column::UserId.eq(claims.sub))
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::ExpiresAt.gt(now))
+        .find_also_related(users::Entity)
         .one(db)
         .await?;
-    Ok(session.map(|session| (session, claims)))
+    Ok(match found {
+        Some((session, Some(user))) => Some(LiveSession {
+            session,
+            user,
+            claims,
+        }),
+        _ => None,
+    })
 }
 
 /// Who an access token belongs to, if it is one codeward accepts now (`verify_live`), and
@@ -474,7 +493,7 @@ pub async fn authenticate<C: ConnectionTrait>(
     tokens: &Tokens,
     token: &str,
 ) -> Result<Option<AuthUser>, Error> {
-    let Some((session, _claims)) = verify_live(db, now, tokens, token).await? else {
+    let Some(LiveSession { session, user, .. }) = verify_live(db, now, tokens, token).await? else {
         return Ok(None);
     };
     // `last_used_at` is for people reading their session list: minute precision is plenty and
@@ -490,6 +509,7 @@ pub async fn authenticate<C: ConnectionTrait>(
         user_id: session.user_id,
         session_id: session.id,
         auth_time: session.auth_time,
+        account: Account::from(user),
     }))
 }
 

@@ -7,7 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use crate::app::account::{self, Me};
+use crate::app::account;
 use crate::app::deletion::{self, DeleteAccount};
 use crate::core::audit::Cursor;
 use crate::http::auth::BearerAuth;
@@ -123,15 +123,8 @@ impl AccountApi {
     ///
     /// Returns the account the access token belongs to.
     #[oai(path = "/v1/me", method = "get", operation_id = "get_me")]
-    async fn get_me(
-        &self,
-        state: Data<&AppState>,
-        auth: BearerAuth,
-    ) -> Result<MeResponse, ApiError<SignedIn>> {
-        match account::me(&state, &auth.0).await? {
-            Me::Found(account) => Ok(MeResponse::Ok(Json(account.into()))),
-            Me::SignedOut => Err(ApiError::unauthorized()),
-        }
+    async fn get_me(&self, auth: BearerAuth) -> Result<MeResponse, ApiError<SignedIn>> {
+        Ok(MeResponse::Ok(Json(account::me(&auth.0).into())))
     }
 
     /// Delete the account

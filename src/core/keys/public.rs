@@ -81,7 +81,7 @@ impl PublicKey {
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {
             Self::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
-                .is_ok_and(|signature| key.verify_strict(message, &signature).is_ok()),
+                .is_ok_and(|signature| key.verify(message, &signature).is_ok()),
             Self::P256(key) => p256::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|signature| key.verify(message, &signature).is_ok()),
             Self::Rsa(key) => key
