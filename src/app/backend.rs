@@ -1,6 +1,5 @@
 //! Tag `backend`: what the app's own backend asks codeward about its tokens.
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::app::{Error, Services};
@@ -23,10 +22,11 @@ pub struct ActiveToken {
     pub sid: Uuid,
     pub iss: String,
     pub aud: String,
-    pub exp: DateTime<Utc>,
-    pub iat: DateTime<Utc>,
-    /// When the session's latest authentication happened.
-    pub auth_time: DateTime<Utc>,
+    /// Unix seconds, as in the token (and RFC 7662).
+    pub exp: i64,
+    pub iat: i64,
+    /// When the session's latest authentication happened (Unix seconds).
+    pub auth_time: i64,
     /// How it happened: `pwd` or `otp`.
     pub amr: Vec<String>,
     pub email: String,
@@ -42,15 +42,14 @@ pub async fn introspect(services: &Services, token: &str) -> Result<Introspectio
     let Some(sessions::LiveSession { claims, .. }) = found else {
         return Ok(Introspection::Inactive);
     };
-    let instant = |seconds: i64| DateTime::<Utc>::from_timestamp(seconds, 0).unwrap_or(now);
     Ok(Introspection::Active(ActiveToken {
         sub: claims.sub,
         sid: claims.sid,
         iss: claims.iss,
         aud: claims.aud,
-        exp: instant(claims.exp),
-        iat: instant(claims.iat),
-        auth_time: instant(claims.auth_time),
+        exp: claims.exp,
+        iat: claims.iat,
+        auth_time: claims.auth_time,
         amr: claims.amr,
         email: claims.email,
         email_verified: claims.email_verified,
