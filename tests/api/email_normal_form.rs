@@ -219,6 +219,7 @@ fn user(id: u128, email: &str) -> users::ActiveModel {
         locale: Set("en".to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
+        disabled_at: Set(None),
     }
 }
 
@@ -382,6 +383,7 @@ async fn an_address_that_differs_only_by_accents_from_a_stored_one_does_not_reac
         locale: Set("en".to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
+        disabled_at: Set(None),
     }
     .insert(&db)
     .await
