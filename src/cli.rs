@@ -1,12 +1,14 @@
 //! The command line: subcommands and the global configuration flags.
 
 pub mod api_key;
+pub mod users;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
 pub use api_key::ApiKeyAction;
+pub use users::UsersAction;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +41,12 @@ pub enum Command {
     ApiKey {
         #[command(subcommand)]
         action: ApiKeyAction,
+    },
+    /// List, show, disable, enable or delete accounts, or end their sessions (as the admin
+    /// API does).
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
     },
     /// Remove finished rows now (what `serve` does on a timer), e.g. from cron.
     Purge,

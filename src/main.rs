@@ -67,6 +67,10 @@ async fn main() -> ExitCode {
             Ok(code) => return code,
             Err(error) => Err(error),
         },
+        Command::Users { action } => match codeward::cli::users::run(&config, action).await {
+            Ok(code) => return code,
+            Err(error) => Err(error),
+        },
         Command::Openapi { .. } | Command::ConfigTable => Ok(()),
     };
     match result {

@@ -126,6 +126,7 @@ fn user(account: &Account, now: DateTime<Utc>, password_hash: Option<&str>) -> u
         locale: Set("en".into()),
         created_at: Set(now),
         updated_at: Set(now),
+        disabled_at: Set(None),
     }
 }
 

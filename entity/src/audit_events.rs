@@ -10,7 +10,7 @@ pub struct Model {
     /// NULL when no account was involved (a login for an unknown address).
     pub user_id: Option<Uuid>,
     /// `signup`, `verification`, `login`, `refresh_replay`, `password_reset`,
-    /// `password_change`, `logout`, `session_revoked`.
+    /// `password_change`, `logout`, `session_revoked`, `admin_*` (an operator's action), …
     pub event: String,
     /// `success`, `failure`, `code_sent`, `account_exists`, …
     pub outcome: String,
@@ -18,6 +18,9 @@ pub struct Model {
     pub user_agent: Option<String>,
     pub session_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
+    /// The API key behind an admin action; NULL for every other event, and for admin actions
+    /// taken on the command line (`codeward users`).
+    pub api_key_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,6 +21,9 @@ pub struct Model {
     pub locale: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// When an operator disabled the account (admin API or `codeward users disable`); `None`
+    /// while it is enabled. A disabled account is answered like an unknown address.
+    pub disabled_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

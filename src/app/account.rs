@@ -14,6 +14,8 @@ pub struct ActivityEvent {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub session_id: Option<Uuid>,
+    /// The API key behind an operator's action; `None` for every other event.
+    pub api_key_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -36,17 +38,25 @@ pub async fn activity(
     after: Option<Cursor>,
 ) -> Result<ActivityPage, Error> {
     let (rows, next) = audit::list(&services.db, auth.user_id, limit, after).await?;
-    let events = rows
-        .into_iter()
-        .map(|e| ActivityEvent {
-            id: e.id,
-            event: e.event,
-            outcome: e.outcome,
-            ip: e.ip,
-            user_agent: e.user_agent,
-            session_id: e.session_id,
-            created_at: e.created_at,
-        })
-        .collect();
-    Ok(ActivityPage { events, next })
+    Ok(ActivityPage::new(rows, next))
+}
+
+impl ActivityPage {
+    /// The page `audit::list` read, as its readers see it.
+    pub(super) fn new(rows: Vec<entity::audit_events::Model>, next: Option<Cursor>) -> Self {
+        let events = rows
+            .into_iter()
+            .map(|e| ActivityEvent {
+                id: e.id,
+                event: e.event,
+                outcome: e.outcome,
+                ip: e.ip,
+                user_agent: e.user_agent,
+                session_id: e.session_id,
+                api_key_id: e.api_key_id,
+                created_at: e.created_at,
+            })
+            .collect();
+        Self { events, next }
+    }
 }

@@ -30,7 +30,10 @@ pub(super) async fn send_code(
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
     take_code_send(services, &txn, now, email, purpose, operation).await?;
-    let user = find_user(&txn, email).await?.filter(|user| eligible(user));
+    // A disabled account is an unknown address: its code is void like nobody's.
+    let user = find_user(&txn, email)
+        .await?
+        .filter(|user| user.disabled_at.is_none() && eligible(user));
     let recipient = CodeRecipient {
         user_id: user.as_ref().map(|user| user.id),
         email,
@@ -174,7 +177,12 @@ pub(super) async fn redeem_with_password(
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
     // A match names its user: only an existing account's code can match.
-    let Some(user) = users::Entity::find_by_id(user_id).one(&txn).await? else {
+    // Disabling revokes the account's codes; this closes a race with it.
+    let Some(user) = users::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .filter(|user| user.disabled_at.is_none())
+    else {
         return Ok(Redeemed::InvalidCode);
     };
     if !services.codes.consume(&txn, now, matched).await? {

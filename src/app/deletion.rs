@@ -1,11 +1,16 @@
 //! Tag `account`, deletion: the signed-in user removes their account and everything naming it.
+//! An operator's `delete_user` (tag `admin`) removes an account the same way, through
+//! `remove_with_notice`.
 
+use chrono::{DateTime, Utc};
 use entity::users;
-use sea_orm::EntityTrait;
+use sea_orm::{DatabaseTransaction, EntityTrait};
+use uuid::Uuid;
 
 use crate::app::{AuthUser, Error, Services, require_recent_authentication};
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::deletion;
+use crate::core::limits::AddressLimits;
 use crate::core::mail::{Email, Message, outbox};
 use crate::domain::{EmailAddress, Requester};
 use crate::infra::db;
@@ -27,22 +32,47 @@ pub enum DeleteAccount {
 #[tracing::instrument(skip_all, fields(user_id = %auth.user_id))]
 pub async fn delete_account(services: &Services, auth: &AuthUser) -> Result<DeleteAccount, Error> {
     require_recent_authentication(services, auth)?;
-    let operation = "delete_account";
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
     let Some(user) = users::Entity::find_by_id(auth.user_id).one(&txn).await? else {
         return Ok(DeleteAccount::SignedOut);
     };
-    let Some(removed) = deletion::remove_account(&txn, user.id, &user.email).await? else {
+    let by = DeletedBy {
+        event: Event::AccountDeleted,
+        api_key_id: None,
+        operation: "delete_account",
+    };
+    if !remove_with_notice(&txn, now, &services.address_limits, user, by).await? {
         return Ok(DeleteAccount::SignedOut);
+    }
+    txn.commit().await?;
+    Ok(DeleteAccount::Deleted)
+}
+
+/// Who deleted an account: the event kept for counts, the API key behind an operator's
+/// deletion, and the operation's name in the log.
+pub(super) struct DeletedBy {
+    pub event: Event,
+    pub api_key_id: Option<Uuid>,
+    pub operation: &'static str,
+}
+
+/// Removes `user` and every row naming it inside `txn`, enqueues the "account deleted" notice
+/// and records one event naming nobody (no user, address, IP or session; only the API key of
+/// an operator's deletion). `false` when another request deleted the user first: the caller
+/// then rolls back. The caller commits.
+pub(super) async fn remove_with_notice(
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    address_limits: &AddressLimits,
+    user: users::Model,
+    by: DeletedBy,
+) -> Result<bool, Error> {
+    let Some(removed) = deletion::remove_account(txn, user.id, &user.email).await? else {
+        return Ok(false);
     };
     let counters = match EmailAddress::parse(&user.email) {
-        Ok(email) => {
-            services
-                .address_limits
-                .forget(&txn, &email, user.id)
-                .await?
-        }
+        Ok(email) => address_limits.forget(txn, &email, user.id).await?,
         Err(_) => 0,
     };
     let notice = Email {
@@ -55,17 +85,16 @@ pub async fn delete_account(services: &Services, auth: &AuthUser) -> Result<Dele
         code: None,
         expires_at: now + chrono::Duration::hours(24),
     };
-    outbox::enqueue(&txn, notice, now).await?;
+    outbox::enqueue(txn, notice, now).await?;
     let nobody = Requester::default();
     let entry = Entry {
-        event: Event::AccountDeleted,
+        event: by.event,
         outcome: Outcome::Success,
         user_id: None,
         session_id: None,
         requester: &nobody,
     };
-    audit::record(&txn, now, entry).await?;
-    txn.commit().await?;
+    audit::record_admin(txn, now, entry, by.api_key_id).await?;
     tracing::info!(
         sessions = removed.sessions,
         refresh_tokens = removed.refresh_tokens,
@@ -75,7 +104,8 @@ pub async fn delete_account(services: &Services, auth: &AuthUser) -> Result<Dele
         emails = removed.emails,
         counters,
         outcome = "deleted",
-        "{operation}"
+        "{}",
+        by.operation
     );
-    Ok(DeleteAccount::Deleted)
+    Ok(true)
 }

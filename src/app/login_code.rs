@@ -72,6 +72,7 @@ pub async fn request_login_code(
                     locale: Set(locale.to_owned()),
                     created_at: Set(now),
                     updated_at: Set(now),
+                    disabled_at: Set(None),
                 }
                 .insert(&txn)
                 .await?
@@ -83,6 +84,9 @@ pub async fn request_login_code(
     } else {
         existing
     };
+    // A disabled account is an unknown address: no code, and never a second account (the
+    // row written above was its own, as it was); the code statements run void, for nobody.
+    let user = user.filter(|user| user.disabled_at.is_none());
     let recipient = CodeRecipient {
         user_id: user.as_ref().map(|user| user.id),
         email,
@@ -134,9 +138,11 @@ pub async fn verify_login_code(
     let now = services.clock.now();
     let txn = db::begin_write(&services.db).await?;
     // A match names its user: only an existing account's code can match.
+    // Disabling revokes the account's codes; this closes a race with it.
     let Some(user) = users::Entity::find_by_id(matched.user_id())
         .one(&txn)
         .await?
+        .filter(|user| user.disabled_at.is_none())
     else {
         return Ok(VerifyLoginCode::InvalidCode);
     };

@@ -3,6 +3,7 @@
 //! stop any of them (a limit, a full hashing queue, a failure) is the one `Error`.
 
 pub mod account;
+pub mod admin;
 pub mod api_keys;
 pub mod backend;
 mod code_request;

@@ -16,7 +16,8 @@ use crate::infra::db;
 /// What `login` can answer.
 pub enum Login {
     SignedIn(IssuedSession),
-    /// Unknown address, never-verified account or wrong password: one answer for all.
+    /// Unknown address, never-verified or disabled account, or wrong password: one answer for
+    /// all.
     InvalidCredentials,
 }
 
@@ -61,9 +62,10 @@ pub async fn login(
     let limits = &services.address_limits;
     let check = PasswordCheck::SignIn(email);
     take_password_attempt(services, now, check, "login").await?;
+    // A disabled account is an unknown address: a dummy hash, the same answer.
     let user = find_user(&services.db, email)
         .await?
-        .filter(|user| user.email_verified_at.is_some());
+        .filter(|user| user.email_verified_at.is_some() && user.disabled_at.is_none());
     let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
     let matches = match services.passwords.verify(password.expose(), stored).await {
         Ok(matches) => matches,

@@ -54,6 +54,11 @@ pub async fn signup(
     let verified = existing
         .as_ref()
         .is_some_and(|user| user.email_verified_at.is_some());
+    // A disabled account keeps its row as it is and gets nothing: the code statements run
+    // void, for nobody, as the answer is an unknown address's.
+    let disabled = existing
+        .as_ref()
+        .is_some_and(|user| user.disabled_at.is_some());
     // Every path writes the user row once, inserts one set of budgets and runs the code
     // statements once, so the answer takes the same time whether the address is new,
     // unverified or verified.
@@ -65,7 +70,7 @@ pub async fn signup(
             // entries are rewritten as a new account's are inserted, and this UPDATE costs
             // about what the INSERT below does.
             active.email = Set(email.as_str().to_owned());
-            if verified {
+            if verified || disabled {
                 // Same values: a verified account's locale stays its own.
                 active.locale = Set(active.locale.as_ref().clone());
                 active.updated_at = Set(*active.updated_at.as_ref());
@@ -85,6 +90,7 @@ pub async fn signup(
                 locale: Set(locale.to_owned()),
                 created_at: Set(now),
                 updated_at: Set(now),
+                disabled_at: Set(None),
             }
             .insert(&txn)
             .await?
@@ -93,11 +99,16 @@ pub async fn signup(
     let budgets_of = if new_account { user.id } else { Uuid::new_v4() };
     services.codes.create_budgets(&txn, now, budgets_of).await?;
     let recipient = CodeRecipient {
-        user_id: Some(user.id),
+        user_id: (!disabled).then_some(user.id),
         email,
         locale: &user.locale,
     };
-    if verified {
+    if disabled {
+        services
+            .codes
+            .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
+            .await?;
+    } else if verified {
         // No code for a verified account: an "account exists" notice, at the cost of a code.
         let notice = Email {
             to: email.as_str().to_owned(),
@@ -124,7 +135,9 @@ pub async fn signup(
             .issue(&txn, now, Purpose::VerifyEmail, recipient, requester)
             .await?;
     }
-    let outcome = if verified {
+    let outcome = if disabled {
+        Outcome::AccountDisabled
+    } else if verified {
         Outcome::AccountExists
     } else {
         Outcome::CodeSent

@@ -19,8 +19,9 @@ pub async fn find_user<C: sea_orm::ConnectionTrait>(
         .await
 }
 
-/// The account with this address: its id, and whether its address is verified. Read from the
-/// covering index `users (email, id, email_verified_at)` alone, so a hit costs what a miss
+/// The enabled account with this address: its id, and whether its address is verified. A
+/// disabled account is `None`, as an unknown address is. Read from the covering index
+/// `users_email_lookup_idx` on `users (email, id, email_verified_at, disabled_at)` alone, so a hit costs what a miss
 /// costs: the code checks that follow must not take longer for an existing account. SQLite's
 /// planner prefers the unique `email` index (which reads the table row on a hit), hence its
 /// `INDEXED BY`.
@@ -31,12 +32,14 @@ pub async fn find_account(
     let backend = db.get_database_backend();
     let sql = match backend {
         DatabaseBackend::Sqlite => {
-            r#"SELECT "id", "email_verified_at" FROM "users" INDEXED BY "users_email_id_idx" WHERE "email" = ?"#
+            r#"SELECT "id", "email_verified_at", "disabled_at" FROM "users" INDEXED BY "users_email_lookup_idx" WHERE "email" = ?"#
         }
         DatabaseBackend::Postgres => {
-            r#"SELECT "id", "email_verified_at" FROM "users" WHERE "email" = $1"#
+            r#"SELECT "id", "email_verified_at", "disabled_at" FROM "users" WHERE "email" = $1"#
         }
-        DatabaseBackend::MySql => "SELECT `id`, `email_verified_at` FROM `users` WHERE `email` = ?",
+        DatabaseBackend::MySql => {
+            "SELECT `id`, `email_verified_at`, `disabled_at` FROM `users` WHERE `email` = ?"
+        }
     };
     let statement = Statement::from_sql_and_values(backend, sql, [email.as_str().into()]);
     let Some(row) = db.query_one(statement).await? else {
@@ -44,6 +47,10 @@ pub async fn find_account(
     };
     let verified_at: Option<chrono::DateTime<chrono::Utc>> =
         row.try_get("", "email_verified_at")?;
+    let disabled_at: Option<chrono::DateTime<chrono::Utc>> = row.try_get("", "disabled_at")?;
+    if disabled_at.is_some() {
+        return Ok(None);
+    }
     Ok(Some((row.try_get("", "id")?, verified_at.is_some())))
 }
 

@@ -23,6 +23,18 @@ pub enum Event {
     EmailChange,
     /// Kept without user, address, IP or session once the account is gone: a count only.
     AccountDeleted,
+    /// An operator listed users (no user named) or read one user's account, sessions or
+    /// activity.
+    AdminRead,
+    /// An operator disabled the account: its sessions ended, and it is answered like an
+    /// unknown address.
+    AdminDisable,
+    /// An operator enabled the account again.
+    AdminEnable,
+    /// An operator ended every session of the account.
+    AdminRevokeSessions,
+    /// An operator deleted the account; kept, like `AccountDeleted`, naming no user.
+    AdminDelete,
 }
 
 impl Event {
@@ -39,6 +51,11 @@ impl Event {
             Self::Reauthentication => "reauthentication",
             Self::EmailChange => "email_change",
             Self::AccountDeleted => "account_deleted",
+            Self::AdminRead => "admin_read",
+            Self::AdminDisable => "admin_disable",
+            Self::AdminEnable => "admin_enable",
+            Self::AdminRevokeSessions => "admin_revoke_sessions",
+            Self::AdminDelete => "admin_delete",
         }
     }
 }
@@ -52,6 +69,8 @@ pub enum Outcome {
     CodeSent,
     /// Sign-up for a verified address: an "account exists" notice was sent instead.
     AccountExists,
+    /// Sign-up for a disabled account: nothing was sent (its answer is an unknown address's).
+    AccountDisabled,
     WrongPassword,
     /// A replayed refresh token ended its session.
     SessionRevoked,
@@ -69,6 +88,7 @@ impl Outcome {
             Self::Failure => "failure".to_owned(),
             Self::CodeSent => "code_sent".to_owned(),
             Self::AccountExists => "account_exists".to_owned(),
+            Self::AccountDisabled => "account_disabled".to_owned(),
             Self::WrongPassword => "wrong_password".to_owned(),
             Self::SessionRevoked => "session_revoked".to_owned(),
             Self::Revoked(count) => format!("{count} revoked"),
@@ -94,6 +114,26 @@ pub async fn record<C: ConnectionTrait>(
     now: DateTime<Utc>,
     entry: Entry<'_>,
 ) -> Result<(), DbErr> {
+    insert(db, now, entry, None).await
+}
+
+/// Records an operator's action; `api_key_id` names the API key that took it (`None` on the
+/// command line).
+pub async fn record_admin<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    entry: Entry<'_>,
+    api_key_id: Option<Uuid>,
+) -> Result<(), DbErr> {
+    insert(db, now, entry, api_key_id).await
+}
+
+async fn insert<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    entry: Entry<'_>,
+    api_key_id: Option<Uuid>,
+) -> Result<(), DbErr> {
     audit_events::ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(entry.user_id),
@@ -103,6 +143,7 @@ pub async fn record<C: ConnectionTrait>(
         user_agent: Set(entry.requester.user_agent.clone()),
         session_id: Set(entry.session_id),
         created_at: Set(now),
+        api_key_id: Set(api_key_id),
     }
     .insert(db)
     .await?;

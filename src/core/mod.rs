@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod codes;
 pub mod deletion;
+pub mod directory;
 mod error;
 pub mod housekeeping;
 pub mod keys;

@@ -55,6 +55,8 @@ pub enum RevokeReason {
     PasswordChanged,
     /// A new sign-in past the cap of live sessions per user.
     SessionLimit,
+    /// An operator disabled the account, or ended its sessions.
+    Admin,
 }
 
 impl RevokeReason {
@@ -65,6 +67,7 @@ impl RevokeReason {
             Self::Replay => "replay",
             Self::PasswordChanged => "password_changed",
             Self::SessionLimit => "session_limit",
+            Self::Admin => "admin",
         }
     }
 }
@@ -134,7 +137,7 @@ pub async fn start<C: ConnectionTrait>(
         device_name,
         method,
     } = new;
-    make_room(txn, now, user.id, lifetimes.max_per_user, requester).await?;
+    let disabled = make_room(txn, now, user.id, lifetimes.max_per_user, requester).await?;
     let refresh = RefreshToken::generate();
     let expires_at = now + lifetimes.session;
     let refresh_expires_at = Lifetimes::expiry(now, lifetimes.refresh_idle, expires_at);
@@ -152,8 +155,10 @@ pub async fn start<C: ConnectionTrait>(
         last_used_at: Set(now),
         auth_time: Set(now),
         auth_method: Set(method.amr().to_owned()),
-        revoked_at: Set(None),
-        revoked_reason: Set(None),
+        // A sign-in that raced an operator's `disable` (which locks the same row) gets a
+        // session that is dead from birth: its tokens are refused like a revoked session's.
+        revoked_at: Set(disabled.then_some(now)),
+        revoked_reason: Set(disabled.then(|| RevokeReason::Admin.name().to_owned())),
     }
     .insert(txn)
     .await?;
@@ -184,17 +189,19 @@ pub async fn start<C: ConnectionTrait>(
 /// each recorded in the user's activity. The user's row is locked first, so two sign-ins of
 /// one user take turns here: each then counts the other's session, and the cap holds exactly
 /// (on SQLite the caller's write transaction already runs alone, and no lock is written).
+/// `true` when the locked row says the account is disabled (or gone).
 async fn make_room<C: ConnectionTrait>(
     txn: &C,
     now: DateTime<Utc>,
     user_id: Uuid,
     cap: u64,
     requester: &Requester,
-) -> Result<(), DbErr> {
-    users::Entity::find_by_id(user_id)
+) -> Result<bool, DbErr> {
+    let disabled = users::Entity::find_by_id(user_id)
         .lock_exclusive()
         .one(txn)
-        .await?;
+        .await?
+        .is_none_or(|user| user.disabled_at.is_some());
     // At most the cap plus the few a lowered setting leaves over, through the user's index.
     let live: Vec<Uuid> = sessions::Entity::find()
         .select_only()
@@ -223,7 +230,7 @@ async fn make_room<C: ConnectionTrait>(
             tracing::info!(%user_id, %session_id, "session limit: least recently used session revoked");
         }
     }
-    Ok(())
+    Ok(disabled)
 }
 
 async fn insert_refresh_token<C: ConnectionTrait>(
@@ -285,7 +292,11 @@ pub async fn rotate(
     else {
         return Ok(Rotation::Refused);
     };
-    let Some(user) = users::Entity::find_by_id(session.user_id).one(txn).await? else {
+    let Some(user) = users::Entity::find_by_id(session.user_id)
+        .filter(users::Column::DisabledAt.is_null())
+        .one(txn)
+        .await?
+    else {
         return Ok(Rotation::Refused);
     };
     let refresh = RefreshToken::generate();

@@ -25,7 +25,9 @@ pub struct ActivityEvent {
     /// The event's id.
     pub id: uuid::Uuid,
     /// `signup`, `verification`, `login`, `refresh_replay`, `password_reset`,
-    /// `password_change`, `email_change`, `logout`, `session_revoked` or `reauthentication`.
+    /// `password_change`, `email_change`, `logout`, `session_revoked` or `reauthentication`;
+    /// an operator's actions are `admin_read`, `admin_disable`, `admin_enable` and
+    /// `admin_revoke_sessions`.
     pub event: String,
     /// How it went, e.g. `success`, `failure`, `wrong_password`, `session_revoked`.
     pub outcome: String,
@@ -39,6 +41,10 @@ pub struct ActivityEvent {
     /// The session concerned; absent if none.
     #[oai(skip_serializing_if_is_none)]
     pub session_id: Option<uuid::Uuid>,
+    /// The API key behind an operator's action through the admin API; absent on every other
+    /// event (an action taken with `codeward users` has none either).
+    #[oai(skip_serializing_if_is_none)]
+    pub api_key_id: Option<uuid::Uuid>,
     /// When it happened.
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -52,6 +58,7 @@ impl Example for ActivityEvent {
             ip: Some("203.0.113.7".to_owned()),
             user_agent: Some("Codeward/1.4 (iPhone; iOS 18.2)".to_owned()),
             session_id: Some(uuid::uuid!("0195f3a2-6c1e-7d40-9b8a-3f2e1d0c4b5a")),
+            api_key_id: None,
             created_at: example_time(),
         }
     }
@@ -66,6 +73,7 @@ impl From<account::ActivityEvent> for ActivityEvent {
             ip: event.ip,
             user_agent: event.user_agent,
             session_id: event.session_id,
+            api_key_id: event.api_key_id,
             created_at: event.created_at,
         }
     }

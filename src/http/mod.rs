@@ -2,6 +2,7 @@
 //! the server that accepts and times connections.
 
 pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod client;
@@ -41,6 +42,8 @@ pub enum ApiTags {
     Account,
     /// For the app's own backend: verify codeward's access tokens.
     Backend,
+    /// For operators' tools: read, disable, enable and delete accounts, end their sessions.
+    Admin,
     /// Health, readiness and documentation, for operators.
     Ops,
 }
@@ -56,6 +59,7 @@ pub type Apis = (
     email_change::EmailChangeApi,
     keyset::KeySetApi,
     backend::BackendApi,
+    admin::AdminApi,
     ops::OpsApi,
 );
 
@@ -77,6 +81,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             email_change::EmailChangeApi,
             keyset::KeySetApi,
             backend::BackendApi,
+            admin::AdminApi,
             ops::OpsApi,
         ),
         "codeward",

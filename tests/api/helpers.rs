@@ -575,6 +575,50 @@ impl Api {
         )
     }
 
+    /// `GET /v1/admin/users?{query}` with `api_key`; `query` goes into the URL as it is.
+    pub fn list_users(&self, api_key: &str, query: &str) -> impl Pending + use<> {
+        self.get_authed(&format!("/v1/admin/users?{query}"), api_key)
+    }
+
+    /// `GET /v1/admin/users/{id}`.
+    pub fn get_user(&self, api_key: &str, id: &str) -> impl Pending + use<> {
+        self.get_authed(&format!("/v1/admin/users/{id}"), api_key)
+    }
+
+    /// `POST /v1/admin/users/{id}/disable`.
+    pub fn disable_user(&self, api_key: &str, id: &str) -> impl Pending + use<> {
+        let path = format!("/v1/admin/users/{id}/disable");
+        send(self.authed(reqwest::Method::POST, &path, api_key))
+    }
+
+    /// `POST /v1/admin/users/{id}/enable`.
+    pub fn enable_user(&self, api_key: &str, id: &str) -> impl Pending + use<> {
+        let path = format!("/v1/admin/users/{id}/enable");
+        send(self.authed(reqwest::Method::POST, &path, api_key))
+    }
+
+    /// `DELETE /v1/admin/users/{id}`.
+    pub fn delete_user(&self, api_key: &str, id: &str) -> impl Pending + use<> {
+        let path = format!("/v1/admin/users/{id}");
+        send(self.authed(reqwest::Method::DELETE, &path, api_key))
+    }
+
+    /// `GET /v1/admin/users/{id}/sessions`.
+    pub fn list_user_sessions(&self, api_key: &str, id: &str) -> impl Pending + use<> {
+        self.get_authed(&format!("/v1/admin/users/{id}/sessions"), api_key)
+    }
+
+    /// `DELETE /v1/admin/users/{id}/sessions`.
+    pub fn revoke_user_sessions(&self, api_key: &str, id: &str) -> impl Pending + use<> {
+        let path = format!("/v1/admin/users/{id}/sessions");
+        send(self.authed(reqwest::Method::DELETE, &path, api_key))
+    }
+
+    /// `GET /v1/admin/users/{id}/activity?{query}`.
+    pub fn list_user_activity(&self, api_key: &str, id: &str, query: &str) -> impl Pending + use<> {
+        self.get_authed(&format!("/v1/admin/users/{id}/activity?{query}"), api_key)
+    }
+
     /// `GET /v1/me/activity?{query}`; `query` goes into the URL as it is (`""` for none).
     pub fn activity(&self, access_token: &str, query: &str) -> impl Pending + use<> {
         let path = if query.is_empty() {

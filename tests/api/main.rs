@@ -3,6 +3,7 @@
 
 mod abuse;
 mod activity;
+mod admin;
 mod api_keys;
 mod cli;
 mod codes;

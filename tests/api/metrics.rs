@@ -249,6 +249,29 @@ async fn a_sign_up_moves_the_same_metrics_for_a_verified_address_as_for_a_new_on
 }
 
 #[tokio::test]
+async fn a_disabled_account_moves_the_same_metrics_as_an_unknown_address() {
+    let app = spawn_app().await;
+    let session = app.signed_up("alice@example.com", PASSWORD).await;
+    app.wait_until_sent("alice@example.com").await;
+    let key = crate::api_keys::create_key(&app, "tool", &["admin"]);
+    let id = session["user"]["id"].as_str().unwrap();
+    assert_eq!(app.disable_user(&key, id).await.status(), 200);
+    let requests = async |email: &str| {
+        assert_problem(app.login(email, PASSWORD).await, 401, "invalid_credentials").await;
+        assert_eq!(app.forgot_password(email).await.status(), 202);
+        assert_eq!(app.request_login_code(email, None).await.status(), 202);
+    };
+
+    assert_same_series_move(
+        &app,
+        async || requests("nobody@example.com").await,
+        async || requests("alice@example.com").await,
+        "login, forgot_password, request_login_code: unknown address, then alice's disabled one",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_wrong_code_moves_the_same_metrics_for_an_unknown_address_as_for_an_expired_code() {
     let app = spawn_app().await;
     let code = app.signup_code("pending@example.com", PASSWORD).await;

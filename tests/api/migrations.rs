@@ -58,6 +58,7 @@ async fn the_users_email_is_unique() {
         locale: Set("en".to_owned()),
         created_at: Set(chrono::Utc::now()),
         updated_at: Set(chrono::Utc::now()),
+        disabled_at: Set(None),
     };
 
     user("ada@example.com")

@@ -142,7 +142,17 @@ fn spec() -> serde_json::Value {
 }
 
 /// The operations that take an API key instead of an access token.
-const API_KEY: [&str; 1] = ["introspect_token"];
+const API_KEY: [&str; 9] = [
+    "introspect_token",
+    "list_users",
+    "get_user",
+    "disable_user",
+    "enable_user",
+    "delete_user",
+    "list_user_sessions",
+    "revoke_user_sessions",
+    "list_user_activity",
+];
 
 /// The operations anyone may call; every other one needs an access token or an API key.
 const PUBLIC: [&str; 14] = [

@@ -12,7 +12,7 @@ use poem_openapi::{Enum, Object, payload::Payload};
 
 pub use internal::{InternalError, error_to_problem, panic_to_problem};
 pub use shared::{
-    API_KEY_UNAUTHORIZED_DETAIL, ApiError, CodeCheck, CodeCheckHashing, KeyedForm, Public,
+    API_KEY_UNAUTHORIZED_DETAIL, ApiError, CodeCheck, CodeCheckHashing, Keyed, KeyedForm, Public,
     PublicHashing, Shared, Shares, SignedIn, SignedInCodeCheck, SignedInCodeCheckHashing,
     SignedInHashing, SignedInHashingRecent, SignedInLimited, SignedInRecent, SignedInRecentJson,
     UNAUTHORIZED_DETAIL,

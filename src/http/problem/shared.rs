@@ -85,6 +85,8 @@ pub enum SignedInHashing {}
 pub enum SignedInCodeCheck {}
 /// An operation that needs an API key with a scope and takes a form body: `introspect_token`.
 pub enum KeyedForm {}
+/// An operation that needs an API key with a scope and takes no body: the admin API.
+pub enum Keyed {}
 /// An operation that needs an access token whose session authenticated recently, and takes
 /// no JSON body: `delete_account`.
 pub enum SignedInRecent {}
@@ -171,6 +173,10 @@ impl Shares for SignedInCodeCheckHashing {
 }
 impl Shares for SignedInLimited {
     const ANSWERS: &'static [Shared] = &[Shared::Unauthorized, Shared::RateLimited];
+}
+
+impl Shares for Keyed {
+    const ANSWERS: &'static [Shared] = &[Shared::ApiKey];
 }
 
 impl Shares for KeyedForm {
