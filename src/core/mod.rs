@@ -1,6 +1,6 @@
 //! The rules of the service, below the use-cases: the code engine (the only place that knows how
 //! codes are hashed), password hashing, limits, sessions, API keys, the audit trail, email
-//! delivery, the queue it delivers through, and housekeeping of the rows they leave
+//! delivery, webhooks, the queue both deliver through, and housekeeping of the rows they leave
 //! behind.
 
 pub mod accounts;
@@ -18,5 +18,6 @@ pub mod queue;
 pub mod seal;
 pub mod sessions;
 pub mod tokens;
+pub mod webhooks;
 
 pub use error::Error;
