@@ -7,6 +7,7 @@ use crate::app::{AuthUser, Error, Services, require_recent_authentication};
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::deletion;
 use crate::core::mail::{Email, Message, outbox};
+use crate::core::webhooks::Event as Webhook;
 use crate::domain::{EmailAddress, Requester};
 use crate::infra::db;
 
@@ -45,6 +46,8 @@ pub async fn delete_account(services: &Services, auth: &AuthUser) -> Result<Dele
         }
         Err(_) => 0,
     };
+    let deleted = Webhook::user_deleted(user.id, &user.email, None);
+    services.webhooks.record(&txn, now, deleted).await?;
     let notice = Email {
         to: user.email,
         message: Message::AccountDeleted,
@@ -66,6 +69,7 @@ pub async fn delete_account(services: &Services, auth: &AuthUser) -> Result<Dele
     };
     audit::record(&txn, now, entry).await?;
     txn.commit().await?;
+    services.webhooks.signal().wake();
     tracing::info!(
         sessions = removed.sessions,
         refresh_tokens = removed.refresh_tokens,
