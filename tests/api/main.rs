@@ -29,3 +29,4 @@ mod smtp;
 mod spec;
 mod structure;
 mod tokens;
+mod webhooks;
