@@ -37,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Inspect or repair the webhook outbox.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// Create, list or revoke API keys (for the app's backend and operators' tools).
     ApiKey {
         #[command(subcommand)]
@@ -87,6 +92,14 @@ pub enum OutboxAction {
     /// Count messages by status and show the age of the oldest unsent one.
     Status,
     /// Requeue dead messages that can still be useful (not expired, carrying no code).
+    RetryDead,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksAction {
+    /// Count events by status and show the age of the oldest undelivered one.
+    Status,
+    /// Requeue every dead event (attempts reset); each user's events still go out in order.
     RetryDead,
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use codeward::cli::{Cli, Command, KeysAction, MigrateAction, OutboxAction};
+use codeward::cli::{Cli, Command, KeysAction, MigrateAction, OutboxAction, WebhooksAction};
 use codeward::config::Config;
 use codeward::core::mail::outbox;
 use codeward::http as api;
@@ -60,6 +60,7 @@ async fn main() -> ExitCode {
         Command::Serve => serve(config).await,
         Command::Migrate { action } => migrate(&config, action).await,
         Command::Outbox { action } => outbox(&config, action).await,
+        Command::Webhooks { action } => webhooks(&config, action).await,
         Command::Purge => purge(&config).await,
         Command::Keys { action } => keys(&config, action).await,
         // Its refusals (an unknown id) are said to the operator, with an exit code of their own.
@@ -137,6 +138,35 @@ async fn outbox(config: &Config, action: OutboxAction) -> anyhow::Result<()> {
             if result.skipped_expired > 0 {
                 println!("left {} expired message(s)", result.skipped_expired);
             }
+        }
+    }
+    Ok(())
+}
+
+async fn webhooks(config: &Config, action: WebhooksAction) -> anyhow::Result<()> {
+    use codeward::core::webhooks::outbox as webhook_outbox;
+    let db = db::connect(config).await?;
+    let now = chrono::Utc::now();
+    match action {
+        WebhooksAction::Status => {
+            let status = webhook_outbox::status(&db, now).await?;
+            println!("pending\t{}", status.pending);
+            println!("sending\t{}", status.sending);
+            println!("delivered\t{}", status.done);
+            println!("dead\t{}", status.dead);
+            match status.oldest_unsent_age {
+                Some(age) => println!("oldest undelivered\t{}s", age.num_seconds()),
+                None => println!("oldest undelivered\t-"),
+            }
+            if config.webhook_url.is_none() {
+                eprintln!(
+                    "note: CODEWARD_WEBHOOK_URL is unset here; no events are recorded or sent"
+                );
+            }
+        }
+        WebhooksAction::RetryDead => {
+            let requeued = webhook_outbox::retry_dead(&db, now).await?;
+            println!("requeued {requeued} dead event(s)");
         }
     }
     Ok(())

@@ -19,6 +19,8 @@ use crate::core::mail::worker::{Worker, WorkerSettings};
 use crate::core::mail::{OutboxSignal, Templates, Transport};
 use crate::core::passwords::Passwords;
 use crate::core::tokens::Tokens;
+use crate::core::webhooks::Webhooks;
+use crate::core::webhooks::worker::{WebhookSettings, WebhookWorker};
 use crate::http::middleware::{BodyLimit, RequestContext, RequestMetrics, UniqueJsonMembers};
 use crate::http::problem::{error_to_problem, panic_to_problem};
 use crate::http::server::{ConnectionLimits, HttpServer};
@@ -33,6 +35,8 @@ pub struct Application {
     limits: ConnectionLimits,
     shutdown_grace: Duration,
     worker: Worker,
+    /// Present when `CODEWARD_WEBHOOK_URL` is set.
+    webhook_worker: Option<WebhookWorker>,
     services: AppState,
     metrics_listener: Option<(TcpListener, std::net::SocketAddr)>,
 }
@@ -70,6 +74,15 @@ impl Application {
             metrics: metrics.clone(),
             seal: crate::core::mail::CodeSeal::new(config.peppers.all()),
         };
+        let webhook_settings = WebhookSettings::from_config(&config);
+        let webhooks = Webhooks::new(webhook_settings.is_some());
+        let webhook_worker = webhook_settings.map(|settings| WebhookWorker {
+            db: db.clone(),
+            settings: Arc::new(settings),
+            signal: webhooks.signal().clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -110,6 +123,7 @@ impl Application {
             config: Arc::new(config),
             clock,
             outbox,
+            webhooks,
             timer: crate::infra::timer::PreciseTimer::start()?,
         });
         let operations = Arc::new(crate::infra::metrics::OperationIndex::from_spec(
@@ -125,6 +139,7 @@ impl Application {
             limits,
             shutdown_grace,
             worker,
+            webhook_worker,
             services: state,
             metrics_listener,
         })
@@ -133,6 +148,11 @@ impl Application {
     /// Wakes this instance's email worker; for callers outside a request (tests, tools).
     pub fn outbox_signal(&self) -> OutboxSignal {
         self.worker.signal.clone()
+    }
+
+    /// Wakes this instance's webhook worker; for callers outside a request (tests, tools).
+    pub fn webhook_signal(&self) -> crate::core::queue::Signal {
+        self.services.webhooks.signal().clone()
     }
 
     /// This instance's signing keys (tests rotate them on the test clock).
@@ -156,8 +176,8 @@ impl Application {
     }
 
     /// Serves until `signal` completes, then gives in-flight requests the grace period and lets
-    /// the email worker finish the batch it is sending. Unsent emails stay in the outbox for
-    /// the next start (or another instance).
+    /// the email and webhook workers finish the batch they are sending. Unsent emails and
+    /// events stay in their outbox for the next start (or another instance).
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let (stop_worker, stop) = tokio::sync::watch::channel(false);
         let housekeeping = tokio::spawn(housekeeping_loop(self.services.clone(), stop.clone()));
@@ -184,6 +204,9 @@ impl Application {
             };
             tokio::spawn(server.run(std::future::pending(), Duration::ZERO))
         });
+        let webhook_worker = self
+            .webhook_worker
+            .map(|worker| tokio::spawn(worker.run(stop.clone())));
         let worker = tokio::spawn(self.worker.run(stop));
         tracing::info!(addr = %self.local_addr, "codeward listening");
         let server = HttpServer {
@@ -208,6 +231,15 @@ impl Application {
         {
             tracing::warn!(
                 "email worker still busy after the grace period; its claims will be retried"
+            );
+        }
+        if let Some(webhook_worker) = webhook_worker
+            && tokio::time::timeout(self.shutdown_grace, webhook_worker)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                "webhook worker still busy after the grace period; its claims will be retried"
             );
         }
         Ok(())

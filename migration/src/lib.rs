@@ -24,6 +24,7 @@ mod m20261127_000016_create_api_keys;
 mod m20261127_000017_decoys_for_new_purposes;
 mod m20261127_000018_live_code_sealed;
 mod m20261127_000019_admin_users;
+mod m20261127_000020_create_webhook_outbox;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000017_decoys_for_new_purposes::Migration),
             Box::new(m20261127_000018_live_code_sealed::Migration),
             Box::new(m20261127_000019_admin_users::Migration),
+            Box::new(m20261127_000020_create_webhook_outbox::Migration),
         ]
     }
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::users;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait};
 use uuid::Uuid;
 
 use crate::app::account::ActivityPage;
@@ -16,6 +16,7 @@ use crate::core::codes::CodeEngine;
 use crate::core::directory::{self, UserCursor};
 use crate::core::limits::AddressLimits;
 use crate::core::sessions::{self, RevokeReason};
+use crate::core::webhooks::{Event as Webhook, Webhooks};
 use crate::domain::Requester;
 use crate::infra::clock::Clock;
 use crate::infra::db;
@@ -27,6 +28,7 @@ pub struct Admin<'a> {
     pub clock: &'a Clock,
     pub codes: &'a CodeEngine,
     pub address_limits: &'a AddressLimits,
+    pub webhooks: &'a Webhooks,
 }
 
 impl<'a> Admin<'a> {
@@ -36,6 +38,7 @@ impl<'a> Admin<'a> {
             clock: &services.clock,
             codes: &services.codes,
             address_limits: &services.address_limits,
+            webhooks: &services.webhooks,
         }
     }
 }
@@ -164,10 +167,28 @@ pub async fn disable_user(
         outcome,
     )
     .await?;
-    // `user.disabled` is emitted here, in this transaction, once webhooks exist.
+    emit(admin, &txn, now, user_id, |email| {
+        Webhook::user_disabled(user_id, email, operator.api_key_id)
+    })
+    .await?;
     txn.commit().await?;
+    admin.webhooks.signal().wake();
     tracing::info!(%user_id, sessions = revoked, codes, outcome = "disabled", "disable_user");
     done(admin, now, user_id).await
+}
+
+/// Records the webhook `event` makes of the account's address, in `txn`.
+async fn emit(
+    admin: &Admin<'_>,
+    txn: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    user_id: Uuid,
+    event: impl FnOnce(&str) -> Webhook,
+) -> Result<(), Error> {
+    if let Some(user) = users::Entity::find_by_id(user_id).one(txn).await? {
+        admin.webhooks.record(txn, now, event(&user.email)).await?;
+    }
+    Ok(())
 }
 
 /// Enables a disabled account: it can sign in again (its ended sessions stay ended).
@@ -192,8 +213,12 @@ pub async fn enable_user(
         success,
     )
     .await?;
-    // `user.enabled` is emitted here, in this transaction, once webhooks exist.
+    emit(admin, &txn, now, user_id, |email| {
+        Webhook::user_enabled(user_id, email, operator.api_key_id)
+    })
+    .await?;
     txn.commit().await?;
+    admin.webhooks.signal().wake();
     tracing::info!(%user_id, outcome = "enabled", "enable_user");
     done(admin, now, user_id).await
 }
@@ -216,11 +241,12 @@ pub async fn delete_user(
         api_key_id: operator.api_key_id,
         operation: "delete_user",
     };
-    if !remove_with_notice(&txn, now, admin.address_limits, user, by).await? {
+    let (limits, webhooks) = (admin.address_limits, admin.webhooks);
+    if !remove_with_notice(&txn, now, limits, webhooks, user, by).await? {
         return Ok(ForUser::UnknownUser);
     }
-    // `user.deleted` is emitted here, in this transaction, once webhooks exist.
     txn.commit().await?;
+    webhooks.signal().wake();
     Ok(ForUser::Done(()))
 }
 

@@ -12,6 +12,7 @@ use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::deletion;
 use crate::core::limits::AddressLimits;
 use crate::core::mail::{Email, Message, outbox};
+use crate::core::webhooks::{Event as Webhook, Webhooks};
 use crate::domain::{EmailAddress, Requester};
 use crate::infra::db;
 
@@ -42,10 +43,12 @@ pub async fn delete_account(services: &Services, auth: &AuthUser) -> Result<Dele
         api_key_id: None,
         operation: "delete_account",
     };
-    if !remove_with_notice(&txn, now, &services.address_limits, user, by).await? {
+    let (limits, webhooks) = (&services.address_limits, &services.webhooks);
+    if !remove_with_notice(&txn, now, limits, webhooks, user, by).await? {
         return Ok(DeleteAccount::SignedOut);
     }
     txn.commit().await?;
+    webhooks.signal().wake();
     Ok(DeleteAccount::Deleted)
 }
 
@@ -65,6 +68,7 @@ pub(super) async fn remove_with_notice(
     txn: &DatabaseTransaction,
     now: DateTime<Utc>,
     address_limits: &AddressLimits,
+    webhooks: &Webhooks,
     user: users::Model,
     by: DeletedBy,
 ) -> Result<bool, Error> {
@@ -75,6 +79,8 @@ pub(super) async fn remove_with_notice(
         Ok(email) => address_limits.forget(txn, &email, user.id).await?,
         Err(_) => 0,
     };
+    let deleted = Webhook::user_deleted(user.id, &user.email, by.api_key_id);
+    webhooks.record(txn, now, deleted).await?;
     let notice = Email {
         to: user.email,
         message: Message::AccountDeleted,

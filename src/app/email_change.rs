@@ -11,6 +11,7 @@ use crate::core::accounts::find_user;
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::codes::CodeRecipient;
 use crate::core::mail::{Email, Message, outbox};
+use crate::core::webhooks::Event as Webhook;
 use crate::domain::{EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::db;
 
@@ -200,6 +201,8 @@ pub async fn verify_email_change(
         expires_at: now + chrono::Duration::hours(24),
     };
     outbox::enqueue(&txn, notice, now).await?;
+    let changed = Webhook::user_email_changed(user.id, &new_email, &user.email);
+    services.webhooks.record(&txn, now, changed).await?;
     let entry = Entry {
         event: Event::EmailChange,
         outcome: Outcome::Success,
@@ -209,6 +212,7 @@ pub async fn verify_email_change(
     };
     audit::record(&txn, now, entry).await?;
     txn.commit().await?;
+    services.webhooks.signal().wake();
     tracing::info!(codes_killed, outcome = "changed", "{operation}");
     let account = Account {
         email: new_email,

@@ -13,6 +13,7 @@ use crate::core::accounts::{find_account, find_user};
 use crate::core::audit::Event;
 use crate::core::codes::CodeRecipient;
 use crate::core::sessions::NewSession;
+use crate::core::webhooks::Event as Webhook;
 use crate::domain::{AuthMethod, EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::db;
 
@@ -151,11 +152,16 @@ pub async fn verify_login_code(
         tracing::info!(user_id = %user.id, outcome = "invalid_code", "verify_login_code");
         return Ok(VerifyLoginCode::InvalidCode);
     }
+    // The first verified code of an address without a verified account is the account's
+    // creation, as far as the app's backend is concerned: `user.created` before `signed_in`.
     let user = if user.email_verified_at.is_none() {
         let mut active = user.into_active_model();
         active.email_verified_at = Set(Some(now));
         active.updated_at = Set(now);
-        active.update(&txn).await?
+        let user = active.update(&txn).await?;
+        let created = Webhook::user_created(user.id, &user.email);
+        services.webhooks.record(&txn, now, created).await?;
+        user
     } else {
         user
     };
@@ -166,6 +172,7 @@ pub async fn verify_login_code(
     };
     let session = sign_in(services, &txn, now, new, requester, Event::Login).await?;
     txn.commit().await?;
+    services.webhooks.signal().wake();
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "verify_login_code");
     Ok(VerifyLoginCode::SignedIn(session))
 }

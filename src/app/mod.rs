@@ -28,6 +28,7 @@ use crate::core::mail::OutboxSignal;
 use crate::core::passwords::Passwords;
 use crate::core::sessions::Lifetimes;
 use crate::core::tokens::Tokens;
+use crate::core::webhooks::Webhooks;
 use crate::infra::clock::Clock;
 use crate::infra::metrics::Metrics;
 use crate::infra::timer::PreciseTimer;
@@ -64,6 +65,8 @@ pub struct Services {
     /// Wakes the email worker; the HTTP layer does it once an answer that may have enqueued
     /// an email is out (`http::middleware::wake_outbox`).
     pub outbox: OutboxSignal,
+    /// Records webhook events (when a URL is configured) and wakes their worker.
+    pub webhooks: Webhooks,
     /// Ends the equal-time wait of the operations that must not reveal an account.
     pub timer: PreciseTimer,
 }

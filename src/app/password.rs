@@ -17,6 +17,7 @@ use crate::core::codes::Guesser;
 use crate::core::limits::PasswordCheck;
 use crate::core::mail::{Email, Message, outbox};
 use crate::core::sessions::{self, RevokeReason};
+use crate::core::webhooks::Event as Webhook;
 use crate::domain::{
     EmailAddress, FieldProblem, OtpCode, PasswordAttempt, PendingPassword, Purpose, Requester,
 };
@@ -165,11 +166,19 @@ pub async fn reset_password(
     let mut active = user.into_active_model();
     active.password_hash = Set(Some(password_hash));
     active.password_changed_at = Set(Some(now));
-    if active.email_verified_at.as_ref().is_none() {
+    let verifies = active.email_verified_at.as_ref().is_none();
+    if verifies {
         active.email_verified_at = Set(Some(now));
     }
     active.updated_at = Set(now);
     active.update(&txn).await?;
+    // A reset that verifies an address creates the account as code sign-in does.
+    if verifies {
+        let created = Webhook::user_created(user_id, email.as_str());
+        services.webhooks.record(&txn, now, created).await?;
+    }
+    let changed = Webhook::user_password_changed(user_id);
+    services.webhooks.record(&txn, now, changed).await?;
     let reason = RevokeReason::PasswordChanged;
     let sessions_ended = sessions::revoke_all_but(&txn, now, user_id, None, reason).await?;
     let codes_killed = services.codes.revoke_all(&txn, now, user_id).await?;
@@ -183,6 +192,7 @@ pub async fn reset_password(
     };
     audit::record(&txn, now, entry).await?;
     txn.commit().await?;
+    services.webhooks.signal().wake();
     tracing::info!(%user_id, sessions_ended, codes_killed, outcome = "reset", "reset_password");
     Ok(ResetPassword::Reset)
 }
@@ -299,6 +309,8 @@ pub async fn change_password(
         sessions::revoke_all_but(&txn, now, auth.user_id, signed_in.1, reason).await?;
     let codes_killed = services.codes.revoke_all(&txn, now, auth.user_id).await?;
     enqueue_password_changed(&txn, now, &recipient, &locale, requester, device).await?;
+    let changed = Webhook::user_password_changed(auth.user_id);
+    services.webhooks.record(&txn, now, changed).await?;
     let entry = Entry {
         event: Event::PasswordChange,
         outcome: Outcome::Success,
@@ -308,6 +320,7 @@ pub async fn change_password(
     };
     audit::record(&txn, now, entry).await?;
     txn.commit().await?;
+    services.webhooks.signal().wake();
     tracing::info!(
         sessions_ended,
         codes_killed,

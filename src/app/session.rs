@@ -10,6 +10,7 @@ use crate::core::accounts::{self, find_user};
 use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::limits::PasswordCheck;
 use crate::core::sessions::{self, NewSession, RevokeReason, Rotation};
+use crate::core::webhooks::Event as Webhook;
 use crate::domain::{AuthMethod, EmailAddress, PasswordAttempt, RefreshToken, Requester};
 use crate::infra::db;
 
@@ -107,6 +108,7 @@ pub async fn login(
     };
     let session = sign_in(services, &txn, now, new, requester, Event::Login).await?;
     txn.commit().await?;
+    services.webhooks.signal().wake();
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "success", "login");
     Ok(Login::SignedIn(session))
 }
@@ -153,7 +155,9 @@ pub(super) async fn take_password_attempt(
         })
 }
 
-/// Starts a session for `user` inside the caller's transaction and records it as `event`.
+/// Starts a session for `user` inside the caller's transaction and records it as `event`, and
+/// as the webhook event `user.signed_in` (every new session is one: password or code sign-in
+/// and sign-up verification; a re-authentication or a refresh is not).
 pub(super) async fn sign_in(
     services: &Services,
     txn: &DatabaseTransaction,
@@ -172,6 +176,9 @@ pub(super) async fn sign_in(
         requester,
     };
     audit::record(txn, now, entry).await?;
+    let user = &session.user;
+    let signed_in = Webhook::user_signed_in(user.id, &user.email, session.session_id);
+    services.webhooks.record(txn, now, signed_in).await?;
     Ok(session)
 }
 
@@ -193,8 +200,13 @@ pub async fn refresh(
             txn.commit().await?;
             Refresh::Rotated(session)
         }
-        Rotation::Replayed => {
+        Rotation::Replayed { revoked } => {
+            if let Some((user_id, session_id)) = revoked {
+                let event = Webhook::session_replay_detected(user_id, session_id);
+                services.webhooks.record(&txn, now, event).await?;
+            }
             txn.commit().await?;
+            services.webhooks.signal().wake();
             Refresh::InvalidToken
         }
         Rotation::Refused => Refresh::InvalidToken,

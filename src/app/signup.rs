@@ -15,6 +15,7 @@ use crate::core::audit::{self, Entry, Event, Outcome};
 use crate::core::codes::CodeRecipient;
 use crate::core::mail::{Email, Message};
 use crate::core::sessions::NewSession;
+use crate::core::webhooks::Event as Webhook;
 use crate::domain::{
     AuthMethod, EmailAddress, FieldProblem, OtpCode, PendingPassword, Purpose, Requester,
 };
@@ -227,6 +228,8 @@ pub async fn verify_signup(
     active.email_verified_at = Set(Some(now));
     active.updated_at = Set(now);
     let user = active.update(&txn).await?;
+    let created = Webhook::user_created(user.id, &user.email);
+    services.webhooks.record(&txn, now, created).await?;
     let new = NewSession {
         user,
         device_name,
@@ -235,6 +238,7 @@ pub async fn verify_signup(
     let event = Event::Verification;
     let session = sign_in(services, &txn, now, new, requester, event).await?;
     txn.commit().await?;
+    services.webhooks.signal().wake();
     tracing::info!(user_id = %session.user.id, session_id = %session.session_id, outcome = "verified", "verify_signup");
     Ok(VerifySignup::SignedIn(session))
 }

@@ -15,6 +15,8 @@ use crate::config::Config;
 use crate::core::codes::CodeEngine;
 use crate::core::directory::UserCursor;
 use crate::core::limits::AddressLimits;
+use crate::core::webhooks::Webhooks;
+use crate::core::webhooks::worker::WebhookSettings;
 use crate::infra::clock::Clock;
 use crate::infra::db;
 
@@ -79,11 +81,14 @@ pub async fn run(config: &Config, action: UsersAction) -> anyhow::Result<ExitCod
     let clock = Clock::default();
     let codes = CodeEngine::from_config(config);
     let address_limits = AddressLimits::from_config(config);
+    // Events are recorded as the server records them; its worker delivers them (it polls).
+    let webhooks = Webhooks::new(WebhookSettings::from_config(config).is_some());
     let admin = Admin {
         db: &db,
         clock: &clock,
         codes: &codes,
         address_limits: &address_limits,
+        webhooks: &webhooks,
     };
     let operator = Operator::command_line();
     let unknown = |id: Uuid| -> anyhow::Result<ExitCode> {

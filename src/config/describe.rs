@@ -34,6 +34,14 @@ impl Config {
                         list(self.peppers.retired().map(Pepper::masked).collect())
                     }
                     "database_url" => self.database_url.masked(),
+                    "webhook_url" => self.webhook_url.as_ref().map_or_else(
+                        || "(unset: no webhooks)".to_owned(),
+                        |url| super::secrets::mask_url_password(url.as_str()),
+                    ),
+                    "webhook_secret_setting" => self
+                        .webhook_secret
+                        .as_ref()
+                        .map_or_else(|| "(unset)".to_owned(), |_| "<secret>".to_owned()),
                     "smtp_url" => self.smtp_url.as_ref().map_or_else(
                         || "(unset: development mailbox folder)".to_owned(),
                         SmtpUrl::masked,

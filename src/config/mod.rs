@@ -19,7 +19,7 @@ use secrecy::SecretString;
 pub use describe::markdown_table;
 pub use rate::Rate;
 use secrets::wrap_secret;
-pub use secrets::{DEV_PEPPER_KEY_ID, DatabaseUrl, Pepper, Peppers, SmtpUrl};
+pub use secrets::{DEV_PEPPER_KEY_ID, DatabaseUrl, Pepper, Peppers, SmtpUrl, WebhookSecret};
 pub use tokens::{TokenAlgorithm, TokenSettings};
 pub use validate::ConfigError;
 
@@ -170,6 +170,61 @@ pub struct Config {
     #[arg(long, env = "CODEWARD_EMAIL_MAX_ATTEMPTS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
     pub email_max_attempts: u32,
+
+    /// Where events are POSTed (Standard Webhooks: `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`), an http:// or https:// URL. Unset: no webhooks, and no events are
+    /// recorded.
+    #[arg(long, env = "CODEWARD_WEBHOOK_URL", global = true)]
+    pub webhook_url: Option<url::Url>,
+
+    /// The key webhooks are signed with: `whsec_` + base64 of 24 to 64 random bytes (e.g.
+    /// `echo "whsec_$(openssl rand -base64 32)"`). Required with CODEWARD_WEBHOOK_URL.
+    #[arg(long = "webhook-secret", env = "CODEWARD_WEBHOOK_SECRET",
+          value_parser = wrap_secret::<SecretString>, hide_env_values = true, global = true)]
+    webhook_secret_setting: Option<SecretString>,
+
+    /// The parsed webhook key; `validate` sets it when CODEWARD_WEBHOOK_SECRET is given.
+    #[arg(skip)]
+    pub webhook_secret: Option<WebhookSecret>,
+
+    /// Attempts at delivering an event before it is given up as dead.
+    #[arg(long, env = "CODEWARD_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub webhook_max_attempts: u32,
+
+    /// Seconds one delivery attempt may take (resolving, connecting, sending and the answer)
+    /// before it counts as failed.
+    #[arg(long, env = "CODEWARD_WEBHOOK_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300), global = true)]
+    pub webhook_timeout_secs: u64,
+
+    /// Milliseconds before the first retry of a failed delivery; doubles each attempt, jittered
+    /// (each wait is between half and all of it).
+    #[arg(long, env = "CODEWARD_WEBHOOK_RETRY_BASE_MS", default_value_t = 4000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000), global = true)]
+    pub webhook_retry_base_ms: u64,
+
+    /// Longest wait between two attempts at an event, in seconds.
+    #[arg(long, env = "CODEWARD_WEBHOOK_RETRY_MAX_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub webhook_retry_max_secs: u64,
+
+    /// Milliseconds between polls for due events (retries, other instances' events); events
+    /// recorded by this instance are picked up at once.
+    #[arg(long, env = "CODEWARD_WEBHOOK_POLL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=60_000), global = true)]
+    pub webhook_poll_ms: u64,
+
+    /// Events one instance claims and delivers at a time (at most one per user).
+    #[arg(long, env = "CODEWARD_WEBHOOK_BATCH_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=256), global = true)]
+    pub webhook_batch_size: u32,
+
+    /// Seconds a claimed event is reserved for its worker; a claim whose worker died is retried
+    /// after this. Longer than the timeout.
+    #[arg(long, env = "CODEWARD_WEBHOOK_LEASE_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(5..=3600), global = true)]
+    pub webhook_lease_secs: u64,
 
     /// Product name shown in email subjects and bodies.
     #[arg(

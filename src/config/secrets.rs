@@ -127,6 +127,43 @@ impl fmt::Debug for Pepper {
     }
 }
 
+/// The key that signs webhooks (`CODEWARD_WEBHOOK_SECRET`): `whsec_` + base64 of 24 to 64
+/// random bytes, as the Standard Webhooks specification has it. Only the decoded bytes are
+/// kept; they never print.
+#[derive(Clone)]
+pub struct WebhookSecret(Arc<SecretBox<[u8]>>);
+
+impl WebhookSecret {
+    /// Parses `whsec_<base64>`. The reason of a refusal never quotes the value.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let encoded = value
+            .trim()
+            .strip_prefix("whsec_")
+            .ok_or("must start with `whsec_` (Standard Webhooks secret format)")?;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| "the part after `whsec_` is not valid base64")?;
+        if !(24..=64).contains(&key.len()) {
+            return Err(format!(
+                "the key is {} bytes; 24 to 64 are required, e.g. \
+                 `echo \"whsec_$(openssl rand -base64 32)\"`",
+                key.len()
+            ));
+        }
+        Ok(Self(Arc::new(SecretBox::new(key.into_boxed_slice()))))
+    }
+
+    pub fn key(&self) -> &[u8] {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
 /// A database URL whose password, if any, never prints.
 #[derive(Clone)]
 pub struct DatabaseUrl(SecretString);
@@ -252,6 +289,28 @@ mod tests {
             assert!(
                 Pepper::parse(value).is_err(),
                 "{why}: {value:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_webhook_secret_parses_the_standard_form_and_never_prints() {
+        let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(secret.key().len(), 24);
+        assert_eq!(format!("{secret:?}"), "<secret>");
+        let refused = [
+            ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "no whsec_ prefix"),
+            ("whsec_not base64!", "not base64"),
+            ("whsec_AAECAwQFBgcICQoLDA0ODw==", "16 bytes only"),
+            ("whsec_", "empty"),
+        ];
+        for (value, why) in refused {
+            let error = WebhookSecret::parse(value)
+                .err()
+                .unwrap_or_else(|| panic!("{why}"));
+            assert!(
+                !error.contains(value.trim_start_matches("whsec_")) || value == "whsec_",
+                "{why}: {error}"
             );
         }
     }

@@ -3,7 +3,7 @@
 
 use secrecy::ExposeSecret;
 
-use crate::config::{Config, Environment, Pepper, Peppers, SmtpUrl};
+use crate::config::{Config, Environment, Pepper, Peppers, SmtpUrl, WebhookSecret};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,46 @@ impl Config {
             problems.push(
                 "CODEWARD_EMAIL_LEASE_SECS must be longer than CODEWARD_SMTP_TIMEOUT_SECS, \
                  or a slow send could be claimed and sent twice"
+                    .to_owned(),
+            );
+        }
+        self.webhook_secret = None;
+        match &self.webhook_secret_setting {
+            Some(value) => match WebhookSecret::parse(value.expose_secret()) {
+                Ok(secret) => self.webhook_secret = Some(secret),
+                Err(why) => problems.push(format!("CODEWARD_WEBHOOK_SECRET {why}")),
+            },
+            None if self.webhook_url.is_some() => problems.push(
+                "CODEWARD_WEBHOOK_URL is set but CODEWARD_WEBHOOK_SECRET is not: webhooks are \
+                 always signed; generate one with `echo \"whsec_$(openssl rand -base64 32)\"`"
+                    .to_owned(),
+            ),
+            None => {}
+        }
+        if let Some(url) = &self.webhook_url {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                problems.push(
+                    "CODEWARD_WEBHOOK_URL must be an http:// or https:// URL with a host"
+                        .to_owned(),
+                );
+            }
+            if production && url.scheme() == "http" {
+                warnings.push(
+                    "CODEWARD_WEBHOOK_URL uses http://: events (user ids and addresses) cross the \
+                     network in clear text"
+                        .to_owned(),
+                );
+            }
+        } else if self.webhook_secret_setting.is_some() {
+            warnings.push(
+                "CODEWARD_WEBHOOK_SECRET is set without CODEWARD_WEBHOOK_URL: no webhooks are sent"
+                    .to_owned(),
+            );
+        }
+        if self.webhook_lease_secs <= self.webhook_timeout_secs {
+            problems.push(
+                "CODEWARD_WEBHOOK_LEASE_SECS must be longer than CODEWARD_WEBHOOK_TIMEOUT_SECS, \
+                 or a slow delivery could be claimed and sent twice"
                     .to_owned(),
             );
         }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use entity::{
     audit_events, email_outbox, otp_budgets, otp_codes, otp_network_budgets, rate_counters,
-    refresh_tokens, sessions, users,
+    refresh_tokens, sessions, users, webhook_outbox,
 };
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
@@ -51,13 +51,14 @@ pub struct Purged {
     pub sessions: u64,
     pub refresh_tokens: u64,
     pub email_outbox: u64,
+    pub webhook_outbox: u64,
     pub rate_counters: u64,
     pub audit_events: u64,
 }
 
 impl Purged {
     /// Rows removed per table, every table once: what `codeward purge` prints and `total` sums.
-    pub fn by_table(&self) -> [(&'static str, u64); 9] {
+    pub fn by_table(&self) -> [(&'static str, u64); 10] {
         [
             ("users", self.users),
             ("otp_codes", self.otp_codes),
@@ -66,6 +67,7 @@ impl Purged {
             ("sessions", self.sessions),
             ("refresh_tokens", self.refresh_tokens),
             ("email_outbox", self.email_outbox),
+            ("webhook_outbox", self.webhook_outbox),
             ("rate_counters", self.rate_counters),
             ("audit_events", self.audit_events),
         ]
@@ -162,6 +164,22 @@ pub async fn purge<C: ConnectionTrait>(
     )
     .await?;
 
+    // Delivered or dead webhook events (`codeward webhooks retry-dead` can requeue a dead one
+    // until then).
+    let delivered = Condition::all()
+        .add(webhook_outbox::Column::Status.is_in([
+            webhook_outbox::Status::Delivered,
+            webhook_outbox::Status::Dead,
+        ]))
+        .add(webhook_outbox::Column::CreatedAt.lt(before));
+    let webhook_outbox = delete_in_batches::<_, webhook_outbox::Entity, uuid::Uuid>(
+        db,
+        batch,
+        webhook_outbox::Column::Id,
+        delivered,
+    )
+    .await?;
+
     // Failure budgets of ids no account has (a sign-up for an existing address writes a set,
     // so that it costs what a new account's does), once their window is over. Accounts'
     // budgets and the decoys' stay.
@@ -223,6 +241,7 @@ pub async fn purge<C: ConnectionTrait>(
         sessions,
         refresh_tokens,
         email_outbox,
+        webhook_outbox,
         rate_counters,
     })
 }

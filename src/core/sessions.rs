@@ -108,8 +108,12 @@ impl Lifetimes {
 /// What presenting a refresh token did.
 pub enum Rotation {
     Rotated(IssuedSession),
-    /// A used token came back: its session is revoked (commit to keep that).
-    Replayed,
+    /// A used token came back: its session is revoked (commit to keep that). `revoked` names
+    /// the user and the session when this replay ended a live session (a replay of a session
+    /// already ended changes nothing).
+    Replayed {
+        revoked: Option<(Uuid, Uuid)>,
+    },
     /// Unknown, expired or revoked: nothing changed.
     Refused,
 }
@@ -280,8 +284,8 @@ pub async fn rotate(
             && now - used_at <= lifetimes.refresh_reuse_grace
     });
     if !rotated && !within_grace {
-        revoke_replayed(txn, now, token.session_id, requester).await?;
-        return Ok(Rotation::Replayed);
+        let revoked = revoke_replayed(txn, now, token.session_id, requester).await?;
+        return Ok(Rotation::Replayed { revoked });
     }
     let Some(session) = sessions::Entity::find_by_id(token.session_id)
         .filter(sessions::Column::RevokedAt.is_null())
@@ -433,7 +437,7 @@ async fn revoke_replayed(
     now: DateTime<Utc>,
     session_id: Uuid,
     requester: &Requester,
-) -> Result<(), DbErr> {
+) -> Result<Option<(Uuid, Uuid)>, DbErr> {
     let owner = sessions::Entity::find_by_id(session_id)
         .one(txn)
         .await?
@@ -455,8 +459,9 @@ async fn revoke_replayed(
         };
         audit::record(txn, now, entry).await?;
         tracing::warn!(%session_id, ip = requester.ip.as_deref(), "refresh token replayed: session revoked");
+        return Ok(owner.map(|user_id| (user_id, session_id)));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// A token codeward accepts now: its claims, its live session and the session's user.

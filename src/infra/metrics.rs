@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{email_outbox, sessions};
+use entity::{email_outbox, sessions, webhook_outbox};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -47,6 +47,12 @@ pub struct EmailLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `delivered`, `retried` or `dead`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClosedLabels {
     /// `header_timeout` or `idle_timeout`.
     pub reason: String,
@@ -67,6 +73,9 @@ struct Inner {
     request_seconds: Family<OperationLabels, Histogram>,
     codes: Family<CodeLabels, Counter>,
     emails: Family<EmailLabels, Counter>,
+    webhooks: Family<WebhookLabels, Counter>,
+    webhook_depth: Gauge,
+    webhook_oldest_seconds: Gauge,
     hash_wait_seconds: Histogram,
     hash_queue_depth: Gauge,
     outbox_depth: Gauge,
@@ -88,6 +97,8 @@ struct DatabaseGauges {
     read_at: DateTime<Utc>,
     outbox_depth: i64,
     outbox_oldest_seconds: i64,
+    webhook_depth: i64,
+    webhook_oldest_seconds: i64,
     active_sessions: i64,
 }
 
@@ -109,6 +120,9 @@ impl Metrics {
         );
         let codes = Family::<CodeLabels, Counter>::default();
         let emails = Family::<EmailLabels, Counter>::default();
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        let webhook_depth = Gauge::default();
+        let webhook_oldest_seconds = Gauge::default();
         let hash_wait_seconds = latency_histogram();
         let hash_queue_depth = Gauge::default();
         let outbox_depth = Gauge::default();
@@ -136,6 +150,21 @@ impl Metrics {
             "emails",
             "Email deliveries: sent, retried, dead",
             emails.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "Webhook deliveries: delivered, retried, dead",
+            webhooks.clone(),
+        );
+        registry.register(
+            "webhook_queue_depth",
+            "Webhook events not yet delivered (pending or sending)",
+            webhook_depth.clone(),
+        );
+        registry.register(
+            "webhook_oldest_pending_seconds",
+            "Age of the oldest webhook event not yet delivered",
+            webhook_oldest_seconds.clone(),
         );
         registry.register(
             "password_hash_wait_seconds",
@@ -183,6 +212,9 @@ impl Metrics {
             request_seconds,
             codes,
             emails,
+            webhooks,
+            webhook_depth,
+            webhook_oldest_seconds,
             hash_wait_seconds,
             hash_queue_depth,
             outbox_depth,
@@ -230,6 +262,15 @@ impl Metrics {
             .inc();
     }
 
+    pub fn webhook(&self, outcome: &str) {
+        self.0
+            .webhooks
+            .get_or_create(&WebhookLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
     /// One more (`opened`) or one fewer connection open on the main listener.
     pub fn connection(&self, opened: bool) {
         if opened {
@@ -268,7 +309,7 @@ impl Metrics {
     }
 
     /// The text exposition. The database gauges are those read within the window before `now`,
-    /// or read now: each scrape would otherwise cost three queries, and anyone who can reach
+    /// or read now: each scrape would otherwise cost five queries, and anyone who can reach
     /// `/metrics` could make the database run them as fast as they can ask.
     pub async fn render(
         &self,
@@ -294,6 +335,10 @@ impl Metrics {
         self.0
             .outbox_oldest_seconds
             .set(gauges.outbox_oldest_seconds);
+        self.0.webhook_depth.set(gauges.webhook_depth);
+        self.0
+            .webhook_oldest_seconds
+            .set(gauges.webhook_oldest_seconds);
         self.0.active_sessions.set(gauges.active_sessions);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.0.registry)
@@ -302,7 +347,7 @@ impl Metrics {
     }
 }
 
-/// The three queries behind the database gauges.
+/// The queries behind the database gauges.
 async fn read_database_gauges(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
@@ -318,6 +363,20 @@ async fn read_database_gauges(
         .one(db)
         .await?
         .map_or(0, |row| (now - row.created_at).num_seconds().max(0));
+    let open = [
+        webhook_outbox::Status::Pending,
+        webhook_outbox::Status::Sending,
+    ];
+    let webhook_depth = webhook_outbox::Entity::find()
+        .filter(webhook_outbox::Column::Status.is_in(open))
+        .count(db)
+        .await?;
+    let webhook_oldest = webhook_outbox::Entity::find()
+        .filter(webhook_outbox::Column::Status.is_in(open))
+        .order_by_asc(webhook_outbox::Column::CreatedAt)
+        .one(db)
+        .await?
+        .map_or(0, |row| (now - row.created_at).num_seconds().max(0));
     let active = sessions::Entity::find()
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::ExpiresAt.gt(now))
@@ -328,6 +387,8 @@ async fn read_database_gauges(
         read_at: now,
         outbox_depth: i64::try_from(depth).unwrap_or(i64::MAX),
         outbox_oldest_seconds: oldest,
+        webhook_depth: i64::try_from(webhook_depth).unwrap_or(i64::MAX),
+        webhook_oldest_seconds: webhook_oldest,
         active_sessions: i64::try_from(active).unwrap_or(i64::MAX),
     })
 }

@@ -19,7 +19,7 @@ use crate::helpers::{
 use crate::mail::every_row;
 
 /// A new key with the `admin` scope, and its id.
-fn admin_key(app: &TestApp, name: &str) -> (String, String) {
+pub fn admin_key(app: &TestApp, name: &str) -> (String, String) {
     let key = create_key(app, name, &["admin"]);
     let listed: Value = serde_json::from_str(&run_codeward_on(
         &app.database.url,

@@ -137,6 +137,8 @@ pub fn last_of_each_flag(args: &[String]) -> Vec<String> {
 pub struct Instance {
     pub address: String,
     pub outbox: OutboxSignal,
+    /// Wakes the instance's webhook worker.
+    pub webhooks: codeward::core::queue::Signal,
     /// The instance's clock; `advance` it to expire codes and tokens without sleeping.
     pub clock: Clock,
     /// Where `/metrics` is served when `--metrics-listen` was given.
@@ -197,6 +199,7 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
     let port = app.port();
     let metrics_port = app.metrics_port();
     let outbox = app.outbox_signal();
+    let webhooks = app.webhook_signal();
     let keys = app.keys();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -205,6 +208,7 @@ pub async fn start_instance(database_url: &str, smtp_url: &str, extra: &[&str]) 
     Instance {
         address: format!("http://127.0.0.1:{port}"),
         outbox,
+        webhooks,
         clock,
         metrics_port,
         keys,

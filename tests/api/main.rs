@@ -30,3 +30,4 @@ mod smtp;
 mod spec;
 mod structure;
 mod tokens;
+mod webhooks;

@@ -143,8 +143,11 @@ async fn a_metrics_listener_of_its_own_takes_metrics_off_the_main_one() {
 /// Series that are not counted while a request runs: deliveries (the worker's, after the
 /// answer) and the gauges read from the database or memory at scrape time. A request about an
 /// address must move every other series the same way whether or not an account has it.
-const NOT_REQUEST_TIME: [&str; 5] = [
+const NOT_REQUEST_TIME: [&str; 8] = [
     "codeward_emails_total",
+    "codeward_webhooks_total",
+    "codeward_webhook_queue_depth",
+    "codeward_webhook_oldest_pending_seconds",
     "codeward_outbox_depth",
     "codeward_outbox_oldest_pending_seconds",
     "codeward_active_sessions",

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use entity::{email_outbox, otp_codes, users};
+use entity::{email_outbox, otp_codes, users, webhook_outbox};
 use futures::StreamExt;
 use futures::future::join_all;
 use sea_orm::{
@@ -22,6 +22,7 @@ use crate::helpers::{
     last_of_each_flag, other_code, outbox_to, signup_code_via,
 };
 use crate::smtp::SmtpSink;
+use crate::webhooks::{Answer, Receiver, SECRET, signature_is_valid, webhook_flags};
 
 /// A `codeward serve` child process logging JSON to a buffer the test can read.
 struct Server {
@@ -571,4 +572,145 @@ async fn sigterm_lets_the_request_in_flight_and_the_email_being_sent_finish() {
     assert_eq!(sink.messages_to("bob@example.com").len(), 1);
     let bob = outbox_to(&db, "bob@example.com").await;
     assert_eq!(bob.len(), 1, "one email queued for the second sign-up");
+}
+
+/// The test's webhook flags plus `extra`, as `Server::start` takes them.
+fn with_webhooks(receiver: &Receiver, extra: &[&str]) -> Vec<String> {
+    let mut flags = webhook_flags(&receiver.url);
+    flags.extend(extra.iter().map(|s| (*s).to_owned()));
+    flags
+}
+
+/// SIGKILL while an event is being delivered (committed, claimed, its outcome not recorded):
+/// the restarted process delivers it once the dead claim's lease runs out, and the user's
+/// next event after it. The one duplicate attempt is the one the crash explains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_while_delivering_a_webhook_delivers_it_after_the_restart() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let receiver = Receiver::start().await;
+    receiver.script(&[Answer::Hang]);
+    let flags = with_webhooks(
+        &receiver,
+        &[
+            "--webhook-lease-secs=5",
+            "--webhook-timeout-secs=4",
+            "--webhook-retry-base-ms=50",
+            "--webhook-retry-max-secs=1",
+        ],
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut server = Server::start(&database.url, &sink.url(), &flags);
+    let email = "ada@example.com";
+    let code = signup_code_via(&server.api, &sink, email, PASSWORD).await;
+    let verified = server.api.verify_signup(email, &code, PASSWORD).await;
+    assert_eq!(verified.status().as_u16(), 200);
+    eventually("the first event on its way", async || {
+        !receiver.requests().is_empty()
+    })
+    .await;
+
+    server.kill_9();
+    let db = Database::connect(&database.url).await.unwrap();
+    let open = webhook_outbox::Entity::find()
+        .filter(webhook_outbox::Column::Status.ne(webhook_outbox::Status::Delivered))
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        open, 2,
+        "neither event recorded as delivered before the kill"
+    );
+    let _restarted = Server::start(&database.url, &sink.url(), &flags);
+
+    let delivered = receiver.wait_for_delivered(2).await;
+    let types: Vec<String> = delivered.iter().map(|d| d.event_type()).collect();
+    assert_eq!(types, ["user.created", "user.signed_in"]);
+    assert!(delivered.iter().all(|d| signature_is_valid(SECRET, d)));
+    let requests = receiver.requests();
+    assert_eq!(
+        requests.len(),
+        3,
+        "the killed attempt, then one each: {requests:#?}"
+    );
+    assert_eq!(
+        requests[0].id, delivered[0].id,
+        "the killed attempt was user.created's"
+    );
+}
+
+/// Two processes on one PostgreSQL: every event is delivered exactly once (at least once
+/// allows duplicates only where a crash mid-delivery explains them; nothing crashes here),
+/// and both workers take part. Skipped without CODEWARD_TEST_POSTGRES_URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgresql_deliver_each_webhook_once() {
+    if !matches!(
+        crate::helpers::backend(),
+        crate::helpers::Backend::Postgres(_)
+    ) {
+        eprintln!("skipped: needs CODEWARD_TEST_POSTGRES_URL");
+        return;
+    }
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let receiver = Receiver::start().await;
+    let flags = with_webhooks(&receiver, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let servers = start_at_once(2, &database.url, &sink.url(), &flags);
+    let users = 30;
+
+    let flows = (0..users).map(|i| {
+        let (signs_up, verifies) = (&servers[i % 2].api, &servers[(i + 1) % 2].api);
+        let sink = &sink;
+        async move {
+            let email = format!("user{i}@example.com");
+            let code = signup_code_via(signs_up, sink, &email, PASSWORD).await;
+            let verified = verifies.verify_signup(&email, &code, PASSWORD).await;
+            assert_eq!(verified.status().as_u16(), 200);
+            let login = signs_up.login(&email, PASSWORD).await;
+            assert_eq!(login.status().as_u16(), 200);
+        }
+    });
+    join_all(flows).await;
+
+    let events = users * 3;
+    receiver.wait_for_delivered(events).await;
+    let db = Database::connect(&database.url).await.unwrap();
+    eventually("every event recorded as delivered", async || {
+        webhook_outbox::Entity::find()
+            .filter(webhook_outbox::Column::Status.ne(webhook_outbox::Status::Delivered))
+            .count(&db)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    let rows = webhook_outbox::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), events);
+    assert!(
+        rows.iter().all(|row| row.attempts == 1),
+        "no row claimed twice"
+    );
+    let requests = receiver.requests();
+    let mut ids: Vec<&str> = requests.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(requests.len(), events, "no duplicate delivery");
+    assert_eq!(ids.len(), events);
+    assert!(requests.iter().all(|d| signature_is_valid(SECRET, d)));
+    let delivered_by = || -> Vec<usize> {
+        servers
+            .iter()
+            .map(|server| server.log_lines("\"webhook delivered\"").len())
+            .collect()
+    };
+    eventually("every \"webhook delivered\" line read", async || {
+        delivered_by().iter().sum::<usize>() >= events
+    })
+    .await;
+    assert!(
+        delivered_by().iter().all(|&n| n > 0),
+        "both workers delivered: {:?}",
+        delivered_by()
+    );
 }

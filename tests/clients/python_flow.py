@@ -18,6 +18,15 @@ from codeward_client.api.account import (
     request_email_change,
     verify_email_change,
 )
+from codeward_client.api.admin import (
+    disable_user,
+    enable_user,
+    get_user,
+    list_user_activity,
+    list_user_sessions,
+    list_users,
+    revoke_user_sessions,
+)
 from codeward_client.api.password import (
     change_password,
     check_reset_code,
@@ -37,6 +46,9 @@ from codeward_client.api.session import (
 )
 from codeward_client.api.signup import signup, verify_signup
 from codeward_client.models import (
+    AdminUser,
+    AdminUserPage,
+    ActivityPage,
     ChangePasswordRequest,
     CheckResetCodeRequest,
     CodePurpose,
@@ -62,6 +74,8 @@ import inbox
 
 BASE_URL = os.environ["CODEWARD_BASE_URL"]
 MAIL_DIR = os.environ["CODEWARD_MAIL_DIR"]
+# An API key with the `admin` scope (`codeward api-key create --scope admin`).
+ADMIN_API_KEY = os.environ["CODEWARD_ADMIN_API_KEY"]
 EMAIL = f"py-{uuid.uuid4().hex[:12]}@example.com"
 # Signs up by code alone, and deletes its account at the end.
 CODE_EMAIL = f"py-code-{uuid.uuid4().hex[:12]}@example.com"
@@ -91,6 +105,10 @@ def expect_problem(response, status: HTTPStatus, code: ProblemCode) -> Problem:
 
 def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def authed_as(token: str) -> AuthenticatedClient:
+    return AuthenticatedClient(base_url=BASE_URL, token=token, raise_on_unexpected_status=True)
 
 
 def step(name: str) -> None:
@@ -365,6 +383,44 @@ def main() -> None:
     expect(logout.sync_detailed(client=authed), HTTPStatus.NO_CONTENT)
     expect_problem(logout.sync_detailed(client=authed), HTTPStatus.UNAUTHORIZED, ProblemCode.UNAUTHORIZED)
     step("logout (401 for the ended session's token)")
+
+    # admin API, with an API key: find the account, disable it (sign-in then fails exactly as
+    # for an unknown address), enable it again; a user's access token is no API key.
+    admin = AuthenticatedClient(base_url=BASE_URL, token=ADMIN_API_KEY, raise_on_unexpected_status=True)
+    page = expect(list_users.sync_detailed(client=admin, email=f"  {NEW_EMAIL.upper()} "), HTTPStatus.OK, AdminUserPage)
+    assert [u.email for u in page.items] == [NEW_EMAIL]
+    user_id = page.items[0].id
+    expect_problem(get_user.sync_detailed(id=uuid.uuid4(), client=admin), HTTPStatus.NOT_FOUND, ProblemCode.NOT_FOUND)
+    found = expect(get_user.sync_detailed(id=user_id, client=admin), HTTPStatus.OK, AdminUser)
+    assert not found.disabled and found.email == NEW_EMAIL
+    disabled = expect(disable_user.sync_detailed(id=user_id, client=admin), HTTPStatus.OK, AdminUser)
+    assert disabled.disabled and disabled.active_sessions == 0
+    expect_problem(
+        login.sync_detailed(client=public, body=LoginRequest(email=NEW_EMAIL, password=FINAL_PASSWORD)),
+        HTTPStatus.UNAUTHORIZED,
+        ProblemCode.INVALID_CREDENTIALS,
+    )
+    enabled = expect(enable_user.sync_detailed(id=user_id, client=admin), HTTPStatus.OK, AdminUser)
+    assert not enabled.disabled
+    session = expect(
+        login.sync_detailed(client=public, body=LoginRequest(email=NEW_EMAIL, password=FINAL_PASSWORD)),
+        HTTPStatus.OK,
+        Session,
+    )
+    expect_problem(
+        list_users.sync_detailed(client=authed_as(session.access_token)),
+        HTTPStatus.UNAUTHORIZED,
+        ProblemCode.UNAUTHORIZED,
+    )
+    listed = expect(list_user_sessions.sync_detailed(id=user_id, client=admin), HTTPStatus.OK, list)
+    assert [s.id for s in listed] == [session.session_id] and not listed[0].current
+    expect(revoke_user_sessions.sync_detailed(id=user_id, client=admin), HTTPStatus.NO_CONTENT)
+    expect_problem(
+        get_me.sync_detailed(client=authed_as(session.access_token)), HTTPStatus.UNAUTHORIZED, ProblemCode.UNAUTHORIZED
+    )
+    activity = expect(list_user_activity.sync_detailed(id=user_id, client=admin, limit=50), HTTPStatus.OK, ActivityPage)
+    assert {"admin_disable", "admin_enable"} <= {e.event for e in activity.items}
+    step("admin API with an API key: list_users, get_user (404), disable_user, enable_user, sessions, activity")
 
     print(f"python client (openapi-python-client): {len(steps)} steps passed, each with its expected error")
 

@@ -1,20 +1,19 @@
-//! The outbox: emails are rows committed in the caller's transaction, claimed by a worker under
-//! a lease, and scrubbed of their code once sent or dead.
-
-use std::sync::Arc;
+//! The email outbox: emails are rows committed in the caller's transaction, delivered through
+//! the generic queue (`core::queue`: claimed under a lease, retried, dead), and scrubbed of
+//! their code once sent or dead.
 
 use chrono::{DateTime, Utc};
 use entity::email_outbox::{self, Status};
-use sea_orm::sea_query::{Expr, Func};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QuerySelect, Set, Statement,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, Set,
 };
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::core::mail::seal::SealedCode;
 use crate::core::mail::templates::Message;
+use crate::core::queue::{self, Queue};
 
 /// An email to send.
 pub struct Email {
@@ -30,21 +29,17 @@ pub struct Email {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Wakes the local delivery worker. Call `wake` after the transaction that enqueued commits;
-/// other instances find the row on their next poll.
-#[derive(Clone, Default)]
-pub struct OutboxSignal(Arc<Notify>);
+/// Wakes the local email worker (see `queue::Signal`).
+pub type OutboxSignal = queue::Signal;
 
-impl OutboxSignal {
-    pub fn wake(&self) {
-        // Stores a permit when the worker is busy, so a wake-up is never lost.
-        self.0.notify_one();
-    }
-
-    pub async fn woken(&self) {
-        self.0.notified().await;
-    }
-}
+/// The email outbox as the generic queue sees it: a sent or dead message loses its code.
+pub const QUEUE: Queue = Queue {
+    table: "email_outbox",
+    done_status: "sent",
+    done_at: "sent_at",
+    scrub: &["code"],
+    ordered_per: None,
+};
 
 /// Adds `email` to the outbox inside the caller's transaction (or connection), so the change
 /// that caused it and the email are committed together or not at all.
@@ -100,91 +95,20 @@ async fn insert<C: ConnectionTrait>(
     Ok(id)
 }
 
-/// Atomically claims up to `limit` due rows (pending, or sending with a lapsed lease) for
-/// `lease_until`, counting an attempt on each, and returns them. Two workers never claim the
-/// same row: PostgreSQL skips rows another claim has locked, MySQL's single UPDATE locks
-/// and re-checks what it changes, SQLite has one writer at a time.
+/// Claims up to `limit` due messages for `lease_until` (see `queue::claim`) and returns them.
 pub async fn claim<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<email_outbox::Model>, DbErr> {
-    let token = Uuid::new_v4();
-    let backend = db.get_database_backend();
-    let set = "status = 'sending', claim_token = {token}, next_attempt_at = {lease}, \
-               attempts = attempts + 1";
-    let due = "status IN ('pending', 'sending') AND next_attempt_at <= {now}";
-    let sql = match backend {
-        DatabaseBackend::Postgres => format!(
-            "UPDATE email_outbox SET {set} WHERE id IN (SELECT id FROM email_outbox WHERE {due} \
-             ORDER BY next_attempt_at LIMIT {{limit}} FOR UPDATE SKIP LOCKED)"
-        ),
-        DatabaseBackend::Sqlite => format!(
-            "UPDATE email_outbox SET {set} WHERE id IN (SELECT id FROM email_outbox WHERE {due} \
-             ORDER BY next_attempt_at LIMIT {{limit}})"
-        ),
-        DatabaseBackend::MySql => {
-            format!(
-                "UPDATE email_outbox SET {set} WHERE {due} ORDER BY next_attempt_at LIMIT {{limit}}"
-            )
-        }
-    };
-    let (sql, values) = bind(
-        backend,
-        &sql,
-        &[
-            ("{token}", token.into()),
-            ("{lease}", lease_until.into()),
-            ("{now}", now.into()),
-            ("{limit}", i64::from(limit).into()),
-        ],
-    );
-    let claimed = db
-        .execute(Statement::from_sql_and_values(backend, sql, values))
-        .await?;
-    if claimed.rows_affected() == 0 {
+    let Some(token) = queue::claim(db, &QUEUE, now, lease_until, limit).await? else {
         return Ok(Vec::new());
-    }
+    };
     email_outbox::Entity::find()
         .filter(email_outbox::Column::ClaimToken.eq(token))
         .all(db)
         .await
-}
-
-/// Replaces named placeholders with the backend's positional ones, in order of appearance.
-fn bind(
-    backend: DatabaseBackend,
-    sql: &str,
-    named: &[(&str, sea_orm::Value)],
-) -> (String, Vec<sea_orm::Value>) {
-    let mut out = String::with_capacity(sql.len());
-    let mut values = Vec::new();
-    let mut rest = sql;
-    while let Some((position, (name, value))) = named
-        .iter()
-        .filter_map(|entry| rest.find(entry.0).map(|p| (p, entry)))
-        .min_by_key(|(p, _)| *p)
-    {
-        out.push_str(&rest[..position]);
-        values.push(value.clone());
-        match backend {
-            DatabaseBackend::Postgres => out.push_str(&format!("${}", values.len())),
-            _ => out.push('?'),
-        }
-        rest = &rest[position + name.len()..];
-    }
-    out.push_str(rest);
-    (out, values)
-}
-
-/// Only the claim holding the row may finish it: a worker whose lease lapsed and whose row was
-/// claimed again changes nothing.
-fn held_by(id: Uuid, token: Uuid) -> sea_orm::Condition {
-    sea_orm::Condition::all()
-        .add(email_outbox::Column::Id.eq(id))
-        .add(email_outbox::Column::ClaimToken.eq(token))
-        .add(email_outbox::Column::Status.eq(Status::Sending))
 }
 
 pub async fn mark_sent<C: ConnectionTrait>(
@@ -193,25 +117,7 @@ pub async fn mark_sent<C: ConnectionTrait>(
     token: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    email_outbox::Entity::update_many()
-        .col_expr(email_outbox::Column::Status, Expr::value(Status::Sent))
-        .col_expr(email_outbox::Column::SentAt, Expr::value(now))
-        .col_expr(
-            email_outbox::Column::Code,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            email_outbox::Column::ClaimToken,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(
-            email_outbox::Column::LastError,
-            Expr::value(Option::<String>::None),
-        )
-        .filter(held_by(id, token))
-        .exec(db)
-        .await?;
-    Ok(())
+    queue::finish(db, &QUEUE, id, token, &queue::Outcome::Done(now)).await
 }
 
 pub async fn mark_retry<C: ConnectionTrait>(
@@ -221,21 +127,8 @@ pub async fn mark_retry<C: ConnectionTrait>(
     next_attempt_at: DateTime<Utc>,
     error: &str,
 ) -> Result<(), DbErr> {
-    email_outbox::Entity::update_many()
-        .col_expr(email_outbox::Column::Status, Expr::value(Status::Pending))
-        .col_expr(
-            email_outbox::Column::NextAttemptAt,
-            Expr::value(next_attempt_at),
-        )
-        .col_expr(
-            email_outbox::Column::ClaimToken,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(email_outbox::Column::LastError, Expr::value(error))
-        .filter(held_by(id, token))
-        .exec(db)
-        .await?;
-    Ok(())
+    let outcome = queue::Outcome::Retry(next_attempt_at, error.to_owned());
+    queue::finish(db, &QUEUE, id, token, &outcome).await
 }
 
 /// Gives up on a message for good, scrubbing its code.
@@ -245,21 +138,8 @@ pub async fn mark_dead<C: ConnectionTrait>(
     token: Uuid,
     error: &str,
 ) -> Result<(), DbErr> {
-    email_outbox::Entity::update_many()
-        .col_expr(email_outbox::Column::Status, Expr::value(Status::Dead))
-        .col_expr(
-            email_outbox::Column::Code,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            email_outbox::Column::ClaimToken,
-            Expr::value(Option::<Uuid>::None),
-        )
-        .col_expr(email_outbox::Column::LastError, Expr::value(error))
-        .filter(held_by(id, token))
-        .exec(db)
-        .await?;
-    Ok(())
+    let outcome = queue::Outcome::Dead(error.to_owned());
+    queue::finish(db, &QUEUE, id, token, &outcome).await
 }
 
 /// Drops unsent messages past their expiry as dead (code scrubbed); returns how many.
@@ -303,25 +183,13 @@ pub struct OutboxStatus {
 }
 
 pub async fn status<C: ConnectionTrait>(db: &C, now: DateTime<Utc>) -> Result<OutboxStatus, DbErr> {
-    let count = |status: Status| {
-        email_outbox::Entity::find()
-            .filter(email_outbox::Column::Status.eq(status))
-            .count(db)
-    };
-    let oldest: Option<DateTime<Utc>> = email_outbox::Entity::find()
-        .select_only()
-        .expr(Func::min(Expr::col(email_outbox::Column::CreatedAt)))
-        .filter(email_outbox::Column::Status.is_in([Status::Pending, Status::Sending]))
-        .into_tuple::<Option<DateTime<Utc>>>()
-        .one(db)
-        .await?
-        .flatten();
+    let status = queue::status(db, &QUEUE, now).await?;
     Ok(OutboxStatus {
-        pending: count(Status::Pending).await?,
-        sending: count(Status::Sending).await?,
-        sent: count(Status::Sent).await?,
-        dead: count(Status::Dead).await?,
-        oldest_unsent_age: oldest.map(|at| now - at),
+        pending: status.pending,
+        sending: status.sending,
+        sent: status.done,
+        dead: status.dead,
+        oldest_unsent_age: status.oldest_unsent_age,
     })
 }
 
@@ -376,25 +244,4 @@ pub async fn retry_dead<C: ConnectionTrait>(
         skipped_code_messages,
         skipped_expired,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn named_placeholders_become_positional_in_order_of_appearance() {
-        let named = [("{a}", 1i64.into()), ("{b}", 2i64.into())];
-
-        let (pg, pg_values) = bind(
-            DatabaseBackend::Postgres,
-            "x={b} AND y={a} AND z={b}",
-            &named,
-        );
-        let (my, _) = bind(DatabaseBackend::MySql, "x={b} AND y={a}", &named);
-
-        assert_eq!(pg, "x=$1 AND y=$2 AND z=$3");
-        assert_eq!(pg_values, vec![2i64.into(), 1i64.into(), 2i64.into()]);
-        assert_eq!(my, "x=? AND y=?");
-    }
 }

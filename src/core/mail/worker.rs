@@ -1,12 +1,12 @@
-//! The delivery worker inside `serve`: claims due outbox rows, renders and sends them, and
-//! records the outcome; retries transient failures with exponential backoff and jitter.
+//! The email worker inside `serve`: claims due outbox rows, renders and sends them, and
+//! records the outcome; the claiming, retry policy and recording are the generic queue's
+//! (`core::queue`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use entity::email_outbox;
 use lettre::message::{Mailbox, MultiPart};
-use rand::Rng;
 use sea_orm::DatabaseConnection;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
@@ -16,6 +16,7 @@ use crate::core::mail::outbox::{self, OutboxSignal};
 use crate::core::mail::seal::{CodeSeal, OpenError};
 use crate::core::mail::templates::{Message, Templates};
 use crate::core::mail::transport::{SendError, Transport};
+use crate::core::queue::{self, Outcome, RetryPolicy};
 use crate::infra::clock::Clock;
 
 /// Tuning of the worker, from the configuration.
@@ -26,9 +27,7 @@ pub struct WorkerSettings {
     pub batch_size: u32,
     pub lease: Duration,
     pub poll_interval: Duration,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
-    pub max_attempts: u32,
+    pub retry: RetryPolicy,
 }
 
 impl WorkerSettings {
@@ -42,24 +41,12 @@ impl WorkerSettings {
             batch_size: config.email_batch_size,
             lease: Duration::from_secs(config.email_lease_secs),
             poll_interval: Duration::from_millis(config.email_poll_ms),
-            retry_base: Duration::from_millis(config.email_retry_base_ms),
-            retry_max: Duration::from_secs(config.email_retry_max_secs),
-            max_attempts: config.email_max_attempts,
+            retry: RetryPolicy {
+                base: Duration::from_millis(config.email_retry_base_ms),
+                max: Duration::from_secs(config.email_retry_max_secs),
+                max_attempts: config.email_max_attempts,
+            },
         })
-    }
-
-    /// Full-jitter exponential backoff: after attempt n, wait a random time between half and
-    /// all of base·2^(n-1), capped at `retry_max`, so failed messages do not retry in lockstep.
-    pub fn backoff(&self, attempts: u32) -> Duration {
-        let exponent = attempts.saturating_sub(1).min(30);
-        let ceiling = self
-            .retry_base
-            .saturating_mul(1 << exponent)
-            .min(self.retry_max);
-        let half = ceiling / 2;
-        half + ceiling
-            .saturating_sub(half)
-            .mul_f64(rand::rng().random::<f64>())
     }
 }
 
@@ -77,21 +64,15 @@ pub struct Worker {
 
 impl Worker {
     /// Delivers until `stop` turns true; a batch in flight is finished first.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: watch::Receiver<bool>) {
         tracing::info!(transport = %self.transport.describe(), "email delivery worker started");
-        while !*stop.borrow() {
-            match self.deliver_due().await {
-                // A full batch suggests more is due: go again without waiting.
-                Ok(claimed) if claimed >= self.settings.batch_size as usize => continue,
-                Ok(_) => {}
-                Err(error) => tracing::error!(%error, "outbox unavailable; retrying"),
-            }
-            tokio::select! {
-                () = self.signal.woken() => {}
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
-                _ = stop.changed() => {}
-            }
-        }
+        let (signal, poll) = (self.signal.clone(), self.settings.poll_interval);
+        // A full batch suggests more is due: go again without waiting.
+        let eager_at = self.settings.batch_size as usize;
+        queue::run("outbox", &signal, poll, eager_at, stop, || {
+            self.deliver_due()
+        })
+        .await;
         tracing::info!("email delivery worker stopped");
     }
 
@@ -150,57 +131,35 @@ impl Worker {
                 let path = path.map(|p| p.display().to_string());
                 tracing::info!(id = %row.id, template = %row.template, attempts = row.attempts, mailbox_file = path, "email sent");
                 self.metrics.email("sent");
-                Decision::Sent
+                Outcome::Done(self.clock.now())
             }
             Err(SendError::Permanent(error)) => {
                 tracing::error!(id = %row.id, template = %row.template, %error, "email rejected permanently");
                 self.metrics.email("dead");
-                Decision::Dead(error)
+                Outcome::Dead(error)
             }
             Err(SendError::Transient(error)) => {
-                let retry_at = self.clock.now()
-                    + chrono::Duration::from_std(self.settings.backoff(row.attempts as u32))
-                        .unwrap_or(chrono::Duration::MAX);
-                if row.attempts as u32 >= self.settings.max_attempts {
-                    tracing::error!(id = %row.id, template = %row.template, %error, attempts = row.attempts, "email given up after too many attempts");
-                    self.metrics.email("dead");
-                    Decision::Dead(format!("gave up after {} attempts: {error}", row.attempts))
-                } else if retry_at >= row.expires_at {
-                    tracing::error!(id = %row.id, template = %row.template, %error, "email expires before its next attempt");
-                    self.metrics.email("dead");
-                    Decision::Dead(format!("expired before it could be delivered: {error}"))
-                } else {
-                    tracing::warn!(id = %row.id, template = %row.template, %error, attempts = row.attempts, %retry_at, "email delivery failed; will retry");
-                    self.metrics.email("retried");
-                    Decision::Retry(retry_at, error)
+                let attempts = u32::try_from(row.attempts).unwrap_or(0);
+                match self.settings.retry.next_attempt(attempts, self.clock.now()) {
+                    None => {
+                        tracing::error!(id = %row.id, template = %row.template, %error, attempts = row.attempts, "email given up after too many attempts");
+                        self.metrics.email("dead");
+                        Outcome::Dead(format!("gave up after {} attempts: {error}", row.attempts))
+                    }
+                    Some(retry_at) if retry_at >= row.expires_at => {
+                        tracing::error!(id = %row.id, template = %row.template, %error, "email expires before its next attempt");
+                        self.metrics.email("dead");
+                        Outcome::Dead(format!("expired before it could be delivered: {error}"))
+                    }
+                    Some(retry_at) => {
+                        tracing::warn!(id = %row.id, template = %row.template, %error, attempts = row.attempts, %retry_at, "email delivery failed; will retry");
+                        self.metrics.email("retried");
+                        Outcome::Retry(retry_at, error)
+                    }
                 }
             }
         };
-        // An outcome that is not recorded means a second delivery when the lease runs out, so
-        // a deadlock or serialization failure (MySQL's claims can collide with it) is retried.
-        for attempt in 1..=RECORD_TRIES {
-            let recorded = match &decision {
-                Decision::Sent => {
-                    outbox::mark_sent(&self.db, row.id, token, self.clock.now()).await
-                }
-                Decision::Retry(at, error) => {
-                    outbox::mark_retry(&self.db, row.id, token, *at, error).await
-                }
-                Decision::Dead(error) => outbox::mark_dead(&self.db, row.id, token, error).await,
-            };
-            match recorded {
-                Ok(()) => return,
-                Err(error) if attempt < RECORD_TRIES && crate::infra::db::is_retryable(&error) => {
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
-                }
-                Err(error) => {
-                    // The lease runs out and the row is retried: at worst a duplicate, never a
-                    // loss.
-                    tracing::error!(id = %row.id, %error, "cannot record email outcome");
-                    return;
-                }
-            }
-        }
+        queue::record_outcome(&self.db, &outbox::QUEUE, row.id, token, &decision).await;
     }
 
     /// Renders the row into a MIME message; anything wrong here cannot heal by retrying.
@@ -253,64 +212,7 @@ fn open_code(
     seal.open(stored, &row.recipient, &row.template)
 }
 
-/// What to write back for a delivery attempt.
-enum Decision {
-    Sent,
-    Retry(chrono::DateTime<chrono::Utc>, String),
-    Dead(String),
-}
-
-const RECORD_TRIES: u32 = 5;
-
 /// `<created, sortable>-<id>`: files in the mailbox list in the order they were enqueued.
 fn mailbox_file_stem(row: &email_outbox::Model) -> String {
     format!("{}-{}", row.created_at.format("%Y%m%dT%H%M%S%.6fZ"), row.id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> WorkerSettings {
-        WorkerSettings {
-            from: "codeward <no-reply@localhost>".parse().unwrap(),
-            app_name: "codeward".into(),
-            batch_size: 8,
-            lease: Duration::from_secs(60),
-            poll_interval: Duration::from_secs(1),
-            retry_base: Duration::from_secs(2),
-            retry_max: Duration::from_secs(600),
-            max_attempts: 10,
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_stops_at_the_cap() {
-        let settings = settings();
-        let cases = [
-            (1, 1, 2),
-            (2, 2, 4),
-            (3, 4, 8),
-            (6, 32, 64),
-            (12, 300, 600),
-            (40, 300, 600),
-        ];
-        for (attempts, low, high) in cases {
-            for _ in 0..50 {
-                let delay = settings.backoff(attempts);
-                assert!(
-                    delay >= Duration::from_secs(low) && delay <= Duration::from_secs(high),
-                    "attempt {attempts}: {delay:?} outside {low}..={high}s"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn backoff_is_jittered() {
-        let settings = settings();
-        let delays: std::collections::HashSet<Duration> =
-            (0..20).map(|_| settings.backoff(5)).collect();
-        assert!(delays.len() > 1, "20 equal delays: no jitter");
-    }
 }

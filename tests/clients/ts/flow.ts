@@ -16,6 +16,8 @@ type ProblemCode = components["schemas"]["ProblemCode"];
 
 const baseUrl = env("CODEWARD_BASE_URL");
 const mailDir = env("CODEWARD_MAIL_DIR");
+// An API key with the `admin` scope (`codeward api-key create --scope admin`).
+const adminApiKey = env("CODEWARD_ADMIN_API_KEY");
 const email = `ts-${randomUUID().slice(0, 12)}@example.com`;
 // Signs up by code alone, and deletes its account at the end.
 const codeEmail = `ts-code-${randomUUID().slice(0, 12)}@example.com`;
@@ -365,6 +367,60 @@ async function main(): Promise<void> {
     "unauthorized",
   );
   step("logout (401 for the ended session's token)");
+
+  // admin API, with an API key: find the account, disable it (sign-in then fails exactly as
+  // for an unknown address), enable it again; a user's access token is no API key.
+  const admin = bearer(adminApiKey);
+  const page = await client.GET("/v1/admin/users", {
+    params: { query: { email: newEmail } },
+    headers: admin,
+  });
+  expectStatus(page.response, 200);
+  check(page.data?.items.length === 1 && page.data.items[0]?.email === newEmail, "the account is listed");
+  const userId = page.data.items[0].id;
+  const id = { path: { id: userId } };
+  expectProblem(
+    await client.GET("/v1/admin/users/{id}", { params: { path: { id: randomUUID() } }, headers: admin }),
+    404,
+    "not_found",
+  );
+  const disabled = await client.POST("/v1/admin/users/{id}/disable", { params: id, headers: admin });
+  expectStatus(disabled.response, 200);
+  check(disabled.data?.disabled === true && disabled.data.active_sessions === 0, "disabled, signed out");
+  expectProblem(
+    await client.POST("/v1/login", { body: { email: newEmail, password: finalPassword } }),
+    401,
+    "invalid_credentials",
+  );
+  const enabled = await client.POST("/v1/admin/users/{id}/enable", { params: id, headers: admin });
+  expectStatus(enabled.response, 200);
+  check(enabled.data?.disabled === false, "enabled");
+  const relogged = await client.POST("/v1/login", { body: { email: newEmail, password: finalPassword } });
+  expectStatus(relogged.response, 200);
+  check(relogged.data !== undefined, "a session");
+  expectProblem(
+    await client.GET("/v1/admin/users", { headers: bearer(relogged.data.access_token) }),
+    401,
+    "unauthorized",
+  );
+  const sessions = await client.GET("/v1/admin/users/{id}/sessions", { params: id, headers: admin });
+  expectStatus(sessions.response, 200);
+  check(sessions.data?.length === 1 && sessions.data[0]?.current === false, "one session, not current");
+  const revoked = await client.DELETE("/v1/admin/users/{id}/sessions", { params: id, headers: admin });
+  expectStatus(revoked.response, 204);
+  expectProblem(
+    await client.GET("/v1/me", { headers: bearer(relogged.data.access_token) }),
+    401,
+    "unauthorized",
+  );
+  const activity = await client.GET("/v1/admin/users/{id}/activity", {
+    params: { path: { id: userId }, query: { limit: 50 } },
+    headers: admin,
+  });
+  expectStatus(activity.response, 200);
+  const events = new Set(activity.data?.items.map((event) => event.event));
+  check(events.has("admin_disable") && events.has("admin_enable"), "the admin actions are listed");
+  step("admin API with an API key: list_users, get_user (404), disable_user, enable_user, sessions, activity");
 
   console.log(
     `typescript client (openapi-typescript + openapi-fetch): ${steps.length} steps passed, each with its expected error`,
