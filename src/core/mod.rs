@@ -13,6 +13,7 @@ mod error;
 pub mod housekeeping;
 pub mod keys;
 pub mod limits;
+pub mod live_session;
 pub mod mail;
 pub mod passwords;
 pub mod queue;

@@ -14,7 +14,8 @@ use crate::config::Config;
 use crate::core::Error;
 use crate::core::accounts::Account;
 use crate::core::audit::{self, Entry, Event, Outcome};
-use crate::core::tokens::{AccessClaims, Claims, Tokens};
+pub use crate::core::live_session::{LiveSession, verify_live};
+use crate::core::tokens::{Claims, Tokens};
 use crate::domain::{AccessToken, AuthMethod, RefreshToken, Requester};
 
 /// A freshly issued pair of tokens; the only moment the tokens exist in clear.
@@ -462,43 +463,6 @@ async fn revoke_replayed(
         return Ok(owner.map(|user_id| (user_id, session_id)));
     }
     Ok(None)
-}
-
-/// A token codeward accepts now: its claims, its live session and the session's user.
-pub struct LiveSession {
-    pub session: sessions::Model,
-    pub user: users::Model,
-    pub claims: AccessClaims,
-}
-
-/// The session and user of `token` if it is an access token codeward accepts now: it verifies
-/// (signature, `typ`, `iss`, `aud`, `exp`), and its session is still live and the user's, so
-/// that ending a session ends its access tokens at once. One statement reads the session and
-/// its user; reads only.
-pub async fn verify_live<C: ConnectionTrait>(
-    db: &C,
-    now: DateTime<Utc>,
-    tokens: &Tokens,
-    token: &str,
-) -> Result<Option<LiveSession>, Error> {
-    let Some(claims) = tokens.verify(now, token).await? else {
-        return Ok(None);
-    };
-    let found = sessions::Entity::find_by_id(claims.sid)
-        .filter(sessions::Column::UserId.eq(claims.sub))
-        .filter(sessions::Column::RevokedAt.is_null())
-        .filter(sessions::Column::ExpiresAt.gt(now))
-        .find_also_related(users::Entity)
-        .one(db)
-        .await?;
-    Ok(match found {
-        Some((session, Some(user))) => Some(LiveSession {
-            session,
-            user,
-            claims,
-        }),
-        _ => None,
-    })
 }
 
 /// Who an access token belongs to, if it is one codeward accepts now (`verify_live`), and
