@@ -133,7 +133,34 @@ fn aad(kid: &str, algorithm: &str) -> Vec<u8> {
 /// the current one is due (or another algorithm is configured), the hand-over once it was
 /// published long enough, retired keys deleted once no token of theirs can be alive, and keys
 /// sealed under an older pepper sealed again under the current one.
+///
+/// Instances (and `codeward keys rotate`) may do this at the same moment; every step is
+/// conditional on the state it read, so on MySQL/MariaDB, whose locks can deadlock here, the
+/// whole pass is simply run again on a deadlock or serialization failure.
 pub async fn maintain(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    seal: &Seal,
+    policy: &RotationPolicy,
+    rotate: Rotate,
+) -> Result<Maintenance, KeysError> {
+    const TRIES: u64 = 5;
+    let mut attempt = 1;
+    loop {
+        match maintain_once(db, now, seal, policy, rotate).await {
+            Err(KeysError::Database(error))
+                if attempt < TRIES && crate::infra::db::is_retryable(&error) =>
+            {
+                let jitter = rand::random_range(0..20);
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt + jitter)).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn maintain_once(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
     seal: &Seal,
