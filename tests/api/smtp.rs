@@ -117,7 +117,20 @@ impl SmtpSink {
     }
 
     fn start_with(port: u16, delay: Duration) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("SMTP port");
+        // A given port (a sink coming back up) may still be held for a moment by another
+        // socket of this busy test process: try for a few seconds before giving up.
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(listener) => break listener,
+                Err(error) if port != 0 && tries < 50 => {
+                    tries += 1;
+                    eprintln!("SMTP port {port}: {error}; trying again");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => panic!("SMTP port {port}: {error}"),
+            }
+        };
         let port = listener.local_addr().unwrap().port();
         let store = Arc::new(Mutex::new(Vec::new()));
         let started = Arc::new(AtomicUsize::new(0));
