@@ -101,6 +101,8 @@ fn run(received: &Receiver<Wake>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
@@ -110,18 +112,31 @@ mod tests {
         let timer = PreciseTimer::start().unwrap();
         let start = Instant::now();
         let deadlines = [30, 10, 20, 10].map(|ms| start + Duration::from_millis(ms));
-        let woke = futures::future::join_all(deadlines.iter().map(|&deadline| {
-            let timer = timer.clone();
-            async move {
-                timer.sleep_until(deadline).await;
-                Instant::now()
-            }
-        }))
-        .await;
-        for (deadline, woke) in deadlines.iter().zip(&woke) {
+        // Each sleeper is a task of its own, taking a ticket when it wakes: the tickets give
+        // the order the timer woke them in. (Timestamps taken by futures polled together
+        // would give the order they were polled in, which a busy machine can change.)
+        let tickets = Arc::new(AtomicUsize::new(0));
+        let sleepers: Vec<_> = deadlines
+            .iter()
+            .map(|&deadline| {
+                let timer = timer.clone();
+                let tickets = tickets.clone();
+                tokio::spawn(async move {
+                    timer.sleep_until(deadline).await;
+                    let woke = Instant::now();
+                    (woke, tickets.fetch_add(1, Ordering::SeqCst))
+                })
+            })
+            .collect();
+        let mut woke = Vec::new();
+        for sleeper in sleepers {
+            woke.push(sleeper.await.unwrap());
+        }
+        for (deadline, (woke, _)) in deadlines.iter().zip(&woke) {
             assert!(woke >= deadline, "woke {:?} early", *deadline - *woke);
         }
-        // The 30 ms sleeper woke after the 20 ms one, which woke after both 10 ms ones.
-        assert!(woke[0] >= woke[2] && woke[2] >= woke[1] && woke[2] >= woke[3]);
+        // The 30 ms sleeper woke last, the 20 ms one third, after both 10 ms ones.
+        let order: Vec<usize> = woke.iter().map(|(_, ticket)| *ticket).collect();
+        assert_eq!((order[0], order[2]), (3, 2), "wake order {order:?}");
     }
 }
