@@ -3,7 +3,10 @@
 pub mod api_key;
 pub mod users;
 
-use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::Config;
 
@@ -21,6 +24,62 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+}
+
+impl Cli {
+    /// Parses the command line and the `CODEWARD_*` variables; on a refusal, prints it and
+    /// exits (status 2, or 0 for `--help`).
+    pub fn matches() -> clap::ArgMatches {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        Self::command()
+            .try_get_matches_from(&args)
+            .unwrap_or_else(|error| {
+                name_the_variable(error, &args, |name| std::env::var_os(name).is_some()).exit()
+            })
+    }
+}
+
+/// `error` naming the environment variable instead of the flag when the refused value came
+/// from the variable: clap names the flag either way, and an operator who set
+/// `CODEWARD_LISTEN=8080` has no `--listen` anywhere to look for. clap's reason, its exit
+/// status and its help hint stay as they are.
+pub fn name_the_variable(
+    mut error: clap::Error,
+    args: &[OsString],
+    is_set: impl Fn(&str) -> bool,
+) -> clap::Error {
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    let Some(ContextValue::String(invalid)) = error.get(ContextKind::InvalidArg) else {
+        return error;
+    };
+    // The context holds the flag as clap prints it, `--listen <LISTEN>`: find it by that. An
+    // argument prints so only once its command is built.
+    let mut command = Cli::command();
+    command.build();
+    let Some(arg) = command
+        .get_arguments()
+        .find(|arg| arg.to_string() == *invalid)
+    else {
+        return error;
+    };
+    let (Some(long), Some(variable)) = (arg.get_long(), arg.get_env()) else {
+        return error;
+    };
+    let variable = variable.to_string_lossy().into_owned();
+    let flag = format!("--{long}");
+    let on_command_line = args.iter().skip(1).any(|arg| {
+        let arg = arg.to_string_lossy();
+        arg == flag || arg.starts_with(&format!("{flag}="))
+    });
+    if !on_command_line && is_set(&variable) {
+        error.insert(ContextKind::InvalidArg, ContextValue::String(variable));
+    }
+    error
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use codeward::cli::{Cli, Command, KeysAction, MigrateAction, OutboxAction, WebhooksAction};
 use codeward::config::Config;
 use codeward::core::mail::outbox;
@@ -13,7 +13,7 @@ use migration::{Migrator, MigratorTrait};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = Cli::matches();
     let Cli {
         command,
         mut config,
@@ -77,7 +77,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
+            tracing::error!("{}", telemetry::each_cause_once(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,5 @@
-//! Builds the application from a `Config`: database, migrations, routes, listener; runs it until
-//! SIGTERM or Ctrl-C, letting in-flight requests finish.
+//! Builds the application from a `Config`: listeners, database, migrations, routes; runs it
+//! until SIGTERM or Ctrl-C, letting in-flight requests finish.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,17 +42,31 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to the database, applies pending migrations (unless told not to) and binds the
-    /// listener; port 0 picks a free port, which `port()` then tells.
+    /// Binds the listeners, connects to the database and applies pending migrations (unless
+    /// told not to); port 0 picks a free port, which `port()` then tells.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         Self::build_with_clock(config, Clock::default()).await
     }
 
     /// `build` with a clock the caller may move (tests expire codes without sleeping).
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let db = db::connect(&config)
+        // The ports first: a busy one is a mistake found in a millisecond, and finding it after
+        // the database was created and migrated leaves a half-done start-up behind.
+        let listener = TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("cannot connect to {}", config.database_url.masked()))?;
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+                let bound = listener.local_addr()?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let db = db::connect(&config).await?;
         if config.skip_migrations {
             tracing::info!("not applying migrations (CODEWARD_SKIP_MIGRATIONS)");
         } else {
@@ -83,20 +97,6 @@ impl Application {
             clock: clock.clone(),
             metrics: metrics.clone(),
         });
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let local_addr = listener.local_addr()?;
-        let metrics_listener = match config.metrics_listen {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-                let bound = listener.local_addr()?;
-                Some((listener, bound))
-            }
-            None => None,
-        };
         let keys = Arc::new(Keys::new(db.clone(), &config));
         match keys.maintain(clock.now(), Rotate::Scheduled).await {
             Ok(done) => log_key_maintenance(&done),

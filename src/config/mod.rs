@@ -23,6 +23,9 @@ pub use secrets::{DEV_PEPPER_KEY_ID, DatabaseUrl, Pepper, Peppers, SmtpUrl, Webh
 pub use tokens::{TokenAlgorithm, TokenSettings};
 pub use validate::ConfigError;
 
+/// The product name emails carry until `CODEWARD_APP_NAME` names the operator's own.
+const DEFAULT_APP_NAME: &str = "codeward";
+
 /// Which rules apply to secrets and defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Environment {
@@ -121,7 +124,8 @@ pub struct Config {
     )]
     pub mailbox_dir: PathBuf,
 
-    /// Sender of every email, e.g. `Example <no-reply@example.com>`.
+    /// Sender of every email, e.g. `Example <no-reply@example.com>`. Production refuses one at
+    /// localhost, a `.local` name or an IP address, the default included.
     #[arg(
         long,
         env = "CODEWARD_MAIL_FROM",
@@ -226,11 +230,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(5..=3600), global = true)]
     pub webhook_lease_secs: u64,
 
-    /// Product name shown in email subjects and bodies.
+    /// Product name shown in email subjects and bodies; production warns while it is the default.
     #[arg(
         long,
         env = "CODEWARD_APP_NAME",
-        default_value = "codeward",
+        default_value = DEFAULT_APP_NAME,
         global = true
     )]
     pub app_name: String,

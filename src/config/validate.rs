@@ -97,9 +97,25 @@ impl Config {
         if self.app_name.trim().is_empty() {
             problems.push("CODEWARD_APP_NAME must not be empty".to_owned());
         }
-        if let Err(error) = self.mail_from.parse::<lettre::message::Mailbox>() {
-            problems.push(format!(
+        match self.mail_from.parse::<lettre::message::Mailbox>() {
+            Err(error) => problems.push(format!(
                 "CODEWARD_MAIL_FROM is not a mailbox like `Name <no-reply@example.com>`: {error}"
+            )),
+            Ok(sender) if production && !is_public_domain(sender.email.domain()) => {
+                problems.push(format!(
+                    "CODEWARD_MAIL_FROM is {}, an address no one outside this machine can check \
+                     or answer, and receiving servers mark as spam or refuse: in production set \
+                     it to an address at your own domain, e.g. `Example <no-reply@example.com>`",
+                    sender.email
+                ));
+            }
+            Ok(_) => {}
+        }
+        if production && self.app_name == super::DEFAULT_APP_NAME {
+            warnings.push(format!(
+                "CODEWARD_APP_NAME is the default: emails say \"… is your {} verification code\"; set \
+                 it to the name your users know",
+                super::DEFAULT_APP_NAME
             ));
         }
         if let Some(dir) = self.template_dir.as_ref().filter(|dir| !dir.is_dir()) {
@@ -213,6 +229,42 @@ impl Config {
             Ok(warnings)
         } else {
             Err(ConfigError { problems })
+        }
+    }
+}
+
+/// Whether a sender's domain belongs in the wide world: not `localhost` (or under it), not a
+/// `.local` (mDNS) name, not an IP address. Mail from those fails SPF and DKIM checks and
+/// cannot be replied to, so it lands in spam or is refused.
+fn is_public_domain(domain: &str) -> bool {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let literal = domain.starts_with('[') || domain.parse::<std::net::IpAddr>().is_ok();
+    !(literal
+        || domain == "localhost"
+        || domain.ends_with(".localhost")
+        || domain.ends_with(".local"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public_domain;
+
+    #[test]
+    fn only_domains_of_the_wide_world_count_as_public() {
+        for (domain, public) in [
+            ("example.com", true),
+            ("mail.example.co.uk", true),
+            ("localhost", false),
+            ("LocalHost.", false),
+            ("app.localhost", false),
+            ("printer.local", false),
+            ("localhost.example.com", true),
+            ("127.0.0.1", false),
+            ("[127.0.0.1]", false),
+            ("[IPv6:::1]", false),
+            ("::1", false),
+        ] {
+            assert_eq!(is_public_domain(domain), public, "{domain}");
         }
     }
 }

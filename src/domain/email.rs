@@ -53,8 +53,8 @@ const QUOTED_LOCAL_PART: Refusal = (
 );
 const NON_ASCII_LOCAL_PART: Refusal = (
     "non_ascii_local_part",
-    "The part before the @ may hold only ASCII letters, digits, dots and the symbols \
-     ! # $ % & ' * + - / = ? ^ _ ` { | } ~.",
+    "The part before the @ may hold only ASCII letters, digits, dots, the symbols \
+     ! # $ % & ' * + - / = ? ^ _ { | } ~ and the grave accent.",
 );
 const IP_DOMAIN: Refusal = (
     "ip_domain",

@@ -74,7 +74,7 @@ pub fn parse_locale(raw: Option<&str>) -> Result<String, FieldProblem> {
         Err(FieldProblem {
             field: "locale",
             code: "invalid",
-            message: "The locale must be a language tag such as `en` or `es-MX`.".into(),
+            message: "The locale must be a language tag such as en or es-MX.".into(),
         })
     }
 }

@@ -1,6 +1,5 @@
 //! Tag `account`: the signed-in user's own account.
 
-use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
@@ -12,7 +11,7 @@ use crate::app::deletion::{self, DeleteAccount};
 use crate::core::audit::Cursor;
 use crate::http::auth::BearerAuth;
 use crate::http::middleware::wake_outbox;
-use crate::http::problem::{ApiError, Problem, ProblemCode, ProblemJson, SignedIn, SignedInRecent};
+use crate::http::problem::{ApiError, ProblemJson, SignedIn, SignedInRecent};
 use crate::http::schemas::{User, example_time};
 use crate::http::{ApiTags, AppState};
 
@@ -182,11 +181,7 @@ impl AccountApi {
             None => None,
             Some(Some(cursor)) => Some(cursor),
             Some(None) => {
-                return Ok(ActivityResponse::BadCursor(ProblemJson(Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    ProblemCode::InvalidRequest,
-                    "The cursor is not one this server gave out.".to_owned(),
-                ))));
+                return Ok(ActivityResponse::BadCursor(ProblemJson::bad_cursor()));
             }
         };
         let page = account::activity(&state, &auth.0, limit.0.unwrap_or(20), after).await?;

@@ -112,14 +112,6 @@ impl From<UserPage> for AdminUserPage {
     }
 }
 
-fn bad_cursor() -> ProblemJson {
-    ProblemJson(Problem::new(
-        StatusCode::BAD_REQUEST,
-        ProblemCode::InvalidRequest,
-        "The cursor is not one this server gave out.".to_owned(),
-    ))
-}
-
 fn unknown_user() -> ProblemJson {
     ProblemJson(Problem::new(
         StatusCode::NOT_FOUND,
@@ -246,7 +238,7 @@ impl AdminApi {
         let after = match cursor.0.as_deref().map(UserCursor::decode) {
             None => None,
             Some(Some(cursor)) => Some(cursor),
-            Some(None) => return Ok(ListUsersResponse::BadCursor(bad_cursor())),
+            Some(None) => return Ok(ListUsersResponse::BadCursor(ProblemJson::bad_cursor())),
         };
         let prefix = email.0.map(|email| email.trim().to_lowercase());
         let admin = Admin::of(&state);
@@ -421,7 +413,7 @@ impl AdminApi {
         let after = match cursor.0.as_deref().map(Cursor::decode) {
             None => None,
             Some(Some(cursor)) => Some(cursor),
-            Some(None) => return Ok(UserActivityResponse::BadRequest(bad_cursor())),
+            Some(None) => return Ok(UserActivityResponse::BadRequest(ProblemJson::bad_cursor())),
         };
         let admin = Admin::of(&state);
         let limit = limit.0.unwrap_or(20);

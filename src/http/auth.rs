@@ -3,16 +3,13 @@
 //! in. Each accepts only its own kind of token.
 
 use poem::Request;
-use poem::http::StatusCode;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
 use crate::app::{ApiKeyView, AuthUser, api_keys, session};
 use crate::domain::{ApiKey, Scope};
 use crate::http::AppState;
-use crate::http::problem::{
-    API_KEY_UNAUTHORIZED_DETAIL, ApiError, InternalError, UNAUTHORIZED_DETAIL,
-};
+use crate::http::problem::{ApiError, InternalError, ProblemJson};
 
 /// An access token (a JWT) from `login`, `verify_signup` or `refresh_token`.
 #[derive(SecurityScheme)]
@@ -20,7 +17,6 @@ use crate::http::problem::{
 pub struct BearerAuth(pub AuthUser);
 
 async fn check_bearer(request: &Request, bearer: Bearer) -> poem::Result<AuthUser> {
-    let unauthorized = || poem::Error::from_string(UNAUTHORIZED_DETAIL, StatusCode::UNAUTHORIZED);
     let token = bearer.token.trim();
     let state = request
         .data::<AppState>()
@@ -28,7 +24,7 @@ async fn check_bearer(request: &Request, bearer: Bearer) -> poem::Result<AuthUse
     session::authenticate(state, token)
         .await
         .map_err(InternalError::from)?
-        .ok_or_else(unauthorized)
+        .ok_or_else(ProblemJson::invalid_credential)
 }
 
 /// An API key (`cwk_…`) made with `codeward api-key create`, for the app's own backend and
@@ -49,18 +45,16 @@ impl ApiKeyAuth {
 }
 
 async fn check_api_key(request: &Request, bearer: Bearer) -> poem::Result<ApiKeyView> {
-    let refused =
-        || poem::Error::from_string(API_KEY_UNAUTHORIZED_DETAIL, StatusCode::UNAUTHORIZED);
     // Only the `cwk_` shape is looked up: an access token is never taken for a key.
     let Some(key) = ApiKey::parse(bearer.token.trim()) else {
-        return Err(refused());
+        return Err(ProblemJson::invalid_credential());
     };
     let Some(state) = request.data::<AppState>() else {
         return Err(InternalError::Other(anyhow::anyhow!("application state missing")).into());
     };
     match api_keys::authenticate(state, &key).await {
         Ok(Some(view)) => Ok(view),
-        Ok(None) => Err(refused()),
+        Ok(None) => Err(ProblemJson::invalid_credential()),
         Err(error) => Err(InternalError::from(error).into()),
     }
 }

@@ -2,7 +2,7 @@
 //! send.
 
 use poem::web::Data;
-use poem_openapi::payload::{Form, Json};
+use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::app::backend::{self, Introspection};
 use crate::domain::Scope;
 use crate::http::auth::ApiKeyAuth;
+use crate::http::body::FormBody;
 use crate::http::problem::{ApiError, KeyedForm};
 use crate::http::schemas::{EXAMPLE_EMAIL, example_time};
 use crate::http::{ApiTags, AppState};
@@ -159,7 +160,7 @@ impl BackendApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
-        body: Form<IntrospectionRequest>,
+        body: FormBody<IntrospectionRequest>,
     ) -> Result<IntrospectResponse, ApiError<KeyedForm>> {
         auth.require(Scope::Introspect)?;
         let introspection = backend::introspect(&state, &body.token).await?;

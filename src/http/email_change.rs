@@ -11,6 +11,7 @@ use crate::app::email_change::{self, RequestEmailChange, VerifyEmailChange};
 use crate::core::limits::Group;
 use crate::domain::{self, EmailAddress, OtpCode};
 use crate::http::auth::BearerAuth;
+use crate::http::body::JsonBody;
 use crate::http::middleware::{equal_time, wake_outbox};
 use crate::http::problem::{
     ApiError, FieldCheck, Problem, ProblemCode, ProblemJson, SignedInCodeCheck, SignedInRecentJson,
@@ -106,7 +107,7 @@ impl EmailChangeApi {
         state: Data<&AppState>,
         request: &Request,
         auth: BearerAuth,
-        body: Json<EmailChangeRequest>,
+        body: JsonBody<EmailChangeRequest>,
     ) -> Result<CodeSentResponse, ApiError<SignedInRecentJson>> {
         let requester = guard::limited(&state, request, Group::SendCode)?;
         let mut fields = FieldCheck::default();
@@ -152,7 +153,7 @@ impl EmailChangeApi {
         state: Data<&AppState>,
         request: &Request,
         auth: BearerAuth,
-        body: Json<VerifyEmailChangeRequest>,
+        body: JsonBody<VerifyEmailChangeRequest>,
     ) -> Result<VerifyEmailChangeResponse, ApiError<SignedInCodeCheck>> {
         let requester = guard::limited(&state, request, Group::VerifyCode)?;
         let code = OtpCode::parse(&body.code);

@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::app::login_code::{self, VerifyLoginCode};
 use crate::core::limits::Group;
 use crate::domain::{self, EmailAddress, OtpCode};
+use crate::http::body::JsonBody;
 use crate::http::middleware::equal_time;
 use crate::http::problem::{ApiError, CodeCheck, FieldCheck, ProblemJson, Public};
 use crate::http::schemas::{
@@ -110,7 +111,7 @@ impl LoginCodeApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<LoginCodeRequest>,
+        body: JsonBody<LoginCodeRequest>,
     ) -> Result<CodeSentResponse, ApiError<Public>> {
         let requester = guard::limited(&state, request, Group::SendCode)?;
         let mut fields = FieldCheck::default();
@@ -154,7 +155,7 @@ impl LoginCodeApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<VerifyLoginCodeRequest>,
+        body: JsonBody<VerifyLoginCodeRequest>,
     ) -> Result<VerifyLoginCodeResponse, ApiError<CodeCheck>> {
         let requester = guard::limited(&state, request, Group::VerifyCode)?;
         let mut fields = FieldCheck::default();

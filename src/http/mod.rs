@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod body;
 pub mod client;
 pub mod email_change;
 pub mod guard;
@@ -23,6 +24,9 @@ pub mod types;
 
 use std::sync::Arc;
 
+use poem::endpoint::{BoxEndpoint, make_sync};
+use poem::web::Html;
+use poem::{Endpoint, IntoEndpoint, Response, Route};
 use poem_openapi::{LicenseObject, OpenApiService, ServerObject, Tags};
 
 use crate::app::Services;
@@ -30,7 +34,9 @@ use crate::app::Services;
 /// What every handler may reach, shared through poem's `Data`.
 pub type AppState = Arc<Services>;
 
-#[derive(Tags)]
+/// The tags, in the order the document lists them and Swagger UI shows them: the order a user
+/// meets them ([`ApiTags::IN_ORDER`]), not alphabetical.
+#[derive(Clone, Copy, Tags)]
 pub enum ApiTags {
     /// Create an account and prove the email address with a code.
     Signup,
@@ -46,6 +52,21 @@ pub enum ApiTags {
     Admin,
     /// Health, readiness and documentation, for operators.
     Ops,
+}
+
+impl ApiTags {
+    /// Signing up comes first, then what a signed-in user does, then the backend's and the
+    /// operators' tags. poem-openapi collects tags into a set sorted by name, and Swagger UI
+    /// shows them in the document's order, so the document is reordered by this list.
+    pub const IN_ORDER: [ApiTags; 7] = [
+        ApiTags::Signup,
+        ApiTags::Session,
+        ApiTags::Password,
+        ApiTags::Account,
+        ApiTags::Backend,
+        ApiTags::Admin,
+        ApiTags::Ops,
+    ];
 }
 
 /// Every API of codeward, one per tag.
@@ -69,7 +90,11 @@ sessions, and recover a password with another emailed code.\n\nEvery error is an
 `application/problem+json` body whose `code` field is one of the `ProblemCode` values.";
 
 /// The OpenAPI service; building it needs no database, so `codeward openapi` works offline.
-pub fn service() -> OpenApiService<Apis, ()> {
+pub fn service() -> Service {
+    Service(openapi_service())
+}
+
+fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             signup::SignupApi,
@@ -100,4 +125,90 @@ pub fn spec_yaml() -> String {
 
 pub fn spec_json() -> String {
     service().spec()
+}
+
+/// poem-openapi's service with its document's tags in [`ApiTags::IN_ORDER`]: the operations
+/// themselves, the spec endpoints and Swagger UI, which all serve the reordered document.
+pub struct Service(OpenApiService<Apis, ()>);
+
+impl Service {
+    pub fn spec(&self) -> String {
+        match self.ordered() {
+            Some(document) => {
+                serde_json::to_string_pretty(&document).unwrap_or_else(|_| self.0.spec())
+            }
+            None => self.0.spec(),
+        }
+    }
+
+    pub fn spec_yaml(&self) -> String {
+        match self.ordered() {
+            Some(document) => {
+                serde_yaml::to_string(&document).unwrap_or_else(|_| self.0.spec_yaml())
+            }
+            None => self.0.spec_yaml(),
+        }
+    }
+
+    /// The document as a value whose mappings keep their order (serde_yaml's, unlike
+    /// serde_json's without `preserve_order`), with the tags reordered. `None` only if
+    /// poem-openapi's own YAML did not parse, and then the tags stay alphabetical (a test
+    /// fails on that).
+    fn ordered(&self) -> Option<serde_yaml::Value> {
+        let mut document: serde_yaml::Value = serde_yaml::from_str(&self.0.spec_yaml()).ok()?;
+        if let Some(tags) = document
+            .get_mut("tags")
+            .and_then(serde_yaml::Value::as_sequence_mut)
+        {
+            let rank = |tag: &serde_yaml::Value| {
+                let name = tag.get("name").and_then(serde_yaml::Value::as_str);
+                ApiTags::IN_ORDER
+                    .iter()
+                    .position(|known| Some(known.name()) == name)
+                    .unwrap_or(ApiTags::IN_ORDER.len())
+            };
+            tags.sort_by_key(rank);
+        }
+        Some(document)
+    }
+
+    /// Swagger UI embeds the document in its page: poem-openapi's page, with the reordered
+    /// document in place of the alphabetical one.
+    pub fn swagger_ui(&self) -> impl Endpoint + 'static {
+        let page = self
+            .0
+            .swagger_ui_html()
+            .replace(&self.0.spec(), &self.spec());
+        Route::new()
+            .at("/", make_sync(move |_| Html(page.clone())))
+            // The rest of poem-openapi's Swagger UI (its OAuth receiver page) as it is.
+            .nest_no_strip("/oauth-receiver.html", self.0.swagger_ui())
+    }
+
+    pub fn spec_endpoint(&self) -> impl Endpoint + 'static {
+        let spec = self.spec();
+        make_sync(move |_| {
+            Response::builder()
+                .content_type("application/json")
+                .body(spec.clone())
+        })
+    }
+
+    pub fn spec_endpoint_yaml(&self) -> impl Endpoint + 'static {
+        let spec = self.spec_yaml();
+        make_sync(move |_| {
+            Response::builder()
+                .content_type("application/x-yaml")
+                .header("Content-Disposition", "inline; filename=\"spec.yaml\"")
+                .body(spec.clone())
+        })
+    }
+}
+
+impl IntoEndpoint for Service {
+    type Endpoint = BoxEndpoint<'static>;
+
+    fn into_endpoint(self) -> Self::Endpoint {
+        self.0.into_endpoint()
+    }
 }

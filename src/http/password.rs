@@ -3,7 +3,7 @@
 use poem::Request;
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem_openapi::payload::Json;
+
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
@@ -11,6 +11,7 @@ use crate::app::password::{self, ChangePassword, CheckResetCode, ResetPassword};
 use crate::core::limits::Group;
 use crate::domain::{EmailAddress, FieldProblem, OtpCode, PasswordAttempt, PendingPassword};
 use crate::http::auth::BearerAuth;
+use crate::http::body::JsonBody;
 use crate::http::middleware::{equal_time, wake_outbox};
 use crate::http::problem::{
     ApiError, CodeCheck, CodeCheckHashing, FieldCheck, Problem, ProblemCode, ProblemJson, Public,
@@ -213,7 +214,7 @@ impl PasswordApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<ForgotPasswordRequest>,
+        body: JsonBody<ForgotPasswordRequest>,
     ) -> Result<CodeSentResponse, ApiError<Public>> {
         let requester = guard::limited(&state, request, Group::SendCode)?;
         let email = match FieldCheck::one(EmailAddress::parse(&body.email)) {
@@ -242,7 +243,7 @@ impl PasswordApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<CheckResetCodeRequest>,
+        body: JsonBody<CheckResetCodeRequest>,
     ) -> Result<CheckResetCodeResponse, ApiError<CodeCheck>> {
         let requester = guard::limited(&state, request, Group::VerifyCode)?;
         let email = match FieldCheck::one(EmailAddress::parse(&body.email)) {
@@ -270,7 +271,7 @@ impl PasswordApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<ResetPasswordRequest>,
+        body: JsonBody<ResetPasswordRequest>,
     ) -> Result<ResetPasswordResponse, ApiError<CodeCheckHashing>> {
         let requester = guard::limited(&state, request, Group::VerifyCode)?;
         let mut fields = FieldCheck::default();
@@ -308,7 +309,7 @@ impl PasswordApi {
         state: Data<&AppState>,
         request: &Request,
         auth: BearerAuth,
-        body: Json<ChangePasswordRequest>,
+        body: JsonBody<ChangePasswordRequest>,
     ) -> Result<ChangePasswordResponse, ApiError<SignedInHashingRecent>> {
         let requester = guard::limited(&state, request, Group::Login)?;
         let current = match body.current_password.as_deref() {

@@ -12,6 +12,7 @@ use crate::app::reauth::{self, Proof, Reauthenticate, RequestReauthCode};
 use crate::core::limits::Group;
 use crate::domain::{FieldProblem, OtpCode, PasswordAttempt};
 use crate::http::auth::BearerAuth;
+use crate::http::body::JsonBody;
 use crate::http::middleware::wake_outbox;
 use crate::http::problem::{
     ApiError, FieldCheck, Problem, ProblemCode, ProblemJson, SignedInCodeCheckHashing,
@@ -98,9 +99,9 @@ fn proof(body: &ReauthenticateRequest) -> Result<Proof, ProblemJson> {
         (None, Some(code)) => Ok(Proof::Code(OtpCode::parse(code))),
         (given_password, _) => {
             let (code, message) = if given_password.is_some() {
-                ("conflict", "Give either `password` or `code`, not both.")
+                ("conflict", "Give either password or code, not both.")
             } else {
-                ("required", "Give `password` or `code`.")
+                ("required", "Give password or code.")
             };
             let problem = |field| FieldProblem {
                 field,
@@ -156,7 +157,7 @@ impl ReauthApi {
         state: Data<&AppState>,
         request: &Request,
         auth: BearerAuth,
-        body: Json<ReauthenticateRequest>,
+        body: JsonBody<ReauthenticateRequest>,
     ) -> Result<ReauthenticateResponse, ApiError<SignedInCodeCheckHashing>> {
         let requester = guard::limited(&state, request, Group::VerifyCode)?;
         let proof = match proof(&body) {

@@ -12,6 +12,7 @@ use crate::app::session::{self, DeviceSession, Login, Refresh, RevokeSession};
 use crate::core::limits::Group;
 use crate::domain::{self, EmailAddress, PasswordAttempt, RefreshToken};
 use crate::http::auth::BearerAuth;
+use crate::http::body::JsonBody;
 use crate::http::middleware::equal_time;
 use crate::http::problem::{
     ApiError, FieldCheck, Problem, ProblemCode, ProblemJson, Public, PublicHashing, SignedIn,
@@ -220,7 +221,7 @@ impl SessionApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<LoginRequest>,
+        body: JsonBody<LoginRequest>,
     ) -> Result<LoginResponse, ApiError<PublicHashing>> {
         let requester = guard::limited(&state, request, Group::Login)?;
         let mut fields = FieldCheck::default();
@@ -251,7 +252,7 @@ impl SessionApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<RefreshRequest>,
+        body: JsonBody<RefreshRequest>,
     ) -> Result<RefreshResponse, ApiError<Public>> {
         let requester = guard::limited(&state, request, Group::Refresh)?;
         let presented = RefreshToken::parse(body.refresh_token.trim());

@@ -9,6 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use crate::app::signup::{self, VerifySignup};
 use crate::core::limits::Group;
 use crate::domain::{self, EmailAddress, OtpCode, PendingPassword};
+use crate::http::body::JsonBody;
 use crate::http::middleware::equal_time;
 use crate::http::problem::{ApiError, CodeCheckHashing, FieldCheck, ProblemJson, Public};
 use crate::http::schemas::{
@@ -130,7 +131,7 @@ impl SignupApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<SignupRequest>,
+        body: JsonBody<SignupRequest>,
     ) -> Result<CodeSentResponse, ApiError<Public>> {
         let requester = guard::limited(&state, request, Group::SendCode)?;
         let mut fields = FieldCheck::default();
@@ -168,7 +169,7 @@ impl SignupApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<ResendRequest>,
+        body: JsonBody<ResendRequest>,
     ) -> Result<CodeSentResponse, ApiError<Public>> {
         let requester = guard::limited(&state, request, Group::SendCode)?;
         let email = match FieldCheck::one(EmailAddress::parse(&body.email)) {
@@ -198,7 +199,7 @@ impl SignupApi {
         &self,
         state: Data<&AppState>,
         request: &Request,
-        body: Json<VerifySignupRequest>,
+        body: JsonBody<VerifySignupRequest>,
     ) -> Result<VerifySignupResponse, ApiError<CodeCheckHashing>> {
         let requester = guard::limited(&state, request, Group::VerifyCode)?;
         let mut fields = FieldCheck::default();

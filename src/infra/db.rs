@@ -8,7 +8,7 @@ use sea_orm::EntityTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, IsolationLevel, TransactionTrait,
+    DatabaseTransaction, DbErr, IsolationLevel, RuntimeErr, TransactionTrait,
 };
 
 use crate::config::Config;
@@ -18,14 +18,31 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens the pool. SQLite runs in WAL mode with foreign keys on and a busy timeout, so readers
 /// never block the writer and a brief write contention waits instead of failing.
-pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
-    let url = config.database_url.expose();
-    let mut options = ConnectOptions::new(url.replacen("mariadb://", "mysql://", 1));
+///
+/// A refusal names the database (password masked), says why once, and hints at the fix.
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError> {
+    let failed = |why: String| ConnectError {
+        database: config.database_url.masked(),
+        why,
+    };
+    let url = config
+        .database_url
+        .expose()
+        .replacen("mariadb://", "mysql://", 1);
+    let url = if url.starts_with("sqlite:") {
+        sqlite_creating_the_file(&url)
+    } else {
+        // The pool retries a failed connection until its acquire timeout and then reports only
+        // that it timed out; one connection of our own first tells the cause, at once.
+        probe(&url).await.map_err(failed)?;
+        url
+    };
+    let mut options = ConnectOptions::new(url.clone());
     options
         .max_connections(config.database_max_connections)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
         // Statements are logged by our own spans, without their bound values.
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
@@ -50,9 +67,147 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            result => return result,
+            Ok(db) => return Ok(db),
+            // Start at sqlx's error: sea-orm's wrapper only adds "Connection Error: ".
+            Err(DbErr::Conn(RuntimeErr::SqlxError(error))) => {
+                return Err(failed(with_hint(&url, &error)));
+            }
+            Err(error) => return Err(failed(with_hint(&url, &error))),
         }
     }
+}
+
+/// Why `connect` failed: the database, password masked, and the cause with a hint.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {database}: {why}")]
+pub struct ConnectError {
+    database: String,
+    why: String,
+}
+
+/// How long one connection attempt, or a wait for a pooled connection, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `url` with `mode=rwc` when it names no mode, so a fresh path becomes a new database instead
+/// of "unable to open database file". A mode given (`ro`, `rw`, `memory`) is the operator's
+/// intent and stays; an in-memory database has no file to create.
+fn sqlite_creating_the_file(url: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let has_mode = query.split('&').any(|pair| pair.starts_with("mode="));
+    if has_mode || path.contains(":memory:") {
+        url.to_owned()
+    } else if query.is_empty() {
+        format!("{path}?mode=rwc")
+    } else {
+        format!("{url}&mode=rwc")
+    }
+}
+
+/// Opens and closes one PostgreSQL or MySQL connection, and says why it failed.
+async fn probe(url: &str) -> Result<(), String> {
+    use sea_orm::sqlx::Connection as _;
+    let attempt = async {
+        if url.starts_with("mysql:") {
+            sea_orm::sqlx::MySqlConnection::connect(url)
+                .await?
+                .close()
+                .await
+        } else {
+            sea_orm::sqlx::PgConnection::connect(url)
+                .await?
+                .close()
+                .await
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(with_hint(url, &error)),
+        Err(_) => Err(format!(
+            "no answer within {} s; is {} reachable from here (address, firewall)?",
+            CONNECT_TIMEOUT.as_secs(),
+            server_address(url)
+        )),
+    }
+}
+
+/// `error`, followed by what to check for the usual causes. Walks `error`'s sources, which
+/// sqlx and sea-orm wrap in one another, for the one that tells.
+fn with_hint(url: &str, error: &(dyn std::error::Error + 'static)) -> String {
+    let mut hint = None;
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(sqlx_error) = current.downcast_ref::<sea_orm::sqlx::Error>() {
+            hint = hint.or_else(|| hint_for(url, sqlx_error));
+        }
+        cause = current.source();
+    }
+    let message = crate::infra::telemetry::each_cause_once(error);
+    match hint {
+        Some(hint) => format!("{message}; {hint}"),
+        None => message,
+    }
+}
+
+fn hint_for(url: &str, error: &sea_orm::sqlx::Error) -> Option<String> {
+    use sea_orm::sqlx::Error;
+    match error {
+        Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut => Some(format!(
+            "is the database server running at {}, and reachable from here?",
+            server_address(url)
+        )),
+        Error::Database(db) => match db.code().as_deref() {
+            // PostgreSQL's invalid_password and invalid_authorization_specification; MySQL's
+            // ER_ACCESS_DENIED_ERROR.
+            Some("28P01" | "28000" | "1045") => {
+                Some("check the user name and password in CODEWARD_DATABASE_URL".to_owned())
+            }
+            // PostgreSQL's invalid_catalog_name; MySQL's ER_BAD_DB_ERROR.
+            Some("3D000" | "1049") => Some(
+                "create the database first, or fix its name in CODEWARD_DATABASE_URL".to_owned(),
+            ),
+            // SQLITE_CANTOPEN
+            Some("14") => {
+                let path = sqlite_path(url).unwrap_or("the database file");
+                let mode = url.split_once('?').and_then(|(_, query)| {
+                    query.split('&').find_map(|pair| pair.strip_prefix("mode="))
+                });
+                Some(match mode {
+                    Some(mode @ ("ro" | "rw")) => format!(
+                        "with mode={mode} the file must exist already: does {path} exist (drop \
+                         the mode, or use mode=rwc, to create it)?"
+                    ),
+                    _ => format!("does the folder of {path} exist, and may codeward write there?"),
+                })
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `host:port` of a server URL, the port defaulted by scheme, for hints.
+fn server_address(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "the address in CODEWARD_DATABASE_URL".to_owned();
+    };
+    let default_port = if parsed.scheme() == "mysql" {
+        3306
+    } else {
+        5432
+    };
+    match parsed.host_str().filter(|host| !host.is_empty()) {
+        Some(host) => format!("{host}:{}", parsed.port().unwrap_or(default_port)),
+        None => "the address in CODEWARD_DATABASE_URL".to_owned(),
+    }
+}
+
+/// The file path of a SQLite URL, or `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then_some(path)
 }
 
 /// Applies every pending migration.
@@ -126,12 +281,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x6377_6d69_6772_6174;
 
 /// `<database file>.migrate-lock`, or `None` for an in-memory database.
 fn sqlite_lock_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && !path.contains(":memory:"))
-        .then(|| std::path::PathBuf::from(format!("{path}.migrate-lock")))
+    sqlite_path(url).map(|path| std::path::PathBuf::from(format!("{path}.migrate-lock")))
 }
 
 /// Why the database cannot serve traffic, if it cannot.
@@ -189,7 +339,6 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
 /// Whether `error` is a deadlock or serialization failure (SQLSTATE 40001, or MySQL's 1213),
 /// which the same statement may well pass when run again.
 pub fn is_retryable(error: &DbErr) -> bool {
-    use sea_orm::RuntimeErr;
     let (DbErr::Exec(RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(db)))
     | DbErr::Query(RuntimeErr::SqlxError(sea_orm::sqlx::Error::Database(db)))) = error
     else {
@@ -205,4 +354,26 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
         error.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_creating_the_file;
+
+    #[test]
+    fn a_sqlite_url_naming_no_mode_gets_one_that_creates_the_file_and_a_given_mode_stays() {
+        for (url, opened) in [
+            ("sqlite://fresh.db", "sqlite://fresh.db?mode=rwc"),
+            (
+                "sqlite:fresh.db?cache=shared",
+                "sqlite:fresh.db?cache=shared&mode=rwc",
+            ),
+            ("sqlite://fresh.db?mode=ro", "sqlite://fresh.db?mode=ro"),
+            ("sqlite://fresh.db?mode=rw", "sqlite://fresh.db?mode=rw"),
+            ("sqlite://fresh.db?mode=rwc", "sqlite://fresh.db?mode=rwc"),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ] {
+            assert_eq!(sqlite_creating_the_file(url), opened, "{url}");
+        }
+    }
 }

@@ -18,3 +18,19 @@ pub fn init(filter: &str, format: LogFormat) {
     // A second init (tests spawning several apps) keeps the first subscriber.
     drop(result);
 }
+
+/// `error` and its causes on one line, `error: cause: cause`, each message once: sea-orm and
+/// sqlx (among others) repeat their source's message in their own.
+pub fn each_cause_once(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        let message = current.to_string();
+        if !line.contains(&message) {
+            line.push_str(": ");
+            line.push_str(&message);
+        }
+        cause = current.source();
+    }
+    line
+}

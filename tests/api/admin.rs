@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use crate::api_keys::create_key;
 use crate::helpers::{
-    PASSWORD, TestApp, assert_problem, assert_unauthorized, run_codeward_on, spawn_app,
+    PASSWORD, TestApp, assert_problem, assert_unauthenticated, assert_unauthorized,
+    run_codeward_on, spawn_app,
 };
 use crate::mail::every_row;
 
@@ -87,10 +88,12 @@ async fn every_admin_operation_refuses_a_missing_unknown_or_revoked_key_and_one_
         "/v1/admin/users".to_owned(),
         format!("/v1/admin/users/{id}"),
     ] {
-        assert_unauthorized(app.get(&path).await, "no Authorization").await;
+        assert_unauthenticated(app.get(&path).await, "no Authorization").await;
+    }
+    for (operation, response) in every_operation(&app, "", &id).await {
+        assert_unauthenticated(response, &format!("{operation} with an empty key")).await;
     }
     for (why, key) in [
-        ("an empty key", ""),
         ("an unknown key", unknown.as_str()),
         ("a revoked key", revoked.as_str()),
         ("a user's access token", access_token.as_str()),

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{
-    PASSWORD, TestApp, assert_problem, assert_unauthorized, run_codeward, run_codeward_on,
-    spawn_app,
+    PASSWORD, TestApp, assert_problem, assert_unauthenticated, assert_unauthorized, run_codeward,
+    run_codeward_on, spawn_app,
 };
 
 fn text(bytes: &[u8]) -> String {
@@ -171,19 +171,25 @@ async fn missing_unknown_and_malformed_keys_are_401_with_a_bearer_challenge() {
     let unknown = format!("cwk_{}", "A".repeat(43));
     let url = app.url("/v1/token/introspect");
     let form = [("token", "x")];
+    // No key (nothing, an empty bearer, another scheme) gets the plain challenge; a key that
+    // is not valid gets `error="invalid_token"`.
+    let sent = true;
     let cases = [
-        ("no Authorization", app.client.post(&url).form(&form)),
+        ("no Authorization", app.client.post(&url).form(&form), !sent),
         (
             "an unknown key",
             app.client.post(&url).bearer_auth(&unknown).form(&form),
+            sent,
         ),
         (
             "a malformed key",
             app.client.post(&url).bearer_auth("cwk_short").form(&form),
+            sent,
         ),
         (
             "an empty bearer",
             app.client.post(&url).bearer_auth("").form(&form),
+            !sent,
         ),
         (
             "another scheme",
@@ -191,12 +197,17 @@ async fn missing_unknown_and_malformed_keys_are_401_with_a_bearer_challenge() {
                 .post(&url)
                 .basic_auth("backend", Some("secret"))
                 .form(&form),
+            !sent,
         ),
     ];
-    for (why, request) in cases {
+    for (why, request, key_sent) in cases {
         let response = request.send().await.expect("request sent");
 
-        assert_unauthorized(response, why).await;
+        if key_sent {
+            assert_unauthorized(response, why).await;
+        } else {
+            assert_unauthenticated(response, why).await;
+        }
     }
 }
 

@@ -24,6 +24,7 @@ fn check_config_prints_the_effective_settings_with_every_secret_masked() {
         &["check-config"],
         &[
             ("CODEWARD_ENV", "production"),
+            ("CODEWARD_MAIL_FROM", "Example <no-reply@example.com>"),
             ("CODEWARD_PEPPER", KEY_A),
             ("CODEWARD_PREVIOUS_PEPPERS", KEY_B),
             (
@@ -186,16 +187,24 @@ fn a_real_smtp_server_with_the_development_pepper_is_refused_naming_both_setting
 #[test]
 fn malformed_settings_are_refused_naming_the_setting_and_never_echoing_secrets() {
     let cases = [
-        ("CODEWARD_LISTEN", "nowhere", "--listen"),
-        ("CODEWARD_ENV", "staging", "--env"),
-        ("CODEWARD_LOG_FORMAT", "xml", "--log-format"),
-        ("CODEWARD_CODE_TTL_SECS", "5", "--code-ttl-secs"),
-        ("CODEWARD_CODE_MAX_ATTEMPTS", "0", "--code-max-attempts"),
-        ("CODEWARD_ARGON2_MEMORY_KIB", "lots", "--argon2-memory-kib"),
+        ("CODEWARD_LISTEN", "nowhere", "CODEWARD_LISTEN"),
+        ("CODEWARD_ENV", "staging", "CODEWARD_ENV"),
+        ("CODEWARD_LOG_FORMAT", "xml", "CODEWARD_LOG_FORMAT"),
+        ("CODEWARD_CODE_TTL_SECS", "5", "CODEWARD_CODE_TTL_SECS"),
+        (
+            "CODEWARD_CODE_MAX_ATTEMPTS",
+            "0",
+            "CODEWARD_CODE_MAX_ATTEMPTS",
+        ),
+        (
+            "CODEWARD_ARGON2_MEMORY_KIB",
+            "lots",
+            "CODEWARD_ARGON2_MEMORY_KIB",
+        ),
         (
             "CODEWARD_TRUSTED_PROXIES",
             "10.0.0.0/33",
-            "--trusted-proxies",
+            "CODEWARD_TRUSTED_PROXIES",
         ),
         ("CODEWARD_LOG", "info,[[[", "CODEWARD_LOG"),
         (

@@ -8,6 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use codeward::http::body::JsonBody;
 use codeward::http::problem::InternalError;
 use codeward::startup::with_middleware;
 
@@ -32,8 +33,8 @@ struct ProbeApi;
 #[OpenApi]
 impl ProbeApi {
     #[oai(path = "/echo", method = "post")]
-    async fn echo(&self, body: Json<EchoBody>) -> EchoResponse {
-        EchoResponse::Ok(body)
+    async fn echo(&self, body: JsonBody<EchoBody>) -> EchoResponse {
+        EchoResponse::Ok(Json(body.0))
     }
 
     #[oai(path = "/panic", method = "get")]

@@ -2,9 +2,11 @@
 //! typed request per operation; the `codeward` binary run as an operator runs it; the values
 //! every file shares.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Deref;
 use std::process::{Command, Output};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
@@ -113,6 +115,8 @@ pub fn test_config(database_url: &str, mailbox: &TempDir, extra: &[&str]) -> Con
         format!("--pepper={TEST_PEPPER}"),
         format!("--mailbox-dir={}", mailbox.path().display()),
         "--database-max-connections=5".to_owned(),
+        // A sender production accepts: it refuses the default, at localhost.
+        "--mail-from=codeward <no-reply@codeward.example>".to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let mut config = Cli::try_parse_from(last_of_each_flag(&args))
@@ -772,25 +776,66 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
         format!("urn:codeward:problem:{code}"),
         "{body}"
     );
-    assert!(
-        body["title"].as_str().is_some_and(|t| !t.is_empty()),
-        "{body}"
-    );
+    assert_title_is_stable(&body);
+    assert_no_markdown(&body);
     body
 }
 
-/// Asserts the 401 every refused access token or API key gets: `unauthorized`, with its
-/// `WWW-Authenticate: Bearer` challenge; `why` names the case.
+/// Every problem of one `code` has one `title`, whichever operation and case gave it: the first
+/// title seen for a code (in this test process) is the one every later answer must repeat.
+fn assert_title_is_stable(body: &Value) {
+    static TITLES: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+    let code = body["code"].as_str().unwrap_or_default().to_owned();
+    let title = body["title"].as_str().unwrap_or_default().to_owned();
+    assert!(!title.is_empty(), "a title: {body}");
+    let mut titles = TITLES.lock().unwrap();
+    let first = titles.entry(code).or_insert_with(|| title.clone());
+    assert_eq!(*first, title, "one title per code: {body}");
+}
+
+/// Text meant for a person (`detail`, `errors[].message`) is plain: no Markdown backticks.
+fn assert_no_markdown(body: &Value) {
+    let messages = body["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|error| &error["message"]);
+    for text in std::iter::once(&body["detail"]).chain(messages) {
+        assert!(
+            !text.as_str().unwrap_or_default().contains('`'),
+            "plain text: {body}"
+        );
+    }
+}
+
+/// Asserts the 401 every refused access token or API key gets: `unauthorized` in its one
+/// wording, with the `WWW-Authenticate: Bearer error="invalid_token"` challenge that tells the
+/// client its credential (sent, but not valid) should be refreshed; `why` names the case.
 pub async fn assert_unauthorized(response: reqwest::Response, why: &str) {
+    assert_401(response, r#"Bearer error="invalid_token""#, why).await;
+}
+
+/// Asserts the 401 a request that sent no bearer credential gets: the same `unauthorized`,
+/// with the plain `WWW-Authenticate: Bearer` challenge (sign in first).
+pub async fn assert_unauthenticated(response: reqwest::Response, why: &str) {
+    assert_401(response, "Bearer", why).await;
+}
+
+async fn assert_401(response: reqwest::Response, challenge: &str, why: &str) {
     assert_eq!(
         response
             .headers()
             .get("www-authenticate")
             .and_then(|v| v.to_str().ok()),
-        Some("Bearer"),
+        Some(challenge),
         "{why}: the challenge"
     );
-    assert_problem(response, 401, "unauthorized").await;
+    let body = assert_problem(response, 401, "unauthorized").await;
+    assert_eq!(
+        body["detail"],
+        codeward::http::problem::UNAUTHORIZED_DETAIL,
+        "{why}: one wording for every 401"
+    );
 }
 
 /// Checks the shape every 429 must have and returns its `retry_after`.

@@ -237,6 +237,117 @@ async fn messages_enqueued_while_smtp_is_down_all_arrive_exactly_once_when_it_re
     assert!(per_recipient.values().all(|&n| n == 1), "none duplicated");
 }
 
+/// The Message-ID header of a received message, brackets included.
+fn message_id_of(data: &[u8]) -> String {
+    let parsed = mail_parser::MessageParser::default()
+        .parse(data)
+        .expect("a parseable message");
+    let id = parsed.message_id().expect("a Message-ID header");
+    // mail-parser drops the angle brackets; the header carries them.
+    format!("<{id}>")
+}
+
+#[tokio::test]
+async fn every_message_has_a_message_id_on_the_sender_domain_derived_from_its_outbox_row() {
+    let app = spawn_app_with(&["--mail-from=Acme <auth@mail.acme.test>"]).await;
+    let db = app.connect_db().await;
+
+    let first = enqueue_and_wake(&db, &app.instance.outbox, notice("one@example.com")).await;
+    let second = enqueue_and_wake(&db, &app.instance.outbox, notice("two@example.com")).await;
+    let one = app.smtp.wait_for_message_to("one@example.com", WAIT).await;
+    let two = app.smtp.wait_for_message_to("two@example.com", WAIT).await;
+
+    // The ids are read back from the database, not taken on trust from the enqueue.
+    let first_row = row(&db, first).await;
+    let second_row = row(&db, second).await;
+    assert_eq!(
+        message_id_of(&one.data),
+        format!("<{}@mail.acme.test>", first_row.id)
+    );
+    assert_eq!(
+        message_id_of(&two.data),
+        format!("<{}@mail.acme.test>", second_row.id)
+    );
+    assert_ne!(message_id_of(&one.data), message_id_of(&two.data));
+}
+
+/// An SMTP server that answers the end of the first `refuse` messages' data with a transient
+/// 421 and closes the connection (after reading all of it), then accepts; it keeps every
+/// attempt it read. (421, not 451: after a 451 mailin stays in its data state and hangs.)
+#[derive(Clone)]
+struct FlakySmtp {
+    attempts: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    refuse: usize,
+    data: Vec<u8>,
+}
+
+impl mailin_embedded::Handler for FlakySmtp {
+    fn mail(
+        &mut self,
+        _ip: std::net::IpAddr,
+        _domain: &str,
+        _from: &str,
+    ) -> mailin_embedded::Response {
+        self.data.clear();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let mut attempts = self.attempts.lock().unwrap();
+        attempts.push(std::mem::take(&mut self.data));
+        if attempts.len() <= self.refuse {
+            mailin_embedded::response::NO_SERVICE
+        } else {
+            mailin_embedded::response::OK
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retried_message_carries_the_message_id_of_its_failed_attempt() {
+    let attempts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut server = mailin_embedded::Server::new(FlakySmtp {
+        attempts: attempts.clone(),
+        refuse: 1,
+        data: Vec::new(),
+    });
+    server
+        .with_name("flaky.test")
+        .with_num_threads(8)
+        .with_ssl(mailin_embedded::SslConfig::None)
+        .unwrap()
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        // Runs until the process exits; an error here shows up as missing attempts.
+        let _ = server.serve();
+    });
+    let database = fresh_database().await;
+    let instance = start_instance(
+        &database.url,
+        &format!("smtp://127.0.0.1:{port}"),
+        &["--mail-from=Acme <auth@acme.test>"],
+    )
+    .await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+
+    let id = enqueue_and_wake(&db, &instance.outbox, notice("retried@example.com")).await;
+    let sent = wait_for_status(&db, id, Status::Sent).await;
+
+    let attempts = attempts.lock().unwrap().clone();
+    assert_eq!(sent.attempts, 2, "refused once, then accepted");
+    assert_eq!(attempts.len(), 2, "both attempts reached the server");
+    let expected = format!("<{id}@acme.test>");
+    assert_eq!(message_id_of(&attempts[0]), expected, "the refused attempt");
+    assert_eq!(message_id_of(&attempts[1]), expected, "the accepted retry");
+}
+
 #[tokio::test]
 async fn a_permanently_rejected_message_ends_dead_with_the_smtp_error_and_is_not_retried() {
     let app = spawn_app().await;

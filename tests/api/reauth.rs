@@ -8,8 +8,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    NEW_PASSWORD, PASSWORD, TestApp, assert_problem, assert_rate_limited, assert_unauthorized,
-    other_code, spawn_app, spawn_app_with,
+    NEW_PASSWORD, PASSWORD, TestApp, assert_problem, assert_rate_limited, assert_unauthenticated,
+    assert_unauthorized, other_code, spawn_app, spawn_app_with,
 };
 use crate::tokens::{access, part, secs};
 
@@ -225,7 +225,7 @@ async fn both_or_neither_proof_is_a_validation_failure_naming_both_fields() {
 async fn both_operations_need_an_access_token() {
     let app = spawn_app().await;
     let none = app.post("/v1/reauth/code", &json!({})).await;
-    assert_unauthorized(none, "request_reauth_code without a token").await;
+    assert_unauthenticated(none, "request_reauth_code without a token").await;
     let forged = app
         .reauthenticate("not-a-token", &json!({"password": PASSWORD}))
         .await;

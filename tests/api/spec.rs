@@ -390,3 +390,45 @@ fn the_spec_declares_each_status_of_an_operation_once() {
     serde_yaml::from_str::<serde_yaml::Value>(&codeward::http::spec_yaml())
         .expect("openapi.yaml has no duplicated key");
 }
+
+/// The order a user meets the tags in; Swagger UI lists them in the document's order.
+const TAG_ORDER: [&str; 7] = [
+    "Signup", "Session", "Password", "Account", "Backend", "Admin", "Ops",
+];
+
+fn tag_names(tags: &serde_json::Value) -> Vec<String> {
+    tags.as_array()
+        .expect("a tags array")
+        .iter()
+        .map(|tag| tag["name"].as_str().expect("a tag name").to_owned())
+        .collect()
+}
+
+#[test]
+fn the_spec_lists_its_tags_in_the_order_a_user_meets_them() {
+    let yaml: serde_json::Value =
+        serde_yaml::from_str(&codeward::http::spec_yaml()).expect("the spec is YAML");
+
+    assert_eq!(tag_names(&spec()["tags"]), TAG_ORDER, "openapi.json");
+    assert_eq!(tag_names(&yaml["tags"]), TAG_ORDER, "openapi.yaml");
+}
+
+#[tokio::test]
+async fn swagger_ui_shows_the_tags_in_the_order_a_user_meets_them() {
+    let app = crate::helpers::spawn_app().await;
+
+    let page = app.get("/docs").await.text().await.unwrap();
+
+    // The page embeds the document it shows; each tag is declared there once, in order.
+    let positions: Vec<usize> = TAG_ORDER
+        .iter()
+        .map(|tag| {
+            page.find(&format!("\"name\": \"{tag}\""))
+                .unwrap_or_else(|| panic!("Swagger UI's document has no tag {tag}"))
+        })
+        .collect();
+    assert!(
+        positions.is_sorted(),
+        "Swagger UI's document lists the tags out of order: {positions:?}"
+    );
+}

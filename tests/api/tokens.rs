@@ -8,7 +8,9 @@ use codeward::core::keys::material;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{
+    PASSWORD, TestApp, assert_problem, assert_unauthorized, spawn_app, spawn_app_with,
+};
 
 pub fn secs(seconds: u64) -> std::time::Duration {
     std::time::Duration::from_secs(seconds)
@@ -259,9 +261,7 @@ async fn forged_foreign_and_altered_tokens_are_refused() {
     );
 
     for (name, forged) in forgeries {
-        let response = app.me(&forged).await;
-        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{name}");
-        assert_problem(response, 401, "unauthorized").await;
+        assert_unauthorized(app.me(&forged).await, name).await;
     }
 }
 

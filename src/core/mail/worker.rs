@@ -190,6 +190,7 @@ impl Worker {
         lettre::Message::builder()
             .from(self.settings.from.clone())
             .to(to)
+            .message_id(Some(message_id(row.id, &self.settings.from)))
             .subject(rendered.subject)
             .multipart(MultiPart::alternative_plain_html(
                 rendered.text,
@@ -210,6 +211,13 @@ fn open_code(
         return Ok(SecretString::from(stored));
     }
     seal.open(stored, &row.recipient, &row.template)
+}
+
+/// `<row id@sender domain>`: strict receivers expect a Message-ID on the sender's own domain,
+/// and deriving it from the outbox row (never from its content, which holds the code) makes
+/// every retry of one row the same message to a receiver that has already seen an attempt.
+pub fn message_id(row: uuid::Uuid, from: &Mailbox) -> String {
+    format!("<{row}@{}>", from.email.domain())
 }
 
 /// `<created, sortable>-<id>`: files in the mailbox list in the order they were enqueued.

@@ -9,9 +9,10 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
-use poem::http::StatusCode;
 use poem::{Endpoint, Error, IntoResponse, Middleware, Request, Response, Result};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::http::problem::{FieldError, Problem, ProblemJson};
 
 /// Refuses with 400 a JSON body (by the same content types poem-openapi reads as JSON) in
 /// which an object, at any depth, names a member twice. Runs after the body limit, on the
@@ -37,7 +38,7 @@ impl<E: Endpoint> Endpoint for UniqueJsonMembersEndpoint<E> {
         if request.content_type().is_some_and(is_json) {
             let body = request.take_body().into_bytes().await?;
             if let Some(name) = repeated_member(&body) {
-                return Err(Error::from_string(refusal(&name), StatusCode::BAD_REQUEST));
+                return Err(refusal(&name));
             }
             request.set_body(body);
         }
@@ -56,14 +57,27 @@ fn is_json(content_type: &str) -> bool {
     })
 }
 
-/// The 400's detail: the name when it is short and plain, since the detail goes back to the
-/// client as it is.
-fn refusal(name: &str) -> String {
-    let plain = name.len() <= 64 && name.bytes().all(|b| b.is_ascii_graphic() && b != b'`');
+/// The 400, naming the member (in `detail` and `errors[]`) when it is short and plain, since
+/// both go back to the client as they are.
+fn refusal(name: &str) -> Error {
+    Error::from_response(ProblemJson(refusal_problem(name)).into_response())
+}
+
+fn refusal_problem(name: &str) -> Problem {
+    let plain = name.len() <= 64 && name.bytes().all(|b| b.is_ascii_graphic() && b != b'"');
     if plain {
-        format!("The request body gives the member `{name}` twice in one object.")
+        let message = format!("{name} is given twice in one object.");
+        let field = FieldError {
+            field: name.to_owned(),
+            code: "repeated".to_owned(),
+            message: message.clone(),
+        };
+        Problem::invalid_request(message, vec![field])
     } else {
-        "The request body gives a member twice in one object.".to_owned()
+        Problem::invalid_request(
+            "The request body gives a member twice in one object.".to_owned(),
+            Vec::new(),
+        )
     }
 }
 
@@ -218,10 +232,18 @@ mod tests {
         }
     }
 
+    fn detail(name: &str) -> String {
+        refusal_problem(name).detail.unwrap_or_default()
+    }
+
     #[test]
     fn the_refusal_names_a_plain_member_only() {
-        assert!(refusal("email").contains("`email`"));
-        assert!(!refusal(&"x".repeat(65)).contains("xxx"));
-        assert!(!refusal("a b").contains("a b"));
+        assert!(
+            detail("email").contains("email is given twice"),
+            "{}",
+            detail("email")
+        );
+        assert!(!detail(&"x".repeat(65)).contains("xxx"));
+        assert!(!detail("a b").contains("a b"));
     }
 }

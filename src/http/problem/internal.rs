@@ -9,8 +9,12 @@ use poem_openapi::ApiResponse;
 use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::types::Type;
 
+use poem_openapi::error::{AuthorizationError, ParseParamError, ParsePathError};
+
+use crate::http::problem::parameters;
 use crate::http::problem::shared::InternalAnswer;
-use crate::http::problem::{Problem, ProblemCode, ProblemJson};
+use crate::http::problem::{FieldError, Problem, ProblemCode, ProblemJson, UNAUTHORIZED_DETAIL};
+use crate::infra::telemetry::each_cause_once;
 
 /// The crate-wide type of unexpected failures: always a 500 whose body says nothing about the
 /// cause, while the whole cause chain goes to the log.
@@ -40,7 +44,7 @@ impl poem::error::ResponseError for InternalError {
     }
 
     fn as_response(&self) -> Response {
-        tracing::error!(error = %error_chain(self), "request failed");
+        tracing::error!(error = %each_cause_once(self), "request failed");
         ProblemJson(Problem::internal()).into_response()
     }
 }
@@ -55,49 +59,71 @@ impl ApiResponse for InternalError {
     }
 }
 
-/// `error: cause: cause`, for one log line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Turns any error that reached the outside of the app into a problem+json response.
 pub async fn error_to_problem(error: poem::Error) -> Response {
     if error.is_from_response() || error.is::<InternalError>() {
         return error.into_response();
     }
     let status = error.status();
-    let code = match status {
-        StatusCode::NOT_FOUND => ProblemCode::NotFound,
-        StatusCode::METHOD_NOT_ALLOWED => ProblemCode::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => ProblemCode::PayloadTooLarge,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemCode::UnsupportedMediaType,
-        StatusCode::UNAUTHORIZED => ProblemCode::Unauthorized,
-        StatusCode::UNPROCESSABLE_ENTITY => ProblemCode::ValidationFailed,
-        StatusCode::TOO_MANY_REQUESTS => ProblemCode::RateLimited,
-        s if s.is_client_error() => ProblemCode::InvalidRequest,
-        _ => ProblemCode::InternalError,
-    };
     if status.is_server_error() {
-        tracing::error!(error = %error_chain(&error), %status, "request failed");
+        tracing::error!(error = %each_cause_once(&error), %status, "request failed");
         let mut problem = Problem::internal();
         problem.status = status.as_u16();
         return ProblemJson(problem).into_response();
     }
-    // The framework's messages describe the request's shape ("missing field `email`"), never
-    // a value from it, so they are safe and useful to return.
-    let detail = match code {
-        ProblemCode::NotFound => "No such path.".to_owned(),
-        ProblemCode::MethodNotAllowed => "This path does not accept this HTTP method.".to_owned(),
-        _ => error.to_string(),
+    ProblemJson(framework_refusal(&error)).into_response()
+}
+
+/// The problem for a request the framework refused before any handler ran. poem-openapi's
+/// own messages name its internal types (`failed to parse "string_uuid"`), so each is said
+/// again in the client's terms: the parameter as the client wrote it, and what it must be.
+fn framework_refusal(error: &poem::Error) -> Problem {
+    let status = error.status();
+    let reported = match (
+        error.downcast_ref::<ParseParamError>(),
+        error.downcast_ref::<ParsePathError>(),
+    ) {
+        (Some(query), _) => Some(query.name),
+        (None, Some(path)) => Some(path.name),
+        (None, None) => None,
     };
-    ProblemJson(Problem::new(status, code, detail)).into_response()
+    if let Some(reported) = reported {
+        let (name, message) = parameters::refused(reported);
+        let field = FieldError {
+            field: name,
+            code: "invalid_value".to_owned(),
+            message: message.clone(),
+        };
+        return Problem::invalid_request(message, vec![field]);
+    }
+    if error.is::<AuthorizationError>() {
+        // No bearer credential at all: the `Bearer` challenge without an error code.
+        return Problem::unauthorized();
+    }
+    let (code, detail) = match status {
+        StatusCode::NOT_FOUND => (ProblemCode::NotFound, "No such path."),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ProblemCode::MethodNotAllowed,
+            "This path does not accept this HTTP method.",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ProblemCode::PayloadTooLarge, ""),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            ProblemCode::UnsupportedMediaType,
+            "The request body is not of a media type this operation takes.",
+        ),
+        StatusCode::UNAUTHORIZED => (ProblemCode::Unauthorized, UNAUTHORIZED_DETAIL),
+        StatusCode::UNPROCESSABLE_ENTITY => (ProblemCode::ValidationFailed, ""),
+        StatusCode::TOO_MANY_REQUESTS => (ProblemCode::RateLimited, ""),
+        _ => (ProblemCode::InvalidRequest, ""),
+    };
+    // The remaining messages are codeward's own (the body limit, repeated members): they
+    // describe the request's shape, never a value from it.
+    let detail = if detail.is_empty() {
+        error.to_string()
+    } else {
+        detail.to_owned()
+    };
+    Problem::new(status, code, detail)
 }
 
 /// The response to a panic inside a handler: a generic 500, the panic message only in the log.

@@ -2,6 +2,7 @@
 //! framework's own (unknown path, wrong method, malformed JSON, oversized body, panics).
 
 mod internal;
+mod parameters;
 mod shared;
 
 use poem::http::{HeaderValue, StatusCode, header};
@@ -12,8 +13,8 @@ use poem_openapi::{Enum, Object, payload::Payload};
 
 pub use internal::{InternalError, error_to_problem, panic_to_problem};
 pub use shared::{
-    API_KEY_UNAUTHORIZED_DETAIL, ApiError, CodeCheck, CodeCheckHashing, Keyed, KeyedForm, Public,
-    PublicHashing, Shared, Shares, SignedIn, SignedInCodeCheck, SignedInCodeCheckHashing,
+    ApiError, CHALLENGE, CHALLENGE_INVALID_TOKEN, CodeCheck, CodeCheckHashing, Keyed, KeyedForm,
+    Public, PublicHashing, Shared, Shares, SignedIn, SignedInCodeCheck, SignedInCodeCheckHashing,
     SignedInHashing, SignedInHashingRecent, SignedInLimited, SignedInRecent, SignedInRecentJson,
     UNAUTHORIZED_DETAIL,
 };
@@ -152,7 +153,9 @@ pub struct Problem {
     // No doc comment: a described field becomes `allOf: [$ref]`, which generators turn into
     // a copy of the type (or refuse, for enums). `ProblemCode`'s description says it.
     pub code: ProblemCode,
-    /// Fields that failed validation (422 only).
+    /// The fields at fault, as the client wrote them: those that failed validation (422), or
+    /// the body members and parameters a 400 `invalid_request` is about (missing, of the wrong
+    /// JSON type, malformed).
     #[oai(skip_serializing_if_is_none)]
     pub errors: Option<Vec<FieldError>>,
     /// Seconds to wait before retrying (429 only).
@@ -205,6 +208,26 @@ impl Problem {
                 .collect(),
         );
         problem
+    }
+
+    /// 400 `invalid_request`: the request's shape is wrong; `errors` names the members and
+    /// parameters at fault, when there are any to name.
+    pub fn invalid_request(detail: String, errors: Vec<FieldError>) -> Self {
+        let mut problem = Self::new(StatusCode::BAD_REQUEST, ProblemCode::InvalidRequest, detail);
+        if !errors.is_empty() {
+            problem.errors = Some(errors);
+        }
+        problem
+    }
+
+    /// 401 `unauthorized`: one wording for a credential that is missing and one that is not
+    /// valid; the `WWW-Authenticate` challenge tells them apart.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ProblemCode::Unauthorized,
+            UNAUTHORIZED_DETAIL.to_owned(),
+        )
     }
 
     /// 400 `invalid_code`: one answer for every kind of bad code.
@@ -277,9 +300,12 @@ impl IntoResponse for ProblemJson {
             .content_type(PROBLEM_CONTENT_TYPE)
             .body(body);
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            // The challenge for a request that sent no credential; a refused credential's
+            // answer (`ProblemJson::invalid_credential`) replaces it.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(CHALLENGE),
+            );
         }
         if let Some(seconds) = self.0.retry_after {
             response
@@ -299,6 +325,28 @@ impl ProblemJson {
     /// 400 `invalid_code`.
     pub fn invalid_code() -> Self {
         Self(Problem::invalid_code())
+    }
+
+    /// 400 `invalid_request` for a `cursor` parameter this server did not give out.
+    pub fn bad_cursor() -> Self {
+        let message = "cursor is not one this server gave out.".to_owned();
+        let field = FieldError {
+            field: "cursor".to_owned(),
+            code: "invalid_value".to_owned(),
+            message: message.clone(),
+        };
+        Self(Problem::invalid_request(message, vec![field]))
+    }
+
+    /// The 401 for a credential that was sent but is not valid: an error for a security
+    /// scheme's checker to return.
+    pub fn invalid_credential() -> poem::Error {
+        let mut response = Self(Problem::unauthorized()).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(CHALLENGE_INVALID_TOKEN),
+        );
+        poem::Error::from_response(response)
     }
 }
 

@@ -259,27 +259,25 @@ impl<S: Shares> IntoResponse for ApiError<S> {
             );
         }
         match self.answer {
+            // A handler answers it for a token that was sent: its session or account is gone.
             SharedAnswer::Unauthorized => UnauthorizedAnswer::Unauthorized(
-                ProblemJson(Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    ProblemCode::Unauthorized,
-                    UNAUTHORIZED_DETAIL.to_owned(),
-                )),
-                "Bearer".to_owned(),
+                ProblemJson(Problem::unauthorized()),
+                CHALLENGE_INVALID_TOKEN.to_owned(),
             )
             .into_response(),
             SharedAnswer::ReauthenticationRequired => {
                 RecentAuthenticationAnswer::ReauthenticationRequired(ProblemJson(Problem::new(
                     StatusCode::FORBIDDEN,
                     ProblemCode::ReauthenticationRequired,
-                    "Sign in again or re-authenticate (`reauthenticate`), then retry.".to_owned(),
+                    "Sign in again or re-authenticate (the reauthenticate operation), then retry."
+                        .to_owned(),
                 )))
                 .into_response()
             }
             SharedAnswer::Forbidden(scope) => ApiKeyAnswer::Forbidden(ProblemJson(Problem::new(
                 StatusCode::FORBIDDEN,
                 ProblemCode::Forbidden,
-                format!("This API key does not have the `{}` scope.", scope.name()),
+                format!("This API key does not have the {} scope.", scope.name()),
             )))
             .into_response(),
             SharedAnswer::RateLimited(limited) => RateLimitedAnswer::RateLimited(
@@ -335,11 +333,17 @@ impl<S: Shares> ApiResponse for ApiError<S> {
     }
 }
 
-/// What the bearer check says when it refuses a token.
-pub const UNAUTHORIZED_DETAIL: &str = "The access token is missing, unknown, expired or revoked.";
+/// What every 401 `unauthorized` says, whichever credential the operation takes and whether
+/// one was sent: the `WWW-Authenticate` challenge is what tells those cases apart.
+pub const UNAUTHORIZED_DETAIL: &str =
+    "The access token or API key is missing, malformed, unknown, expired or revoked.";
 
-/// What the API-key check says when it refuses a key.
-pub const API_KEY_UNAUTHORIZED_DETAIL: &str = "The API key is missing, unknown or revoked.";
+/// The challenge of a 401 to a request that sent no bearer credential (RFC 6750, section 3).
+pub const CHALLENGE: &str = "Bearer";
+
+/// The challenge of a 401 to a request whose bearer credential is not valid (RFC 6750,
+/// section 3.1): the client should refresh its access token, or sign in again.
+pub const CHALLENGE_INVALID_TOKEN: &str = "Bearer error=\"invalid_token\"";
 
 // The shared answers as the spec shows them; `ApiError` declares and builds them.
 
@@ -347,18 +351,20 @@ pub const API_KEY_UNAUTHORIZED_DETAIL: &str = "The API key is missing, unknown o
 #[allow(dead_code)]
 #[derive(ApiResponse)]
 enum InvalidRequestAnswer {
-    /// `invalid_request`: the body is not JSON, or a field is missing or not a string.
+    /// `invalid_request`: the body is not JSON, or a member is missing or of the wrong JSON
+    /// type, or a parameter is malformed; `errors` names each member or parameter at fault.
     #[oai(status = 400)]
     InvalidRequest(ProblemJson),
 }
 
 #[derive(ApiResponse)]
 enum UnauthorizedAnswer {
-    /// `unauthorized`: the access token is missing, unknown, expired or revoked.
+    /// `unauthorized`: the access token is missing, malformed, unknown, expired or revoked.
     #[oai(status = 401)]
     Unauthorized(
         ProblemJson,
-        /// Always `Bearer`: the scheme to authenticate with.
+        /// `Bearer` when the request sent no access token; `Bearer error="invalid_token"` when
+        /// the one it sent is not valid (refresh it, or sign in again).
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
@@ -376,12 +382,13 @@ enum RecentAuthenticationAnswer {
 #[allow(dead_code)]
 #[derive(ApiResponse)]
 enum ApiKeyAnswer {
-    /// `unauthorized`: the API key is missing, unknown or revoked (an access token is never
-    /// accepted as one).
+    /// `unauthorized`: the API key is missing, malformed, unknown or revoked (an access token
+    /// is never accepted as one).
     #[oai(status = 401)]
     Unauthorized(
         ProblemJson,
-        /// Always `Bearer`: the scheme to authenticate with.
+        /// `Bearer` when the request sent no key; `Bearer error="invalid_token"` when the one
+        /// it sent is not valid.
         #[oai(header = "WWW-Authenticate")]
         String,
     ),
@@ -437,7 +444,7 @@ enum JsonBodyAnswer {
 #[allow(dead_code)]
 #[derive(ApiResponse)]
 enum InvalidFormAnswer {
-    /// `invalid_request`: the form lacks a required field.
+    /// `invalid_request`: the form lacks a required field; `errors` names it.
     #[oai(status = 400)]
     InvalidRequest(ProblemJson),
 }
