@@ -4,11 +4,14 @@
 //! ```text
 //! cargo bench --bench load                              # SQLite, then PostgreSQL if reachable
 //! cargo bench --bench load -- --db sqlite --secs 10 --concurrency 64
+//! cargo bench --bench load -- --db sqlite --mode open   # capacity, open loop
 //! ```
 
+mod capacity;
 mod ceiling;
 mod drive;
 mod prepare;
+mod raw;
 mod server;
 mod sink;
 
@@ -16,10 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use reqwest::Client;
 use serde_json::json;
 
+use capacity::{Criteria, Ladder, Line, Op, Search};
 use drive::{Stats, Window, closed_loop, interleaved, open_loop};
 use prepare::{PASSWORD, Prepared};
 use server::{CpuUse, Server};
@@ -64,6 +68,38 @@ struct Args {
     /// The codeward binary to run; default: the one cargo built with this benchmark.
     #[arg(long)]
     binary: Option<String>,
+    /// closed: the closed-loop table (throughput at `--concurrency`, ceilings, S5, isolation);
+    /// open: the capacity table (open loop, rate steps; S1 to S4 and their ceilings);
+    /// both: the one, then the other.
+    #[arg(long, value_enum, default_value_t = Mode::Closed)]
+    mode: Mode,
+    /// Open loop: the highest p99 latency (from each request's scheduled start), in ms, with
+    /// which a step still passes.
+    #[arg(long, default_value_t = 50.0)]
+    p99_ms: f64,
+    /// Open loop: the first rate tried, requests per second.
+    #[arg(long, default_value_t = 100.0)]
+    start_rate: f64,
+    /// Open loop: the highest rate tried; a line that holds it is reported as "≥" it.
+    #[arg(long, default_value_t = 50_000.0)]
+    max_rate: f64,
+    /// Open loop: each step's rate is the last one's times this while steps pass (divided by
+    /// it while they fail), until one passes and one fails.
+    #[arg(long, default_value_t = 2.0)]
+    ladder_factor: f64,
+    /// Open loop: bisection between the last passing and the first failing rate stops when
+    /// they are this close (0.1: within 10%).
+    #[arg(long, default_value_t = 0.1)]
+    resolution: f64,
+    /// Open loop: a step fails if the answers per second in its window fall short of the
+    /// offered rate by more than this fraction (a growing backlog).
+    #[arg(long, default_value_t = 0.03)]
+    rate_tolerance: f64,
+    /// Open loop: requests outstanding at once at most (one connection each; the server is
+    /// started with `--max-connections` at least this); a request due past it is not sent and
+    /// fails its step.
+    #[arg(long, default_value_t = 4096)]
+    max_in_flight: usize,
     /// Accepted for `cargo bench` compatibility.
     #[arg(long, hide = true)]
     bench: bool,
@@ -77,11 +113,54 @@ impl Args {
         }
     }
 
+    fn closed(&self) -> bool {
+        matches!(self.mode, Mode::Closed | Mode::Both)
+    }
+
+    fn open(&self) -> bool {
+        matches!(self.mode, Mode::Open | Mode::Both)
+    }
+
+    fn criteria(&self) -> Criteria {
+        Criteria {
+            p99_ms: self.p99_ms,
+            rate_tolerance: self.rate_tolerance,
+            max_in_flight: self.max_in_flight.max(1),
+        }
+    }
+
+    fn ladder(&self) -> Ladder {
+        Ladder {
+            start: self.start_rate,
+            max: self.max_rate,
+            factor: self.ladder_factor.max(1.05),
+            resolution: self.resolution.max(0.001),
+        }
+    }
+
     fn wants(&self, scenario: &str) -> bool {
         self.scenarios
             .iter()
             .any(|s| s.eq_ignore_ascii_case(scenario))
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Closed,
+    Open,
+    Both,
+}
+
+/// One line of the capacity table: a scenario, or a ceiling.
+struct CapacityRow {
+    name: String,
+    search: Search,
+    /// A scenario's: its ceiling's capacity, if it has one, and whether that ceiling held
+    /// even `--max-rate` (so its capacity is only a lower bound).
+    ceiling: Option<(f64, bool)>,
+    /// A ceiling's: its work is the benchmark process's own (no codeward in it).
+    is_ceiling: bool,
 }
 
 /// One line of the results table.
@@ -110,6 +189,7 @@ struct Report {
     idle_rss_kib: u64,
     idle_rss_after_kib: u64,
     rows: Vec<Row>,
+    capacity: Vec<CapacityRow>,
     isolation: Option<Isolation>,
     rss_limit_kib: u64,
 }
@@ -136,10 +216,14 @@ async fn main() -> anyhow::Result<()> {
         started.format("%Y-%m-%d %H:%M"),
         server::machine_description()
     );
-    println!(
-        "concurrency {}, {} s measured after {} s warm-up per line; {} accounts per kind",
-        args.concurrency, args.secs, args.warmup_secs, args.accounts
-    );
+    if args.closed() {
+        println!(
+            "concurrency {}, {} s measured after {} s warm-up per line; {} accounts per kind",
+            args.concurrency, args.secs, args.warmup_secs, args.accounts
+        );
+    } else {
+        println!("{} accounts per kind", args.accounts);
+    }
     for report in &reports {
         print_report(report, &args);
     }
@@ -216,6 +300,13 @@ fn server_flags(args: &Args, database_url: &str, smtp_url: &str) -> Vec<String> 
         "--ip-rate-login=1000000/s".into(),
         "--ip-rate-refresh=1000000/s".into(),
     ];
+    if args.open() {
+        // Open loop: one connection per request in flight, as many as the client may open.
+        flags.push(format!(
+            "--max-connections={}",
+            args.max_in_flight.max(1024)
+        ));
+    }
     flags.extend(args.server_args.iter().cloned());
     // A later `--flag=value` replaces an earlier one (clap refuses a repeated flag).
     let name = |flag: &String| flag.split('=').next().unwrap_or_default().to_owned();
@@ -308,7 +399,7 @@ async fn run_on(
         (
             "s1",
             "S1 code guessing (verify_signup)",
-            "S1 ceiling: its 5 statements",
+            "S1 ceiling: its 4 statements",
             Ceiling::WrongGuess,
             0.5,
         ),
@@ -321,7 +412,7 @@ async fn run_on(
         ),
     ];
     for (key, name, ceiling_name, which, target) in database_lines {
-        if !args.wants(key) {
+        if !args.closed() || !args.wants(key) {
             continue;
         }
         eprintln!("[{database}] {name}, side by side with its ceiling…");
@@ -349,7 +440,7 @@ async fn run_on(
             ));
         }
     }
-    if args.wants("s3") || args.wants("isolation") {
+    if args.closed() && (args.wants("s3") || args.wants("isolation")) {
         eprintln!("[{database}] S3 login, side by side with raw argon2…");
         server.reset_peak();
         let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
@@ -398,7 +489,7 @@ async fn run_on(
             ));
         }
     }
-    let isolation = if args.wants("isolation") {
+    let isolation = if args.closed() && args.wants("isolation") {
         eprintln!("[{database}] isolation: login flood during S4…");
         let s4 = s4_rate.unwrap_or(1000.0);
         let s3 = s3_rate.unwrap_or(100.0);
@@ -406,6 +497,75 @@ async fn run_on(
     } else {
         None
     };
+    let mut capacity = Vec::new();
+    if args.open() {
+        let (ladder, criteria) = (args.ladder(), args.criteria());
+        let raw = Arc::new(raw::RawClient::new(&server.base)?);
+        let argon2_name = format!("S3 ceiling: argon2id on {cores} threads");
+        let mut pairs: Vec<(&str, Line, Line)> = Vec::new();
+        for (key, name, ceiling_name, which, _) in database_lines {
+            if args.wants(key) {
+                let ceiling = ceiling_op(&db, prepared.clone(), which, &key_id);
+                let op = http.raw_op(&raw, Some(which));
+                pairs.push((
+                    key,
+                    Line {
+                        name,
+                        op,
+                        server_pid: pid,
+                    },
+                    Line {
+                        name: ceiling_name,
+                        op: ceiling,
+                        server_pid: pid,
+                    },
+                ));
+            }
+        }
+        if args.wants("s3") {
+            let (m, t) = (config.argon2_memory_kib, config.argon2_iterations);
+            pairs.push((
+                "s3",
+                Line {
+                    name: "S3 login (argon2id default)",
+                    op: http.raw_op(&raw, None),
+                    server_pid: pid,
+                },
+                Line {
+                    name: &argon2_name,
+                    op: ceiling::argon2_op(m, t, cores),
+                    server_pid: pid,
+                },
+            ));
+        }
+        for (key, line, ceiling) in pairs {
+            eprintln!(
+                "[{database}] {}: capacity, open loop, steps taking turns with its ceiling's…",
+                line.name
+            );
+            let label = format!("{database} {key}");
+            let lines = [line, ceiling];
+            let mut searches = capacity::search(&lines, ladder, window, &criteria, &label)
+                .await
+                .into_iter();
+            let (Some(scenario), Some(ceiling)) = (searches.next(), searches.next()) else {
+                continue;
+            };
+            let [line, ceiling_line] = lines;
+            capacity.push(CapacityRow {
+                name: line.name.to_owned(),
+                ceiling: ceiling.capacity().map(|s| (s.rate, ceiling.reached_max())),
+                search: scenario,
+                is_ceiling: false,
+            });
+            capacity.push(CapacityRow {
+                name: ceiling_line.name.to_owned(),
+                search: ceiling,
+                ceiling: None,
+                is_ceiling: true,
+            });
+        }
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss_after_kib = server.rss_kib();
     server.stop()?;
@@ -418,6 +578,7 @@ async fn run_on(
         idle_rss_kib,
         idle_rss_after_kib,
         rows,
+        capacity,
         isolation,
         rss_limit_kib: 2 * argon2_kib * cores as u64 + 40 * 1024,
     })
@@ -467,16 +628,27 @@ async fn run_ceiling(
     which: Ceiling,
     key_id: &str,
 ) -> Stats {
+    let op = ceiling_op(db, prepared, which, key_id);
+    closed_loop(concurrency, window, pid, move |i| op(i)).await
+}
+
+/// One run of a ceiling's statements (the `i`-th account or session in turn).
+fn ceiling_op(
+    db: &sea_orm::DatabaseConnection,
+    prepared: Arc<Prepared>,
+    which: Ceiling,
+    key_id: &str,
+) -> Op {
     let reported = Arc::new(AtomicBool::new(false));
     let (db, key_id) = (db.clone(), Arc::<str>::from(key_id));
-    closed_loop(concurrency, window, pid, move |i| {
+    Arc::new(move |i| -> BoxedBool {
         let (db, prepared, key_id, reported) = (
             db.clone(),
             prepared.clone(),
             key_id.clone(),
             reported.clone(),
         );
-        async move {
+        Box::pin(async move {
             let now = chrono::Utc::now();
             let result = match which {
                 Ceiling::WrongGuess => {
@@ -498,9 +670,8 @@ async fn run_ceiling(
                 eprintln!("ceiling statement failed: {error}");
             }
             result.is_ok()
-        }
+        })
     })
-    .await
 }
 
 /// What S4 adds to its statements: the access token's signature, `typ`, `iss`, `aud` and
@@ -520,6 +691,50 @@ fn verify_alone(
             // only after it: the line's CPU figures were nonsense (0, or 9.8 cores of 2).
             tokio::task::yield_now().await;
             verified
+        })
+    }
+}
+
+impl Http {
+    /// The open loop's requests: those of `op` (`which`) or of `login` (`None`), the same
+    /// method, path, body and expected status, sent by the minimal client.
+    fn raw_op(&self, raw: &Arc<raw::RawClient>, which: Option<Ceiling>) -> Op {
+        let (raw, prepared) = (raw.clone(), self.prepared.clone());
+        Arc::new(move |i| -> BoxedBool {
+            let i = i as usize;
+            let json = |value: serde_json::Value| serde_json::to_vec(&value).unwrap_or_default();
+            let (request, expected) = match which {
+                Some(Ceiling::WrongGuess) => {
+                    let account = &prepared.pending[i % prepared.pending.len()];
+                    let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+                    let body =
+                        json(json!({"email": account.email, "code": code, "password": PASSWORD}));
+                    (
+                        raw.request("POST", "/v1/signup/verify", "", Some(&body)),
+                        400,
+                    )
+                }
+                Some(Ceiling::IssueCode) => {
+                    let account = &prepared.members[i % prepared.members.len()];
+                    let body = json(json!({"email": account.email}));
+                    (
+                        raw.request("POST", "/v1/password/forgot", "", Some(&body)),
+                        202,
+                    )
+                }
+                Some(Ceiling::TokenCheck) => {
+                    let auth = &prepared.authorizations[i % prepared.authorizations.len()];
+                    let header = format!("authorization: {auth}\r\n");
+                    (raw.request("GET", "/v1/me", &header, None), 200)
+                }
+                None => {
+                    let account = &prepared.members[i % prepared.members.len()];
+                    let body = json(json!({"email": account.email, "password": PASSWORD}));
+                    (raw.request("POST", "/v1/login", "", Some(&body)), 200)
+                }
+            };
+            let raw = raw.clone();
+            Box::pin(async move { raw.send(&request, expected).await })
         })
     }
 }
@@ -728,11 +943,13 @@ fn print_report(report: &Report, args: &Args) {
         mib(report.idle_rss_kib),
         mib(report.idle_rss_after_kib),
     );
-    println!();
-    println!(
-        "| line | req/s | p50 ms | p99 ms | unexpected | peak RSS MiB | ratio to ceiling (target) | CPU cores: codeward / load gen / PostgreSQL / others | bound |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---|---|");
+    if !report.rows.is_empty() {
+        println!();
+        println!(
+            "| line | req/s | p50 ms | p99 ms | unexpected | peak RSS MiB | ratio to ceiling (target) | CPU cores: codeward / load gen / PostgreSQL / others | bound |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---|---|");
+    }
     for row in &report.rows {
         let s = &row.stats;
         let latency = |q| {
@@ -775,6 +992,9 @@ fn print_report(report: &Report, args: &Args) {
             },
         );
     }
+    if !report.capacity.is_empty() {
+        print_capacity(report, args);
+    }
     if let Some(iso) = &report.isolation {
         println!();
         println!(
@@ -808,4 +1028,87 @@ fn print_report(report: &Report, args: &Args) {
         );
     }
     let _ = args;
+}
+
+/// The capacity table: per line, the highest rate held open loop, and the first one not held.
+fn print_capacity(report: &Report, args: &Args) {
+    let criteria = args.criteria();
+    println!();
+    println!(
+        "capacity, open loop: the highest rate held for a whole step ({} s after {} s warm-up) \
+         with p99 ≤ {} ms from the scheduled start, no unexpected or missing answer, and \
+         answers/s within {}% of the rate offered; steps ×{} from {}/s up to {}/s, then \
+         bisection to within {}%; a line's steps take turns with its ceiling's. \
+         \"!\" marks a step where the client started more than 1% of its requests over \
+         {} ms late.",
+        args.secs,
+        args.warmup_secs,
+        criteria.p99_ms,
+        100.0 * criteria.rate_tolerance,
+        args.ladder().factor,
+        args.start_rate,
+        args.max_rate,
+        100.0 * args.ladder().resolution,
+        criteria.lag_limit_ms(),
+    );
+    println!();
+    println!(
+        "| line | capacity req/s | p50 ms | p99 ms | ratio to ceiling | CPU ms per request: codeward / load gen | CPU cores: codeward / load gen / PostgreSQL / others | client lag p99 ms | next step not held | steps |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---|---|");
+    for row in &report.capacity {
+        let search = &row.search;
+        let held = search.capacity();
+        let capacity = match held {
+            None => format!("< {:.0}", search.steps.last().map_or(0.0, |s| s.rate)),
+            Some(s) if search.reached_max() => format!("≥ {:.0}", s.rate),
+            Some(s) => format!("{:.0}", s.rate),
+        };
+        let ratio = match (held, row.ceiling) {
+            (Some(s), Some((c, false))) if c > 0.0 => format!("{:.2}", s.rate / c),
+            (Some(s), Some((c, true))) if c > 0.0 && !search.reached_max() => {
+                format!("≤ {:.2}", s.rate / c)
+            }
+            _ => String::new(),
+        };
+        let cpu = held.map_or_else(String::new, |s| {
+            format!(
+                "{:.2} / {:.2} / {:.2} / {:.2}",
+                s.cpu.server, s.cpu.loadgen, s.cpu.database, s.cpu.other
+            )
+        });
+        let failure = search.first_failure().map_or_else(String::new, |f| {
+            let mut why = format!("{:.0}/s: {}", f.rate, f.failures.join(", "));
+            if f.client_behind {
+                why.push_str(&format!(
+                    "; client behind (lag p99 {:.1} ms): a lower bound",
+                    f.lag_p99_ms
+                ));
+            }
+            if f.cap_suspect {
+                why.push_str("; the in-flight cap may be the limit (--max-in-flight)");
+            }
+            why
+        });
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            capacity,
+            held.map_or_else(String::new, |s| capacity::ms(s.p50_ms)),
+            held.map_or_else(String::new, |s| capacity::ms(s.p99_ms)),
+            ratio,
+            held.map_or_else(String::new, |s| {
+                let per = |cores: f64| 1000.0 * cores / s.achieved.max(1e-9);
+                if row.is_ceiling {
+                    format!("– / {:.3}", per(s.cpu.loadgen))
+                } else {
+                    format!("{:.3} / {:.3}", per(s.cpu.server), per(s.cpu.loadgen))
+                }
+            }),
+            cpu,
+            held.map_or_else(String::new, |s| format!("{:.1}", s.lag_p99_ms)),
+            failure,
+            search.trail(),
+        );
+    }
 }

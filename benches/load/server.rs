@@ -187,6 +187,14 @@ impl CpuSnapshot {
     }
 }
 
+/// CPU time (user + system) `pid` has used so far, in clock ticks (0 if it is gone).
+pub fn process_cpu_ticks(pid: u32) -> u64 {
+    process_ticks(Path::new(&format!("/proc/{pid}/stat")), None).unwrap_or(0)
+}
+
+/// Clock ticks per second of `process_cpu_ticks`.
+pub const CPU_TICKS_PER_SEC: f64 = TICKS_PER_SEC;
+
 /// utime + stime of one process, if its command name is `only` (or any when `None`).
 fn process_ticks(stat: &Path, only: Option<&str>) -> Option<u64> {
     let text = std::fs::read_to_string(stat).ok()?;

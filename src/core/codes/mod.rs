@@ -17,12 +17,12 @@
 //! purpose) and erased when it is used, replaced or expired.
 
 use chrono::{DateTime, Utc};
-use entity::{otp_budgets, otp_codes, otp_network_budgets};
+use entity::{otp_budgets, otp_codes};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -33,6 +33,10 @@ use crate::core::mail::{CodeSeal, Email, Message, outbox};
 use crate::core::seal::{Seal, associated_data};
 use crate::domain::{ClientNetwork, EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::metrics::Metrics;
+
+mod attempts;
+
+use attempts::{Budgets, count_attempt, network_key};
 
 #[derive(Clone)]
 pub struct CodeEngine {
@@ -457,20 +461,9 @@ impl CodeEngine {
                 )
             }
         };
-        let Some(live) = otp_codes::Entity::find()
-            .filter(otp_codes::Column::UserId.eq(user_id))
-            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
-            .filter(otp_codes::Column::ConsumedAt.is_null())
-            .filter(otp_codes::Column::RevokedAt.is_null())
-            .order_by_desc(otp_codes::Column::CreatedAt)
-            .one(db)
-            .await?
-        else {
-            return Ok(None);
-        };
         // The network's budget first: a stranger whose network is spent never touches the
         // ceiling, not even for a moment, so their refused guesses cannot crowd out the
-        // owner's right code.
+        // owner's right code; and neither touches the code, whose attempts stay the owner's.
         if !budgets.reserve_network(db, now, per_network).await? {
             if !is_decoy {
                 tracing::warn!(%user_id, purpose = purpose.name(), network = %budgets.network, "daily code failure budget of the network exhausted");
@@ -482,28 +475,11 @@ impl CodeEngine {
             tracing::warn!(%user_id, purpose = purpose.name(), "daily code failure ceiling exhausted");
             return Ok(None);
         }
-        let counted = otp_codes::Entity::update_many()
-            .col_expr(
-                otp_codes::Column::Attempts,
-                Expr::col(otp_codes::Column::Attempts).add(1),
-            )
-            .filter(otp_codes::Column::Id.eq(live.id))
-            .filter(otp_codes::Column::ConsumedAt.is_null())
-            .filter(otp_codes::Column::RevokedAt.is_null())
-            .filter(otp_codes::Column::ExpiresAt.gt(now))
-            .filter(
-                Expr::col(otp_codes::Column::Attempts)
-                    .lt(Expr::col(otp_codes::Column::MaxAttempts)),
-            )
-            .exec(db)
-            .await?
-            .rows_affected
-            == 1;
-        if !counted {
-            // Expired, used up or replaced meanwhile: no attempt happened.
+        let Some(live) = count_attempt(db, now, user_id, purpose).await? else {
+            // No live code, or it expired or ran out of attempts: no attempt happened.
             budgets.refund(db).await?;
             return Ok(None);
-        }
+        };
         let matches = self
             .peppers
             .iter()
@@ -592,174 +568,4 @@ impl CodeEngine {
             .await?;
         Ok(result.rows_affected)
     }
-}
-
-/// The name a client network's budget is kept under. Requests without a known IP (not over
-/// TCP) share one budget.
-fn network_key(network: Option<ClientNetwork>) -> String {
-    network.map_or_else(|| "unknown".to_owned(), |network| network.to_string())
-}
-
-/// The two daily failure budgets one attempt spends: its user, purpose and network's, and its
-/// user and purpose's ceiling over all networks. For an account both are the account's; for
-/// an unknown address the ceiling is a decoy's and the network budget the address's own.
-struct Budgets {
-    /// Whose ceiling (`otp_budgets`).
-    ceiling_of: Uuid,
-    /// Whose network budget (`otp_network_budgets`).
-    network_budget_of: Uuid,
-    purpose: Purpose,
-    network: String,
-}
-
-impl Budgets {
-    fn new(ceiling_of: Uuid, network_budget_of: Uuid, purpose: Purpose, network: String) -> Self {
-        Self {
-            ceiling_of,
-            network_budget_of,
-            purpose,
-            network,
-        }
-    }
-
-    fn network_row(&self) -> Condition {
-        Condition::all()
-            .add(otp_network_budgets::Column::UserId.eq(self.network_budget_of))
-            .add(otp_network_budgets::Column::Purpose.eq(self.purpose.name()))
-            .add(otp_network_budgets::Column::Network.eq(self.network.as_str()))
-    }
-
-    fn ceiling_row(&self) -> Condition {
-        Condition::all()
-            .add(otp_budgets::Column::UserId.eq(self.ceiling_of))
-            .add(otp_budgets::Column::Purpose.eq(self.purpose.name()))
-    }
-
-    /// Takes one unit of the network's budget. The row is made by the first guess from the
-    /// network (at an account or an unknown address alike) by an upsert that writes the row
-    /// on every guess (the time of the guess), so a first guess and a later one both cost one
-    /// row write; the unit itself is then taken by one conditional UPDATE.
-    async fn reserve_network<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        now: DateTime<Utc>,
-        budget: i32,
-    ) -> Result<bool, DbErr> {
-        otp_network_budgets::Entity::insert(otp_network_budgets::ActiveModel {
-            user_id: Set(self.network_budget_of),
-            purpose: Set(self.purpose.name().to_owned()),
-            network: Set(self.network.clone()),
-            window_start: Set(now),
-            failures: Set(0),
-            last_attempt_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                otp_network_budgets::Column::UserId,
-                otp_network_budgets::Column::Purpose,
-                otp_network_budgets::Column::Network,
-            ])
-            .update_column(otp_network_budgets::Column::LastAttemptAt)
-            .to_owned(),
-        )
-        .exec(db)
-        .await?;
-        take_unit::<otp_network_budgets::Entity, _>(
-            db,
-            now,
-            self.network_row(),
-            otp_network_budgets::Column::WindowStart,
-            otp_network_budgets::Column::Failures,
-            budget,
-        )
-        .await
-    }
-
-    /// Takes one unit of the ceiling (its row exists from sign-up or the first code).
-    async fn reserve_ceiling<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        now: DateTime<Utc>,
-        ceiling: i32,
-    ) -> Result<bool, DbErr> {
-        take_unit::<otp_budgets::Entity, _>(
-            db,
-            now,
-            self.ceiling_row(),
-            otp_budgets::Column::WindowStart,
-            otp_budgets::Column::Failures,
-            ceiling,
-        )
-        .await
-    }
-
-    async fn refund_network<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
-        give_back_unit::<otp_network_budgets::Entity, _>(
-            db,
-            self.network_row(),
-            otp_network_budgets::Column::Failures,
-        )
-        .await
-    }
-
-    /// Gives back both units.
-    async fn refund<C: ConnectionTrait>(&self, db: &C) -> Result<(), DbErr> {
-        self.refund_network(db).await?;
-        give_back_unit::<otp_budgets::Entity, _>(
-            db,
-            self.ceiling_row(),
-            otp_budgets::Column::Failures,
-        )
-        .await
-    }
-}
-
-/// Takes one unit of the 24-hour budget in the row `row` of `E`, in one conditional UPDATE,
-/// starting a new window when the old one is over. `false` when the budget is spent.
-async fn take_unit<E: EntityTrait, C: ConnectionTrait>(
-    db: &C,
-    now: DateTime<Utc>,
-    row: Condition,
-    window_start: E::Column,
-    failures: E::Column,
-    budget: i32,
-) -> Result<bool, DbErr> {
-    let window_over = Expr::col(window_start).lte(now - chrono::Duration::hours(24));
-    // MySQL assigns left to right, so `failures` must be set before `window_start` changes.
-    let result = E::update_many()
-        .col_expr(
-            failures,
-            Expr::case(window_over.clone(), 1)
-                .finally(Expr::col(failures).add(1))
-                .into(),
-        )
-        .col_expr(
-            window_start,
-            Expr::case(window_over.clone(), Expr::value(now))
-                .finally(Expr::col(window_start))
-                .into(),
-        )
-        .filter(row)
-        .filter(
-            Condition::any()
-                .add(window_over)
-                .add(Expr::col(failures).lt(budget)),
-        )
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
-async fn give_back_unit<E: EntityTrait, C: ConnectionTrait>(
-    db: &C,
-    row: Condition,
-    failures: E::Column,
-) -> Result<(), DbErr> {
-    E::update_many()
-        .col_expr(failures, Expr::col(failures).sub(1))
-        .filter(row)
-        .filter(Expr::col(failures).gt(0))
-        .exec(db)
-        .await?;
-    Ok(())
 }
