@@ -66,11 +66,13 @@ impl Application {
             }
             None => None,
         };
-        let db = db::connect(&config).await?;
+        let connections = db::connect_for_serving(&config).await?;
+        // Migrations, the delivery workers and the signing keys write: all through the writer.
+        let writer = connections.writer.clone();
         if config.skip_migrations {
             tracing::info!("not applying migrations (CODEWARD_SKIP_MIGRATIONS)");
         } else {
-            db::migrate_up(&db, &config)
+            db::migrate_up(&writer, &config)
                 .await
                 .context("cannot apply migrations")?;
         }
@@ -79,7 +81,7 @@ impl Application {
         let outbox = OutboxSignal::default();
         let metrics = crate::infra::metrics::Metrics::new(config.metrics_cache());
         let worker = Worker {
-            db: db.clone(),
+            db: writer.clone(),
             transport: Arc::new(transport),
             templates: Arc::new(templates),
             settings: WorkerSettings::from_config(&config)?,
@@ -91,13 +93,13 @@ impl Application {
         let webhook_settings = WebhookSettings::from_config(&config);
         let webhooks = Webhooks::new(webhook_settings.is_some());
         let webhook_worker = webhook_settings.map(|settings| WebhookWorker {
-            db: db.clone(),
+            db: writer.clone(),
             settings: Arc::new(settings),
             signal: webhooks.signal().clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
         });
-        let keys = Arc::new(Keys::new(db.clone(), &config));
+        let keys = Arc::new(Keys::new(writer.clone(), &config));
         match keys.maintain(clock.now(), Rotate::Scheduled).await {
             Ok(done) => log_key_maintenance(&done),
             // Not ready yet (`/readyz` says so); the rotation loop tries again every minute.
@@ -112,7 +114,8 @@ impl Application {
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         let state: AppState = Arc::new(Services {
-            db,
+            reads: connections.reads,
+            writer: connections.writer,
             codes: CodeEngine::from_config(&config).with_metrics(metrics.clone()),
             passwords: Passwords::from_config(&config, metrics.clone())?,
             sessions: crate::core::sessions::Lifetimes::from_config(&config),
@@ -259,7 +262,8 @@ async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Rec
             () = tokio::time::sleep(Duration::from_secs(interval)) => {}
             _ = stop.changed() => return,
         }
-        match crate::core::housekeeping::purge(&services.db, services.clock.now(), &retention).await
+        match crate::core::housekeeping::purge(&services.writer, services.clock.now(), &retention)
+            .await
         {
             Ok(purged) if purged.total() > 0 => tracing::info!(?purged, "housekeeping"),
             Ok(_) => {}

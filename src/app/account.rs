@@ -37,7 +37,7 @@ pub async fn activity(
     limit: u64,
     after: Option<Cursor>,
 ) -> Result<ActivityPage, Error> {
-    let (rows, next) = audit::list(&services.db, auth.user_id, limit, after).await?;
+    let (rows, next) = audit::list(&services.reads, auth.user_id, limit, after).await?;
     Ok(ActivityPage::new(rows, next))
 }
 

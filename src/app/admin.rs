@@ -34,7 +34,7 @@ pub struct Admin<'a> {
 impl<'a> Admin<'a> {
     pub fn of(services: &'a Services) -> Self {
         Self {
-            db: &services.db,
+            db: &services.writer,
             clock: &services.clock,
             codes: &services.codes,
             address_limits: &services.address_limits,

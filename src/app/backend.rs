@@ -38,7 +38,7 @@ pub struct ActiveToken {
 #[tracing::instrument(skip_all)]
 pub async fn introspect(services: &Services, token: &str) -> Result<Introspection, Error> {
     let now = services.clock.now();
-    let found = sessions::verify_live(&services.db, now, &services.tokens, token).await?;
+    let found = sessions::verify_live(&services.reads, now, &services.tokens, token).await?;
     let Some(sessions::LiveSession { claims, .. }) = found else {
         return Ok(Introspection::Inactive);
     };

@@ -28,7 +28,7 @@ pub(super) async fn send_code(
     operation: &'static str,
 ) -> Result<(), Error> {
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     take_code_send(services, &txn, now, email, purpose, operation).await?;
     // A disabled account is an unknown address: its code is void like nobody's.
     let user = find_user(&txn, email)
@@ -88,7 +88,9 @@ pub(super) struct AttemptFor {
 
 /// One attempt with `code` at the user's live code (a decoy's when there is no user) for
 /// `email`. `Some` when it matched. A failure is recorded for unknown addresses too (without
-/// a user), so both cost the same.
+/// a user), so both cost the same. The attempt's statements and the failure's audit row are
+/// one short transaction, committed before the answer: one commit per guess instead of one
+/// per statement, and a counted attempt is never lost.
 pub(super) async fn attempt_code(
     services: &Services,
     now: DateTime<Utc>,
@@ -109,9 +111,8 @@ pub(super) async fn attempt_code(
         email,
         network: requester.network,
     };
-    let matched = codes
-        .attempt(&services.db, now, purpose, code, guesser)
-        .await?;
+    let txn = db::begin_write(&services.writer).await?;
+    let matched = codes.attempt(&txn, now, purpose, code, guesser).await?;
     if matched.is_none() {
         let entry = Entry {
             event,
@@ -120,7 +121,10 @@ pub(super) async fn attempt_code(
             session_id: None,
             requester,
         };
-        audit::record(&services.db, now, entry).await?;
+        audit::record(&txn, now, entry).await?;
+    }
+    txn.commit().await?;
+    if matched.is_none() {
         tracing::info!(
             user_id = user_id.map(tracing::field::display),
             outcome = "invalid_code",
@@ -175,7 +179,7 @@ pub(super) async fn redeem_with_password(
     };
     let password_hash = services.passwords.hash(password.expose()).await?;
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     // A match names its user: only an existing account's code can match.
     // Disabling revokes the account's codes; this closes a race with it.
     let Some(user) = users::Entity::find_by_id(user_id)

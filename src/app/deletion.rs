@@ -34,7 +34,7 @@ pub enum DeleteAccount {
 pub async fn delete_account(services: &Services, auth: &AuthUser) -> Result<DeleteAccount, Error> {
     require_recent_authentication(services, auth)?;
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     let Some(user) = users::Entity::find_by_id(auth.user_id).one(&txn).await? else {
         return Ok(DeleteAccount::SignedOut);
     };

@@ -50,7 +50,7 @@ pub async fn request_email_change(
     let now = services.clock.now();
     let purpose = Purpose::ChangeEmail;
     let operation = "request_email_change";
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     let Some(user) = users::Entity::find_by_id(auth.user_id).one(&txn).await? else {
         return Ok(RequestEmailChange::SignedOut);
     };
@@ -106,7 +106,7 @@ pub async fn verify_email_change(
 ) -> Result<VerifyEmailChange, Error> {
     let operation = "verify_email_change";
     let Some(user) = users::Entity::find_by_id(auth.user_id)
-        .one(&services.db)
+        .one(&services.reads)
         .await?
     else {
         return Ok(VerifyEmailChange::SignedOut);
@@ -143,7 +143,7 @@ pub async fn verify_email_change(
         return Ok(VerifyEmailChange::InvalidCode);
     };
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     if !services.codes.consume(&txn, now, &matched).await? {
         tracing::info!(outcome = "invalid_code", "{operation}");
         return Ok(VerifyEmailChange::InvalidCode);

@@ -48,7 +48,7 @@ pub async fn request_login_code(
     // address alike, so what it does depends on nothing the caller could not know.
     let create = create_account && services.config.signup_open;
     let purpose = Purpose::Login;
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     take_code_send(services, &txn, now, email, purpose, "request_login_code").await?;
     let existing = find_user(&txn, email).await?;
     let user = if create {
@@ -120,7 +120,7 @@ pub async fn verify_login_code(
     requester: &Requester,
 ) -> Result<VerifyLoginCode, Error> {
     let now = services.clock.now();
-    let user_id = find_account(&services.db, email)
+    let user_id = find_account(&services.reads, email)
         .await?
         .map(|(id, _verified)| id);
     let Some(code) = code else {
@@ -137,7 +137,7 @@ pub async fn verify_login_code(
         return Ok(VerifyLoginCode::InvalidCode);
     };
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     // A match names its user: only an existing account's code can match.
     // Disabling revokes the account's codes; this closes a race with it.
     let Some(user) = users::Entity::find_by_id(matched.user_id())

@@ -51,7 +51,11 @@ pub fn require_recent_authentication(services: &Services, auth: &AuthUser) -> Re
 }
 
 pub struct Services {
-    pub db: DatabaseConnection,
+    /// Reads, on a pool (on SQLite, one that refuses to write: see `db::Connections`).
+    pub reads: DatabaseConnection,
+    /// Every write, transaction or single statement: on SQLite one connection the writes of
+    /// this process take turns on, in order.
+    pub writer: DatabaseConnection,
     pub config: Arc<Config>,
     pub clock: Clock,
     pub codes: CodeEngine,

@@ -11,6 +11,6 @@ pub async fn metrics(services: &Services) -> Result<String, RenderError> {
         .ip_quota_entries(services.ip_limits.entries());
     services
         .metrics
-        .render(&services.db, services.clock.now())
+        .render(&services.reads, services.clock.now())
         .await
 }

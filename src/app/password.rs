@@ -89,18 +89,23 @@ pub async fn check_reset_code(
         tracing::info!(outcome = "malformed_code", "check_reset_code");
         return Ok(CheckResetCode::InvalidCode);
     };
-    let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
+    let user_id = find_account(&services.reads, email)
+        .await?
+        .map(|(id, _)| id);
     let guesser = Guesser {
         user_id,
         email,
         network: requester.network,
     };
     let purpose = Purpose::ResetPassword;
+    // One short transaction, committed before the answer (see `attempt_code`).
+    let txn = db::begin_write(&services.writer).await?;
     let usable = services
         .codes
-        .attempt(&services.db, now, purpose, &code, guesser)
+        .attempt(&txn, now, purpose, &code, guesser)
         .await?
         .is_some();
+    txn.commit().await?;
     tracing::info!(
         user_id = user_id.map(tracing::field::display),
         outcome = if usable { "usable" } else { "invalid_code" },
@@ -133,7 +138,9 @@ pub async fn reset_password(
         tracing::info!(outcome = "malformed_code", "reset_password");
         return Ok(ResetPassword::InvalidCode);
     };
-    let user_id = find_account(&services.db, email).await?.map(|(id, _)| id);
+    let user_id = find_account(&services.reads, email)
+        .await?
+        .map(|(id, _)| id);
     let attempt = AttemptFor {
         purpose: Purpose::ResetPassword,
         event: Event::PasswordReset,
@@ -211,7 +218,7 @@ pub async fn change_password(
     requester: &Requester,
 ) -> Result<ChangePassword, Error> {
     let Some(user) = users::Entity::find_by_id(auth.user_id)
-        .one(&services.db)
+        .one(&services.reads)
         .await?
     else {
         return Ok(ChangePassword::SignedOut);
@@ -253,7 +260,7 @@ pub async fn change_password(
             Err(error) => {
                 // Nothing was verified (a full queue, say): the unit was not a failure.
                 limits
-                    .give_back_password_attempt(&services.db, check)
+                    .give_back_password_attempt(&services.writer, check)
                     .await?;
                 return Err(error.into());
             }
@@ -267,19 +274,19 @@ pub async fn change_password(
                 session_id: signed_in.1,
                 requester,
             };
-            audit::record(&services.db, services.clock.now(), entry).await?;
+            audit::record(&services.writer, services.clock.now(), entry).await?;
             tracing::info!(outcome = "wrong_password", "change_password");
             return Ok(ChangePassword::WrongPassword);
         }
-        limits.password_accepted(&services.db, check).await?;
+        limits.password_accepted(&services.writer, check).await?;
     }
     let password_hash = services.passwords.hash(new_password.expose()).await?;
     let now = services.clock.now();
     let locale = user.locale.clone();
     // The notice goes where the account's mail goes, whatever today's rules make of it.
     let recipient = user.email.clone();
-    let device = sessions::device(&services.db, auth.session_id).await?;
-    let txn = db::begin_write(&services.db).await?;
+    let device = sessions::device(&services.reads, auth.session_id).await?;
+    let txn = db::begin_write(&services.writer).await?;
     // Only over the hash that was checked (or its absence): a password set or changed by
     // another request meanwhile is not silently replaced.
     let checked_hash = match user.password_hash.as_deref() {

@@ -50,7 +50,7 @@ pub async fn request_reauth_code(
     requester: &Requester,
 ) -> Result<RequestReauthCode, Error> {
     let Some(user) = users::Entity::find_by_id(auth.user_id)
-        .one(&services.db)
+        .one(&services.reads)
         .await?
     else {
         return Ok(RequestReauthCode::SignedOut);
@@ -86,7 +86,7 @@ pub async fn reauthenticate(
     requester: &Requester,
 ) -> Result<Reauthenticate, Error> {
     let Some(user) = users::Entity::find_by_id(auth.user_id)
-        .one(&services.db)
+        .one(&services.reads)
         .await?
     else {
         return Ok(Reauthenticate::SignedOut);
@@ -122,7 +122,7 @@ pub async fn reauthenticate(
         }
     };
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     let auth_method = match &method {
         // The code is spent if and only if the session is renewed: both in this transaction.
         Some(matched) => {
@@ -189,13 +189,13 @@ async fn password_matches(
         Err(error) => {
             // Nothing was verified (a full queue, say): the unit was not a failure.
             limits
-                .give_back_password_attempt(&services.db, check)
+                .give_back_password_attempt(&services.writer, check)
                 .await?;
             return Err(error.into());
         }
     };
     if matches {
-        limits.password_accepted(&services.db, check).await?;
+        limits.password_accepted(&services.writer, check).await?;
         return Ok(true);
     }
     // The unit taken above stays: it counts this failure.
@@ -206,7 +206,7 @@ async fn password_matches(
         session_id: Some(auth.session_id),
         requester,
     };
-    audit::record(&services.db, services.clock.now(), entry).await?;
+    audit::record(&services.writer, services.clock.now(), entry).await?;
     tracing::info!(outcome = "wrong_password", "reauthenticate");
     Ok(false)
 }

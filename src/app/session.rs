@@ -64,7 +64,7 @@ pub async fn login(
     let check = PasswordCheck::SignIn(email);
     take_password_attempt(services, now, check, "login").await?;
     // A disabled account is an unknown address: a dummy hash, the same answer.
-    let user = find_user(&services.db, email)
+    let user = find_user(&services.reads, email)
         .await?
         .filter(|user| user.email_verified_at.is_some() && user.disabled_at.is_none());
     let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
@@ -73,7 +73,7 @@ pub async fn login(
         Err(error) => {
             // Nothing was verified (a full queue, say): the unit was not a failure.
             limits
-                .give_back_password_attempt(&services.db, check)
+                .give_back_password_attempt(&services.writer, check)
                 .await?;
             return Err(error.into());
         }
@@ -89,13 +89,13 @@ pub async fn login(
             session_id: None,
             requester,
         };
-        audit::record(&services.db, now, entry).await?;
+        audit::record(&services.writer, now, entry).await?;
         tracing::info!(outcome = "invalid_credentials", "login");
         return Ok(Login::InvalidCredentials);
     };
-    limits.password_accepted(&services.db, check).await?;
+    limits.password_accepted(&services.writer, check).await?;
     let rehashed = rehash(services, &user, password).await;
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     if let Some((old, new)) = rehashed
         && accounts::rehash_password(&txn, user.id, &old, new).await?
     {
@@ -145,7 +145,7 @@ pub(super) async fn take_password_attempt(
 ) -> Result<(), Error> {
     services
         .address_limits
-        .take_password_attempt(&services.db, now, check)
+        .take_password_attempt(&services.writer, now, check)
         .await
         .inspect_err(|error| {
             if let Error::Limited(limited) = error {
@@ -192,7 +192,7 @@ pub async fn refresh(
         return Ok(Refresh::InvalidToken);
     };
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     let (lifetimes, tokens) = (&services.sessions, &services.tokens);
     let rotation = sessions::rotate(&txn, now, lifetimes, tokens, &presented, requester).await?;
     Ok(match rotation {
@@ -216,7 +216,7 @@ pub async fn refresh(
 /// The live session an access token belongs to, if any.
 pub async fn authenticate(services: &Services, token: &str) -> Result<Option<AuthUser>, Error> {
     let now = services.clock.now();
-    sessions::authenticate(&services.db, now, &services.tokens, token).await
+    sessions::authenticate(&services.writer, now, &services.tokens, token).await
 }
 
 /// Ends the current session.
@@ -257,7 +257,7 @@ async fn revoke(
     requester: &Requester,
 ) -> Result<bool, Error> {
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     let revoked = sessions::revoke_one(&txn, now, auth.user_id, session_id, reason).await?;
     if revoked {
         let event = match reason {
@@ -284,7 +284,7 @@ pub async fn revoke_other_sessions(
     requester: &Requester,
 ) -> Result<u64, Error> {
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     let keep = Some(auth.session_id);
     let reason = RevokeReason::Revoked;
     let count = sessions::revoke_all_but(&txn, now, auth.user_id, keep, reason).await?;
@@ -307,7 +307,7 @@ pub async fn list_sessions(
     auth: &AuthUser,
 ) -> Result<Vec<DeviceSession>, Error> {
     let now = services.clock.now();
-    let live = sessions::live(&services.db, now, auth.user_id).await?;
+    let live = sessions::live(&services.reads, now, auth.user_id).await?;
     Ok(live
         .into_iter()
         .map(|s| DeviceSession {

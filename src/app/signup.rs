@@ -49,7 +49,7 @@ pub async fn signup(
         return Ok(());
     }
     let now = services.clock.now();
-    let txn = db::begin_write(&services.db).await?;
+    let txn = db::begin_write(&services.writer).await?;
     take_code_send(services, &txn, now, email, Purpose::VerifyEmail, "signup").await?;
     let existing = find_user(&txn, email).await?;
     let verified = existing
@@ -189,7 +189,7 @@ pub async fn verify_signup(
 ) -> Result<VerifySignup, Error> {
     let now = services.clock.now();
     // A verified account is treated as unknown: its guesses go to a decoy.
-    let user_id = find_account(&services.db, email)
+    let user_id = find_account(&services.reads, email)
         .await?
         .and_then(|(id, verified)| (!verified).then_some(id));
     let Some(code) = code else {

@@ -75,7 +75,7 @@ impl OpsApi {
     /// a load balancer sends traffic only to instances that can serve it.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&AppState>) -> ReadyResponse {
-        match db::readiness(&state.db).await {
+        match db::readiness(&state.reads).await {
             Ok(()) => ReadyResponse::Ready(Json(ProbeStatus {
                 status: "ready".to_owned(),
             })),

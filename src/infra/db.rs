@@ -16,15 +16,54 @@ use crate::config::Config;
 /// How long a SQLite writer waits for the lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens the pool. SQLite runs in WAL mode with foreign keys on and a busy timeout, so readers
-/// never block the writer and a brief write contention waits instead of failing.
+/// Opens one pool for reads and writes alike: what the commands (`migrate`, `users`, …) use.
+/// SQLite runs in WAL mode with foreign keys on and a busy timeout, so readers never block the
+/// writer and a brief write contention waits instead of failing.
 ///
 /// A refusal names the database (password masked), says why once, and hints at the fix.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError> {
-    let failed = |why: String| ConnectError {
-        database: config.database_url.masked(),
-        why,
-    };
+    let (url, options) = prepare(config).await?;
+    open(config, &url, options).await
+}
+
+/// The server's way to the database: a pool for reads, and the connection writes go through.
+///
+/// On a SQLite file, the writes of this process take turns on ONE connection, handed out
+/// first come, first served, so a write waits its turn in order instead of sleeping in
+/// SQLite's busy handler (1, 2, 5, 10 … ms) behind another write of the same process; the busy
+/// handler is left for other processes on the same file. Reads run at once on a pool of their
+/// own (WAL: readers never wait for the writer), opened `query_only`, so a write sent there by
+/// mistake fails loudly in the tests instead of contending. PostgreSQL and MySQL/MariaDB take
+/// concurrent writers themselves, and an in-memory SQLite database lives in one pool: there
+/// both are the same pool.
+#[derive(Clone)]
+pub struct Connections {
+    pub reads: DatabaseConnection,
+    pub writer: DatabaseConnection,
+}
+
+/// Opens the server's `Connections`.
+pub async fn connect_for_serving(config: &Config) -> Result<Connections, ConnectError> {
+    let (url, options) = prepare(config).await?;
+    if sqlite_path(&url).is_none() {
+        let db = open(config, &url, options).await?;
+        return Ok(Connections {
+            reads: db.clone(),
+            writer: db,
+        });
+    }
+    let mut writer = options.clone();
+    writer.max_connections(1).min_connections(1);
+    // First: it creates the file and switches it to WAL before a read-only connection opens.
+    let writer = open(config, &url, writer).await?;
+    let mut reads = options;
+    reads.map_sqlx_sqlite_opts(|opts| sqlite_options(opts).pragma("query_only", "ON"));
+    let reads = open(config, &url, reads).await?;
+    Ok(Connections { reads, writer })
+}
+
+/// The URL as connected to and the pool's options; a database server is probed first.
+async fn prepare(config: &Config) -> Result<(String, ConnectOptions), ConnectError> {
     let url = config
         .database_url
         .expose()
@@ -34,7 +73,9 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError
     } else {
         // The pool retries a failed connection until its acquire timeout and then reports only
         // that it timed out; one connection of our own first tells the cause, at once.
-        probe(&url).await.map_err(failed)?;
+        probe(&url)
+            .await
+            .map_err(|why| connect_error(config, why))?;
         url
     };
     let mut options = ConnectOptions::new(url.clone());
@@ -45,12 +86,7 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError
         .acquire_timeout(CONNECT_TIMEOUT)
         // Statements are logged by our own spans, without their bound values.
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|opts| {
-            opts.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .foreign_keys(true)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT)
-        });
+        .map_sqlx_sqlite_opts(sqlite_options);
     // sqlx pings a connection every time it leaves the pool. A SQLite connection lives in this
     // process and cannot be dropped by a server, so there the ping only costs a round trip
     // to the connection's thread per statement: the load benchmark's profile of get_me had
@@ -58,6 +94,32 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError
     if url.starts_with("sqlite:") {
         options.test_before_acquire(false);
     }
+    Ok((url, options))
+}
+
+/// Every SQLite connection's settings.
+fn sqlite_options(
+    opts: sea_orm::sqlx::sqlite::SqliteConnectOptions,
+) -> sea_orm::sqlx::sqlite::SqliteConnectOptions {
+    opts.journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+}
+
+fn connect_error(config: &Config, why: String) -> ConnectError {
+    ConnectError {
+        database: config.database_url.masked(),
+        why,
+    }
+}
+
+/// Opens a pool with `options`.
+async fn open(
+    config: &Config,
+    url: &str,
+    options: ConnectOptions,
+) -> Result<DatabaseConnection, ConnectError> {
     // Processes opening one new SQLite file at the same moment race to switch it to WAL, and
     // the loser is told "database is locked" at once, busy timeout or not: try again shortly.
     let mut tries = 0;
@@ -70,9 +132,9 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError
             Ok(db) => return Ok(db),
             // Start at sqlx's error: sea-orm's wrapper only adds "Connection Error: ".
             Err(DbErr::Conn(RuntimeErr::SqlxError(error))) => {
-                return Err(failed(with_hint(&url, &error)));
+                return Err(connect_error(config, with_hint(url, &error)));
             }
-            Err(error) => return Err(failed(with_hint(&url, &error))),
+            Err(error) => return Err(connect_error(config, with_hint(url, &error))),
         }
     }
 }
@@ -358,7 +420,51 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::sqlite_creating_the_file;
+    use sea_orm::ConnectionTrait;
+
+    use super::{connect_for_serving, sqlite_creating_the_file};
+    use crate::config::tests::test_config;
+
+    #[tokio::test]
+    async fn on_a_sqlite_file_writes_go_through_one_connection_and_the_read_pool_refuses_to_write()
+    {
+        let folder = tempfile::tempdir().unwrap();
+        let url = format!("--database-url=sqlite://{}/a.db", folder.path().display());
+        let connections = connect_for_serving(&test_config(&[url.as_str()]))
+            .await
+            .unwrap();
+        let writer = connections.writer.get_sqlite_connection_pool();
+        assert_eq!(writer.options().get_max_connections(), 1);
+        let reads = connections.reads.get_sqlite_connection_pool();
+        assert!(reads.options().get_max_connections() > 1);
+
+        let create = "CREATE TABLE t (n INTEGER)";
+        connections.writer.execute_unprepared(create).await.unwrap();
+        let insert = "INSERT INTO t VALUES (1)";
+        connections.writer.execute_unprepared(insert).await.unwrap();
+        let refused = connections.reads.execute_unprepared(insert).await;
+        let error = refused.expect_err("a write on the read pool").to_string();
+        assert!(error.contains("readonly"), "{error}");
+        // The writer's commits are what the readers see.
+        let count = "SELECT COUNT(*) AS n FROM t";
+        let row = connections.reads.query_one(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Sqlite,
+            count,
+        ));
+        let n: i64 = row.await.unwrap().unwrap().try_get("", "n").unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_one_pool_for_reads_and_writes() {
+        let connections = connect_for_serving(&test_config(&["--database-url=sqlite::memory:"]))
+            .await
+            .unwrap();
+        let create = "CREATE TABLE t (n INTEGER)";
+        connections.writer.execute_unprepared(create).await.unwrap();
+        let insert = "INSERT INTO t VALUES (1)";
+        connections.reads.execute_unprepared(insert).await.unwrap();
+    }
 
     #[test]
     fn a_sqlite_url_naming_no_mode_gets_one_that_creates_the_file_and_a_given_mode_stays() {

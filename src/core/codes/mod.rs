@@ -400,8 +400,9 @@ impl CodeEngine {
     /// Makes one attempt with `code` on the guesser's live code of `purpose`, counting it
     /// against the code's attempt limit, the daily budget of the user, purpose and client
     /// network, and the daily ceiling of the user and purpose. `Some` when the digits match a
-    /// live code; every count is then given back, so only wrong attempts use them up. Runs as
-    /// autocommit statements: a wrong attempt stays counted whatever the caller does next.
+    /// live code; every count is then given back, so only wrong attempts use them up. Runs in
+    /// the caller's transaction, which the caller commits before it answers (whatever its
+    /// answer), so a wrong attempt stays counted.
     /// Without a user (unknown address), the same reads and writes hit rows no account has
     /// and change nothing that matters, so a guess costs the same whether or not the account
     /// exists.
