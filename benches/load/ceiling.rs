@@ -1,10 +1,12 @@
 //! The ceilings: what the database (and argon2) can do at all, with no HTTP, no routing, no
 //! JSON and no query building. Each scenario's database statements, written out as SQL in the
 //! form codeward's queries take, run through the same driver (sqlx under sea-orm), the same
-//! pool settings (`codeward::infra::db::connect` with the server's configuration) and the same
-//! concurrency as the scenario.
+//! connections (`codeward::infra::db::connect_for_serving` with the server's configuration:
+//! on SQLite one writer connection beside a read pool) and the same concurrency as the
+//! scenario.
 
 use chrono::{DateTime, Utc};
+use codeward::infra::db::{Connections, begin_write};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait, Value,
 };
@@ -41,15 +43,17 @@ fn none_time() -> Value {
 
 /// S1's statements for a wrong guess on a known, unverified account with a live code: find
 /// the account, reserve a unit of the failure budget, find the live code and count the
-/// attempt (one statement), record the failure in the audit trail.
-pub async fn wrong_guess<C: ConnectionTrait>(
-    db: &C,
+/// attempt (one statement), record the failure in the audit trail; all but the lookup in one
+/// write transaction, as codeward does.
+pub async fn wrong_guess(
+    db: &Connections,
     now: DateTime<Utc>,
     email: &str,
     budget: i32,
 ) -> Result<(), DbErr> {
-    let b = db.get_database_backend();
+    let b = db.reads.get_database_backend();
     let user = db
+        .reads
         .query_one(statement(
             b,
             "SELECT * FROM users WHERE email = ? LIMIT 1",
@@ -59,7 +63,8 @@ pub async fn wrong_guess<C: ConnectionTrait>(
         .ok_or_else(|| DbErr::RecordNotFound(email.into()))?;
     let user_id: Uuid = user.try_get("", "id")?;
     let day_ago = now - chrono::Duration::hours(24);
-    db.execute(statement(
+    let txn = begin_write(&db.writer).await?;
+    txn.execute(statement(
         b,
         "UPDATE otp_budgets SET failures = CASE WHEN window_start <= ? THEN 1 ELSE failures + 1 END, \
          window_start = CASE WHEN window_start <= ? THEN ? ELSE window_start END \
@@ -77,7 +82,7 @@ pub async fn wrong_guess<C: ConnectionTrait>(
     .await?;
     // The live code found and its attempt counted in one statement, as codeward does on
     // SQLite and PostgreSQL (the only databases this benchmark runs on).
-    db.query_one(statement(
+    txn.query_one(statement(
         b,
         "UPDATE otp_codes SET attempts = attempts + 1 WHERE id IN (SELECT id FROM otp_codes \
          WHERE user_id = ? AND purpose = ? AND consumed_at IS NULL AND revoked_at IS NULL \
@@ -87,7 +92,8 @@ pub async fn wrong_guess<C: ConnectionTrait>(
     ))
     .await?
     .ok_or_else(|| DbErr::RecordNotFound("live code".into()))?;
-    audit(db, now, Some(user_id), "verification", "failure").await
+    audit(&txn, now, Some(user_id), "verification", "failure").await?;
+    txn.commit().await
 }
 
 async fn audit<C: ConnectionTrait>(
@@ -162,17 +168,13 @@ async fn take<C: ConnectionTrait>(
 /// codes, the new code, its budget row and its outbox row. The outbox row is inserted as
 /// already sent, so the idle server's email worker leaves it alone.
 pub async fn issue_code(
-    db: &DatabaseConnection,
+    db: &Connections,
     now: DateTime<Utc>,
     email: &str,
     key_id: &str,
 ) -> Result<(), DbErr> {
-    let b = db.get_database_backend();
-    let txn = db.begin().await?;
-    if b == DatabaseBackend::Sqlite {
-        txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")
-            .await?;
-    }
+    let b = db.writer.get_database_backend();
+    let txn = begin_write(&db.writer).await?;
     let key = |scope: &str| hex::encode(Sha256::digest(format!("{scope}\0{email}")));
     take(
         &txn,

@@ -348,7 +348,9 @@ async fn run_on(
         "[{database}] preparing {} accounts of each kind…",
         args.accounts
     );
-    let db = codeward::infra::db::connect(&config).await?;
+    // The server's own split (on SQLite: one writer connection, a read pool), which the
+    // ceilings use as the server does.
+    let db = codeward::infra::db::connect_for_serving(&config).await?;
     let passwords = codeward::core::passwords::Passwords::from_config(
         &config,
         codeward::infra::metrics::Metrics::default(),
@@ -356,13 +358,13 @@ async fn run_on(
     let password_hash = passwords.hash(PASSWORD).await?;
     // The tokens are signed with the key the server made at its first start, for the issuer
     // the flags name.
-    let keys = Arc::new(codeward::core::keys::Keys::new(db.clone(), &config));
+    let keys = Arc::new(codeward::core::keys::Keys::new(db.writer.clone(), &config));
     let tokens = Arc::new(codeward::core::tokens::Tokens::new(
         keys,
         &config,
         config.issuer(),
     ));
-    let prepared = prepare::prepare(&db, args.accounts, &key_id, &password_hash, &tokens).await?;
+    let prepared = prepare::prepare(&db.writer, args.accounts, &key_id, &password_hash, &tokens).await?;
     let prepared = Arc::new(prepared);
 
     let server = Server::start(binary, &flags, &log).await?;
@@ -569,7 +571,8 @@ async fn run_on(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss_after_kib = server.rss_kib();
     server.stop()?;
-    db.close().await?;
+    db.reads.close().await?;
+    db.writer.close().await?;
     let argon2_kib = u64::from(config.argon2_memory_kib);
     Ok(Report {
         database: database.to_owned(),
@@ -623,7 +626,7 @@ async fn run_ceiling(
     concurrency: usize,
     window: Window,
     pid: Option<u32>,
-    db: &sea_orm::DatabaseConnection,
+    db: &codeward::infra::db::Connections,
     prepared: Arc<Prepared>,
     which: Ceiling,
     key_id: &str,
@@ -634,7 +637,7 @@ async fn run_ceiling(
 
 /// One run of a ceiling's statements (the `i`-th account or session in turn).
 fn ceiling_op(
-    db: &sea_orm::DatabaseConnection,
+    db: &codeward::infra::db::Connections,
     prepared: Arc<Prepared>,
     which: Ceiling,
     key_id: &str,
@@ -661,7 +664,7 @@ fn ceiling_op(
                 }
                 Ceiling::TokenCheck => {
                     let session = prepared.sessions[i as usize % prepared.sessions.len()];
-                    ceiling::token_check(&db, now, session).await
+                    ceiling::token_check(&db.reads, now, session).await
                 }
             };
             if let Err(error) = &result
