@@ -364,7 +364,8 @@ async fn run_on(
         &config,
         config.issuer(),
     ));
-    let prepared = prepare::prepare(&db.writer, args.accounts, &key_id, &password_hash, &tokens).await?;
+    let prepared =
+        prepare::prepare(&db.writer, args.accounts, &key_id, &password_hash, &tokens).await?;
     let prepared = Arc::new(prepared);
 
     let server = Server::start(binary, &flags, &log).await?;

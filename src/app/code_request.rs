@@ -111,7 +111,7 @@ pub(super) async fn attempt_code(
         email,
         network: requester.network,
     };
-    let txn = db::begin_write(&services.writer).await?;
+    let txn = db::begin_writing(&services.writer).await?;
     let matched = codes.attempt(&txn, now, purpose, code, guesser).await?;
     if matched.is_none() {
         let entry = Entry {

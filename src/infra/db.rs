@@ -383,18 +383,25 @@ pub async fn readiness(db: &DatabaseConnection) -> Result<(), String> {
 /// COMMITTED takes no such gap locks. Every check-then-act is one conditional statement, which
 /// needs no stronger isolation. (PostgreSQL's default already is READ COMMITTED.)
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let txn = begin_writing(db).await?;
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")
+            .await?;
+    }
+    Ok(txn)
+}
+
+/// `begin_write` for a transaction whose first statement writes. On SQLite that statement
+/// takes the write lock itself: a transaction that holds no snapshot yet waits in the busy
+/// handler and reads afresh, as `BEGIN IMMEDIATE` would, so the no-op UPDATE of `begin_write`
+/// is a round trip saved (a code attempt, run on every guess, starts with its budget's upsert).
+pub async fn begin_writing(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     match db.get_database_backend() {
-        DatabaseBackend::Sqlite => {
-            let txn = db.begin().await?;
-            txn.execute_unprepared("UPDATE users SET id = id WHERE 1 = 0")
-                .await?;
-            Ok(txn)
-        }
         DatabaseBackend::MySql => {
             db.begin_with_config(Some(IsolationLevel::ReadCommitted), None)
                 .await
         }
-        DatabaseBackend::Postgres => db.begin().await,
+        DatabaseBackend::Sqlite | DatabaseBackend::Postgres => db.begin().await,
     }
 }
 

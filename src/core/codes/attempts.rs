@@ -136,44 +136,70 @@ impl Budgets {
             .add(otp_budgets::Column::Purpose.eq(self.purpose.name()))
     }
 
-    /// Takes one unit of the network's budget. The row is made by the first guess from the
-    /// network (at an account or an unknown address alike) by an upsert that writes the row
-    /// on every guess (the time of the guess), so a first guess and a later one both cost one
-    /// row write; the unit itself is then taken by one conditional UPDATE.
+    /// Takes one unit of the network's budget; the row is made by the first guess from the
+    /// network (at an account or an unknown address alike). PostgreSQL and SQLite do both in
+    /// one conditional upsert: a first guess inserts the row with the unit taken, a later one
+    /// takes it only if the budget allows (or starts a new window), so either way it is one
+    /// statement and one row write. MySQL/MariaDB, whose upsert takes no condition, first
+    /// upsert the row (writing the time of the guess) and then take the unit with `take_unit`.
     pub(super) async fn reserve_network<C: ConnectionTrait>(
         &self,
         db: &C,
         now: DateTime<Utc>,
         budget: i32,
     ) -> Result<bool, DbErr> {
-        otp_network_budgets::Entity::insert(otp_network_budgets::ActiveModel {
+        use otp_network_budgets::Column;
+        let key = [Column::UserId, Column::Purpose, Column::Network];
+        let row = |failures: i32| otp_network_budgets::ActiveModel {
             user_id: Set(self.network_budget_of),
             purpose: Set(self.purpose.name().to_owned()),
             network: Set(self.network.clone()),
             window_start: Set(now),
-            failures: Set(0),
+            failures: Set(failures),
             last_attempt_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                otp_network_budgets::Column::UserId,
-                otp_network_budgets::Column::Purpose,
-                otp_network_budgets::Column::Network,
-            ])
-            .update_column(otp_network_budgets::Column::LastAttemptAt)
-            .to_owned(),
-        )
-        .exec(db)
-        .await?;
-        take_unit::<otp_network_budgets::Entity, _>(
-            db,
-            now,
-            self.network_row(),
-            otp_network_budgets::Column::WindowStart,
-            otp_network_budgets::Column::Failures,
-            budget,
-        )
-        .await
+        };
+        if db.get_database_backend() == DatabaseBackend::MySql {
+            otp_network_budgets::Entity::insert(row(0))
+                .on_conflict(
+                    OnConflict::columns(key)
+                        .update_column(Column::LastAttemptAt)
+                        .to_owned(),
+                )
+                .exec(db)
+                .await?;
+            return take_unit::<otp_network_budgets::Entity, _>(
+                db,
+                now,
+                self.network_row(),
+                Column::WindowStart,
+                Column::Failures,
+                budget,
+            )
+            .await;
+        }
+        // The existing row's columns, named with the table (the proposed row is `excluded`).
+        let existing = |column: Column| Expr::col((otp_network_budgets::Entity, column));
+        let window_over = existing(Column::WindowStart).lte(now - chrono::Duration::hours(24));
+        let taken = otp_network_budgets::Entity::insert(row(1))
+            .on_conflict(
+                OnConflict::columns(key)
+                    .value(
+                        Column::Failures,
+                        Expr::case(window_over.clone(), 1)
+                            .finally(existing(Column::Failures).add(1)),
+                    )
+                    .value(
+                        Column::WindowStart,
+                        Expr::case(window_over.clone(), Expr::value(now))
+                            .finally(existing(Column::WindowStart)),
+                    )
+                    .value(Column::LastAttemptAt, Expr::value(now))
+                    .action_and_where(window_over.or(existing(Column::Failures).lt(budget)))
+                    .to_owned(),
+            )
+            .exec_without_returning(db)
+            .await?;
+        Ok(taken == 1)
     }
 
     /// Takes one unit of the ceiling (its row exists from sign-up or the first code).

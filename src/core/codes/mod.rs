@@ -402,7 +402,8 @@ impl CodeEngine {
     /// network, and the daily ceiling of the user and purpose. `Some` when the digits match a
     /// live code; every count is then given back, so only wrong attempts use them up. Runs in
     /// the caller's transaction, which the caller commits before it answers (whatever its
-    /// answer), so a wrong attempt stays counted.
+    /// answer), so a wrong attempt stays counted. Its first statement writes (the network
+    /// budget's upsert), so that transaction may be begun with `db::begin_writing`.
     /// Without a user (unknown address), the same reads and writes hit rows no account has
     /// and change nothing that matters, so a guess costs the same whether or not the account
     /// exists.
