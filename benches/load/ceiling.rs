@@ -6,7 +6,7 @@
 //! scenario.
 
 use chrono::{DateTime, Utc};
-use codeward::infra::db::{Connections, begin_write};
+use codeward::infra::db::{Connections, begin_write, begin_writing};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait, Value,
 };
@@ -63,7 +63,8 @@ pub async fn wrong_guess(
         .ok_or_else(|| DbErr::RecordNotFound(email.into()))?;
     let user_id: Uuid = user.try_get("", "id")?;
     let day_ago = now - chrono::Duration::hours(24);
-    let txn = begin_write(&db.writer).await?;
+    // Its first statement writes, as codeward's attempt does: no lock statement first.
+    let txn = begin_writing(&db.writer).await?;
     txn.execute(statement(
         b,
         "UPDATE otp_budgets SET failures = CASE WHEN window_start <= ? THEN 1 ELSE failures + 1 END, \

@@ -188,6 +188,8 @@ struct Report {
     warm_start: Duration,
     idle_rss_kib: u64,
     idle_rss_after_kib: u64,
+    prepare_time: Duration,
+    sizes: Option<prepare::Sizes>,
     rows: Vec<Row>,
     capacity: Vec<CapacityRow>,
     isolation: Option<Isolation>,
@@ -364,9 +366,15 @@ async fn run_on(
         &config,
         config.issuer(),
     ));
+    let preparing = std::time::Instant::now();
     let prepared =
         prepare::prepare(&db.writer, args.accounts, &key_id, &password_hash, &tokens).await?;
+    let prepare_time = preparing.elapsed();
     let prepared = Arc::new(prepared);
+    let sizes = prepare::sizes(&db.writer)
+        .await
+        .inspect_err(|error| eprintln!("[{database}] database size not measured: {error:#}"))
+        .ok();
 
     let server = Server::start(binary, &flags, &log).await?;
     let warm_start = server.start_to_ready;
@@ -581,6 +589,8 @@ async fn run_on(
         warm_start,
         idle_rss_kib,
         idle_rss_after_kib,
+        prepare_time,
+        sizes,
         rows,
         capacity,
         isolation,
@@ -947,6 +957,23 @@ fn print_report(report: &Report, args: &Args) {
         mib(report.idle_rss_kib),
         mib(report.idle_rss_after_kib),
     );
+    let size = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    match &report.sizes {
+        Some(sizes) => println!(
+            "prepared {} accounts per kind in {:.1} s; the database then takes {:.1} MiB \
+             (tables {:.1} MiB, indexes {:.1} MiB)",
+            args.accounts,
+            report.prepare_time.as_secs_f64(),
+            size(sizes.total),
+            size(sizes.tables),
+            size(sizes.indexes),
+        ),
+        None => println!(
+            "prepared {} accounts per kind in {:.1} s",
+            args.accounts,
+            report.prepare_time.as_secs_f64()
+        ),
+    }
     if !report.rows.is_empty() {
         println!();
         println!(

@@ -58,7 +58,9 @@ pub async fn prepare(
         .collect();
     let session_ids: Vec<Uuid> = (0..accounts).map(|_| Uuid::new_v4()).collect();
     let mut access_tokens = Vec::with_capacity(accounts);
+    let progress = Progress::new(accounts, "access tokens signed");
     for (account, &session_id) in members.iter().zip(&session_ids) {
+        progress.tick(access_tokens.len());
         let claims = Claims {
             user_id: account.id,
             session_id,
@@ -73,8 +75,11 @@ pub async fn prepare(
         access_tokens.push(tokens.issue(claims).await?.expose().to_owned());
     }
 
-    let txn = db.begin().await?;
-    for chunk in pending.chunks(CHUNK) {
+    // One transaction per batch: a million accounts never sit in one transaction's log.
+    let progress = Progress::new(accounts, "unverified accounts inserted");
+    for (done, chunk) in pending.chunks(CHUNK).enumerate() {
+        progress.tick(done * CHUNK);
+        let txn = db.begin().await?;
         users::Entity::insert_many(chunk.iter().map(|a| user(a, now, None)))
             .exec(&txn)
             .await?;
@@ -89,16 +94,24 @@ pub async fn prepare(
         }))
         .exec(&txn)
         .await?;
+        txn.commit().await?;
     }
-    for (chunk, ids) in members.chunks(CHUNK).zip(session_ids.chunks(CHUNK)) {
+    let progress = Progress::new(accounts, "verified accounts inserted");
+    for (done, (chunk, ids)) in members
+        .chunks(CHUNK)
+        .zip(session_ids.chunks(CHUNK))
+        .enumerate()
+    {
+        progress.tick(done * CHUNK);
+        let txn = db.begin().await?;
         users::Entity::insert_many(chunk.iter().map(|a| user(a, now, Some(password_hash))))
             .exec(&txn)
             .await?;
         sessions::Entity::insert_many(chunk.iter().zip(ids).map(|(a, &id)| session(a, now, id)))
             .exec(&txn)
             .await?;
+        txn.commit().await?;
     }
-    txn.commit().await?;
     let sessions = session_ids
         .iter()
         .zip(&members)
@@ -114,6 +127,39 @@ pub async fn prepare(
         sessions,
         access_tokens,
     })
+}
+
+/// Prints how far a long preparation is, every tenth of the way (only for 100,000 or more).
+struct Progress {
+    total: usize,
+    what: &'static str,
+    started: std::time::Instant,
+    next: std::cell::Cell<usize>,
+}
+
+impl Progress {
+    fn new(total: usize, what: &'static str) -> Self {
+        Self {
+            total,
+            what,
+            started: std::time::Instant::now(),
+            next: std::cell::Cell::new((total / 10).max(1)),
+        }
+    }
+
+    /// `done` of the total are done.
+    fn tick(&self, done: usize) {
+        if self.total < 100_000 || done < self.next.get() {
+            return;
+        }
+        self.next.set(done + (self.total / 10).max(1));
+        eprintln!(
+            "  {done} of {} {} ({:.0} s)",
+            self.total,
+            self.what,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
 }
 
 fn user(account: &Account, now: DateTime<Utc>, password_hash: Option<&str>) -> users::ActiveModel {
@@ -169,5 +215,71 @@ fn session(account: &Account, now: DateTime<Utc>, id: Uuid) -> sessions::ActiveM
         auth_method: Set("pwd".into()),
         revoked_at: Set(None),
         revoked_reason: Set(None),
+    }
+}
+
+/// How much room the prepared database takes, in bytes.
+pub struct Sizes {
+    pub total: u64,
+    /// The tables' own pages.
+    pub tables: u64,
+    /// The indexes' pages (primary keys included where they are separate structures).
+    pub indexes: u64,
+}
+
+/// The database's size, tables and indexes apart: SQLite's `dbstat` (after a checkpoint, so
+/// the WAL's pages are in the file), PostgreSQL's relation sizes.
+pub async fn sizes(db: &DatabaseConnection) -> anyhow::Result<Sizes> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let backend = db.get_database_backend();
+    let number = |sql: &str| {
+        let statement = Statement::from_string(backend, sql.to_owned());
+        async move {
+            let row = db
+                .query_one(statement)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no answer"))?;
+            anyhow::Ok(row.try_get_by_index::<i64>(0)? as u64)
+        }
+    };
+    match backend {
+        DatabaseBackend::Sqlite => {
+            db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
+            let total =
+                number("SELECT page_count * page_size FROM pragma_page_count, pragma_page_size")
+                    .await?;
+            let indexes = number(
+                "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat \
+                 WHERE name IN (SELECT name FROM sqlite_schema WHERE type = 'index')",
+            )
+            .await?;
+            let tables = number(
+                "SELECT COALESCE(SUM(pgsize), 0) FROM dbstat \
+                 WHERE name IN (SELECT name FROM sqlite_schema WHERE type = 'table')",
+            )
+            .await?;
+            Ok(Sizes {
+                total,
+                tables,
+                indexes,
+            })
+        }
+        _ => {
+            let total = number("SELECT pg_database_size(current_database())").await?;
+            let tables = number(
+                "SELECT COALESCE(SUM(pg_table_size(relid)), 0)::bigint FROM pg_stat_user_tables",
+            )
+            .await?;
+            let indexes = number(
+                "SELECT COALESCE(SUM(pg_indexes_size(relid)), 0)::bigint FROM pg_stat_user_tables",
+            )
+            .await?;
+            Ok(Sizes {
+                total,
+                tables,
+                indexes,
+            })
+        }
     }
 }
