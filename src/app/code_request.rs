@@ -28,7 +28,8 @@ pub(super) async fn send_code(
     operation: &'static str,
 ) -> Result<(), Error> {
     let now = services.clock.now();
-    let txn = db::begin_write(&services.writer).await?;
+    // Its first statement writes (a send counter's upsert).
+    let txn = db::begin_writing(&services.writer).await?;
     take_code_send(services, &txn, now, email, purpose, operation).await?;
     // A disabled account is an unknown address: its code is void like nobody's.
     let user = find_user(&txn, email)

@@ -11,7 +11,9 @@ use entity::rate_counters;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict, SimpleExpr};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, Set,
+};
 use sha2::Sha256;
 use uuid::Uuid;
 
@@ -439,8 +441,11 @@ enum Window {
     Full { retry_at: DateTime<Utc> },
 }
 
-/// Takes one unit from a fixed-window counter in one conditional UPDATE (after making sure the
-/// row exists): a new window starts when the old one is over.
+/// Takes one unit from a fixed-window counter (`limit` at least 1): a new window starts when
+/// the old one is over. PostgreSQL and SQLite make the row and take the unit in one
+/// conditional upsert (a new counter starts its window with the unit taken; an existing one
+/// gives it only while the window allows); MySQL/MariaDB, whose upsert takes no condition,
+/// make sure the row exists and then take the unit in one conditional UPDATE.
 async fn take<C: ConnectionTrait>(
     db: &C,
     key: &str,
@@ -448,32 +453,61 @@ async fn take<C: ConnectionTrait>(
     window: chrono::Duration,
     limit: i32,
 ) -> Result<Window, DbErr> {
-    ensure_counter(db, key).await?;
-    let window_over = Expr::col(rate_counters::Column::WindowStart).lte(now - window);
-    // MySQL assigns left to right: `count` must be computed before `window_start` changes.
-    let taken = rate_counters::Entity::update_many()
-        .col_expr(
-            rate_counters::Column::Count,
-            Expr::case(window_over.clone(), 1)
-                .finally(Expr::col(rate_counters::Column::Count).add(1))
-                .into(),
+    use rate_counters::Column;
+    let affected = if db.get_database_backend() == DatabaseBackend::MySql {
+        ensure_counter(db, key).await?;
+        let window_over = Expr::col(Column::WindowStart).lte(now - window);
+        // MySQL assigns left to right: `count` must be computed before `window_start` changes.
+        rate_counters::Entity::update_many()
+            .col_expr(
+                Column::Count,
+                Expr::case(window_over.clone(), 1)
+                    .finally(Expr::col(Column::Count).add(1))
+                    .into(),
+            )
+            .col_expr(
+                Column::WindowStart,
+                Expr::case(window_over.clone(), Expr::value(now))
+                    .finally(Expr::col(Column::WindowStart))
+                    .into(),
+            )
+            .filter(Column::Key.eq(key))
+            .filter(
+                Condition::any()
+                    .add(window_over)
+                    .add(Column::Count.lt(limit)),
+            )
+            .exec(db)
+            .await?
+            .rows_affected
+    } else {
+        // The existing row's columns, named with the table (the proposed row is `excluded`).
+        let existing = |column: Column| Expr::col((rate_counters::Entity, column));
+        let window_over = existing(Column::WindowStart).lte(now - window);
+        rate_counters::Entity::insert(rate_counters::ActiveModel {
+            key: Set(key.to_owned()),
+            window_start: Set(now),
+            count: Set(1),
+            blocked_until: Set(None),
+        })
+        .on_conflict(
+            OnConflict::column(Column::Key)
+                .value(
+                    Column::Count,
+                    Expr::case(window_over.clone(), 1).finally(existing(Column::Count).add(1)),
+                )
+                .value(
+                    Column::WindowStart,
+                    Expr::case(window_over.clone(), Expr::value(now))
+                        .finally(existing(Column::WindowStart)),
+                )
+                .action_and_where(window_over.or(existing(Column::Count).lt(limit)))
+                .to_owned(),
         )
-        .col_expr(
-            rate_counters::Column::WindowStart,
-            Expr::case(window_over.clone(), Expr::value(now))
-                .finally(Expr::col(rate_counters::Column::WindowStart))
-                .into(),
-        )
-        .filter(rate_counters::Column::Key.eq(key))
-        .filter(
-            sea_orm::Condition::any()
-                .add(window_over)
-                .add(rate_counters::Column::Count.lt(limit)),
-        )
-        .exec(db)
+        .exec_without_returning(db)
         .await?
-        .rows_affected
-        == 1;
+    };
+    let taken = affected == 1;
     if taken {
         return Ok(Window::Taken);
     }

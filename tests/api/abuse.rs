@@ -151,6 +151,25 @@ async fn a_flood_of_resend_and_forgot_for_one_address_sends_at_most_five_emails_
         5,
         "at most five emails"
     );
+
+    // Once the hour is over, a new window starts with this request's unit taken.
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(
+        app.forgot_password("ada@example.com")
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        app.resend_signup_code("ada@example.com")
+            .await
+            .status()
+            .as_u16(),
+        202,
+        "the second of the new hour"
+    );
 }
 
 #[tokio::test]
