@@ -6,7 +6,7 @@
 //! scenario.
 
 use chrono::{DateTime, Utc};
-use codeward::infra::db::{Connections, begin_write, begin_writing};
+use codeward::infra::db::{Connections, begin_writing};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait, Value,
 };
@@ -123,8 +123,8 @@ async fn audit<C: ConnectionTrait>(
     Ok(())
 }
 
-/// One fixed-window counter take (codeward's `limits::take`): make sure the row exists, then
-/// one conditional UPDATE.
+/// One fixed-window counter take (codeward's `limits::take` on SQLite and PostgreSQL): the row
+/// made or its unit taken in one conditional upsert.
 async fn take<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
@@ -133,29 +133,23 @@ async fn take<C: ConnectionTrait>(
     limit: i32,
 ) -> Result<(), DbErr> {
     let b = db.get_database_backend();
-    db.execute(statement(
-        b,
-        "INSERT INTO rate_counters (key, window_start, count, blocked_until) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (key) DO NOTHING",
-        vec![
-            key.into(),
-            DateTime::<Utc>::UNIX_EPOCH.into(),
-            0i32.into(),
-            none_time(),
-        ],
-    ))
-    .await?;
     let over = now - window;
     db.execute(statement(
         b,
-        "UPDATE rate_counters SET count = CASE WHEN window_start <= ? THEN 1 ELSE count + 1 END, \
-         window_start = CASE WHEN window_start <= ? THEN ? ELSE window_start END \
-         WHERE key = ? AND (window_start <= ? OR count < ?)",
+        "INSERT INTO rate_counters (key, window_start, count, blocked_until) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (key) DO UPDATE SET \
+         count = CASE WHEN rate_counters.window_start <= ? THEN 1 ELSE rate_counters.count + 1 END, \
+         window_start = CASE WHEN rate_counters.window_start <= ? THEN ? \
+         ELSE rate_counters.window_start END \
+         WHERE rate_counters.window_start <= ? OR rate_counters.count < ?",
         vec![
+            key.into(),
+            now.into(),
+            1i32.into(),
+            none_time(),
             over.into(),
             over.into(),
             now.into(),
-            key.into(),
             over.into(),
             limit.into(),
         ],
@@ -175,7 +169,8 @@ pub async fn issue_code(
     key_id: &str,
 ) -> Result<(), DbErr> {
     let b = db.writer.get_database_backend();
-    let txn = begin_write(&db.writer).await?;
+    // Its first statement writes, as codeward's code request does.
+    let txn = begin_writing(&db.writer).await?;
     let key = |scope: &str| hex::encode(Sha256::digest(format!("{scope}\0{email}")));
     take(
         &txn,
