@@ -22,7 +22,7 @@ pub mod session;
 pub mod signup;
 pub mod types;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use poem::endpoint::{BoxEndpoint, make_sync};
 use poem::web::Html;
@@ -120,11 +120,34 @@ fn openapi_service() -> OpenApiService<Apis, ()> {
 
 /// The spec exactly as committed in `openapi.yaml`.
 pub fn spec_yaml() -> String {
-    service().spec_yaml()
+    DOCUMENT.yaml.clone()
 }
 
 pub fn spec_json() -> String {
-    service().spec()
+    DOCUMENT.json.clone()
+}
+
+/// The document in both forms, built once per process: building it parses and writes the
+/// whole spec, and doing that for each endpoint and lookup table that needs it left megabytes
+/// of freed heap behind at start-up.
+static DOCUMENT: LazyLock<Document> = LazyLock::new(|| Document::of(&openapi_service()));
+
+struct Document {
+    json: String,
+    yaml: String,
+}
+
+impl Document {
+    fn of(api: &OpenApiService<Apis, ()>) -> Self {
+        let (json, yaml) = match ordered(api) {
+            Some(document) => (
+                serde_json::to_string_pretty(&document).unwrap_or_else(|_| api.spec()),
+                serde_yaml::to_string(&document).unwrap_or_else(|_| api.spec_yaml()),
+            ),
+            None => (api.spec(), api.spec_yaml()),
+        };
+        Self { json, yaml }
+    }
 }
 
 /// poem-openapi's service with its document's tags in [`ApiTags::IN_ORDER`]: the operations
@@ -132,53 +155,13 @@ pub fn spec_json() -> String {
 pub struct Service(OpenApiService<Apis, ()>);
 
 impl Service {
-    pub fn spec(&self) -> String {
-        match self.ordered() {
-            Some(document) => {
-                serde_json::to_string_pretty(&document).unwrap_or_else(|_| self.0.spec())
-            }
-            None => self.0.spec(),
-        }
-    }
-
-    pub fn spec_yaml(&self) -> String {
-        match self.ordered() {
-            Some(document) => {
-                serde_yaml::to_string(&document).unwrap_or_else(|_| self.0.spec_yaml())
-            }
-            None => self.0.spec_yaml(),
-        }
-    }
-
-    /// The document as a value whose mappings keep their order (serde_yaml's, unlike
-    /// serde_json's without `preserve_order`), with the tags reordered. `None` only if
-    /// poem-openapi's own YAML did not parse, and then the tags stay alphabetical (a test
-    /// fails on that).
-    fn ordered(&self) -> Option<serde_yaml::Value> {
-        let mut document: serde_yaml::Value = serde_yaml::from_str(&self.0.spec_yaml()).ok()?;
-        if let Some(tags) = document
-            .get_mut("tags")
-            .and_then(serde_yaml::Value::as_sequence_mut)
-        {
-            let rank = |tag: &serde_yaml::Value| {
-                let name = tag.get("name").and_then(serde_yaml::Value::as_str);
-                ApiTags::IN_ORDER
-                    .iter()
-                    .position(|known| Some(known.name()) == name)
-                    .unwrap_or(ApiTags::IN_ORDER.len())
-            };
-            tags.sort_by_key(rank);
-        }
-        Some(document)
-    }
-
     /// Swagger UI embeds the document in its page: poem-openapi's page, with the reordered
     /// document in place of the alphabetical one.
     pub fn swagger_ui(&self) -> impl Endpoint + 'static {
         let page = self
             .0
             .swagger_ui_html()
-            .replace(&self.0.spec(), &self.spec());
+            .replace(&self.0.spec(), &DOCUMENT.json);
         Route::new()
             .at("/", make_sync(move |_| Html(page.clone())))
             // The rest of poem-openapi's Swagger UI (its OAuth receiver page) as it is.
@@ -186,7 +169,7 @@ impl Service {
     }
 
     pub fn spec_endpoint(&self) -> impl Endpoint + 'static {
-        let spec = self.spec();
+        let spec = spec_json();
         make_sync(move |_| {
             Response::builder()
                 .content_type("application/json")
@@ -195,7 +178,7 @@ impl Service {
     }
 
     pub fn spec_endpoint_yaml(&self) -> impl Endpoint + 'static {
-        let spec = self.spec_yaml();
+        let spec = spec_yaml();
         make_sync(move |_| {
             Response::builder()
                 .content_type("application/x-yaml")
@@ -203,6 +186,27 @@ impl Service {
                 .body(spec.clone())
         })
     }
+}
+
+/// The document as a value whose mappings keep their order (serde_yaml's, unlike serde_json's
+/// without `preserve_order`), with the tags reordered. `None` only if poem-openapi's own YAML
+/// did not parse, and then the tags stay alphabetical (a test fails on that).
+fn ordered(api: &OpenApiService<Apis, ()>) -> Option<serde_yaml::Value> {
+    let mut document: serde_yaml::Value = serde_yaml::from_str(&api.spec_yaml()).ok()?;
+    if let Some(tags) = document
+        .get_mut("tags")
+        .and_then(serde_yaml::Value::as_sequence_mut)
+    {
+        let rank = |tag: &serde_yaml::Value| {
+            let name = tag.get("name").and_then(serde_yaml::Value::as_str);
+            ApiTags::IN_ORDER
+                .iter()
+                .position(|known| Some(known.name()) == name)
+                .unwrap_or(ApiTags::IN_ORDER.len())
+        };
+        tags.sort_by_key(rank);
+    }
+    Some(document)
 }
 
 impl IntoEndpoint for Service {
