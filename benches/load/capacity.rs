@@ -183,6 +183,8 @@ pub async fn step(
     criteria: &Criteria,
     server_pid: Option<u32>,
 ) -> Step {
+    // What earlier steps left in the tally is theirs.
+    crate::unexpected::take();
     let warm = (window.warmup.as_secs_f64() * rate).round() as u64;
     let measured = ((window.measure.as_secs_f64() * rate).round() as u64).max(1);
     let total = warm + measured;
@@ -306,7 +308,11 @@ fn judge(step: &mut Step, criteria: &Criteria) {
         failures.push(format!("p99 {} ms", ms(step.p99_ms)));
     }
     if step.unexpected > 0 {
-        failures.push(format!("{} unexpected", step.unexpected));
+        failures.push(format!(
+            "{} unexpected; the step's, warm-up included: {}",
+            step.unexpected,
+            crate::unexpected::take()
+        ));
     }
     if step.unanswered > 0 {
         failures.push(format!("{} unanswered", step.unanswered));

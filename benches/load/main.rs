@@ -14,6 +14,7 @@ mod prepare;
 mod raw;
 mod server;
 mod sink;
+mod unexpected;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -765,9 +766,18 @@ async fn answered(request: reqwest::RequestBuilder, expected: u16) -> bool {
     match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
-            response.bytes().await.is_ok() && status == expected
+            let whole = response.bytes().await.is_ok();
+            if status != expected {
+                unexpected::note(status.to_string());
+            } else if !whole {
+                unexpected::note("body cut off");
+            }
+            whole && status == expected
         }
-        Err(_) => false,
+        Err(_) => {
+            unexpected::note("no answer");
+            false
+        }
     }
 }
 

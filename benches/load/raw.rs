@@ -68,7 +68,10 @@ impl RawClient {
                         let _ = stream.set_nodelay(true);
                         stream
                     }
-                    Err(_) => return false,
+                    Err(_) => {
+                        crate::unexpected::note("no connection");
+                        return false;
+                    }
                 },
             };
             match exchange(&mut stream, request).await {
@@ -76,10 +79,16 @@ impl RawClient {
                     if keep_alive && let Ok(mut idle) = self.idle.lock() {
                         idle.push(stream);
                     }
+                    if status != expected {
+                        crate::unexpected::note(status.to_string());
+                    }
                     return status == expected;
                 }
                 Err(_) if reused && attempt == 0 => continue,
-                Err(_) => return false,
+                Err(_) => {
+                    crate::unexpected::note("no answer");
+                    return false;
+                }
             }
         }
         false
