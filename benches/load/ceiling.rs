@@ -52,16 +52,7 @@ pub async fn wrong_guess(
     budget: i32,
 ) -> Result<(), DbErr> {
     let b = db.reads.get_database_backend();
-    let user = db
-        .reads
-        .query_one(statement(
-            b,
-            "SELECT * FROM users WHERE email = ? LIMIT 1",
-            vec![email.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(email.into()))?;
-    let user_id: Uuid = user.try_get("", "id")?;
+    let user_id = find_user(db, email).await?;
     let day_ago = now - chrono::Duration::hours(24);
     // Its first statement writes, as codeward's attempt does: no lock statement first.
     let txn = begin_writing(&db.writer).await?;
@@ -95,6 +86,20 @@ pub async fn wrong_guess(
     .ok_or_else(|| DbErr::RecordNotFound("live code".into()))?;
     audit(&txn, now, Some(user_id), "verification", "failure").await?;
     txn.commit().await
+}
+
+/// S1's read: the account behind the address, on the read pool.
+pub async fn find_user(db: &Connections, email: &str) -> Result<Uuid, DbErr> {
+    let user = db
+        .reads
+        .query_one(statement(
+            db.reads.get_database_backend(),
+            "SELECT * FROM users WHERE email = ? LIMIT 1",
+            vec![email.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(email.into()))?;
+    user.try_get("", "id")
 }
 
 async fn audit<C: ConnectionTrait>(

@@ -9,6 +9,7 @@
 
 mod capacity;
 mod ceiling;
+mod direct;
 mod drive;
 mod prepare;
 mod raw;
@@ -443,6 +444,15 @@ async fn run_on(
         let ceiling = Some((ceiling.throughput(), ceiling));
         rows.push(Row::scenario(name, stats, peak, &ceiling, target));
         rows.push(Row::ceiling(ceiling_name, ceiling));
+        if which == Ceiling::WrongGuess && database == "sqlite" {
+            for (grouping, line) in DIRECT_LINES {
+                eprintln!("[{database}] {line}…");
+                let writer = direct::DirectWriter::start(&dir.join("bench.db"), grouping)?;
+                let op = direct_op(&db, prepared.clone(), writer);
+                let stats = closed_loop(c, window, pid, move |i| op(i)).await;
+                rows.push(Row::ceiling(line, Some((stats.throughput(), stats))));
+            }
+        }
         if which == Ceiling::TokenCheck {
             eprintln!("[{database}] S4's signature check alone, in this process…");
             let verified = closed_loop(c, window, None, verify_alone(&tokens, &prepared)).await;
@@ -578,6 +588,30 @@ async fn run_on(
             });
         }
     }
+    if args.open() && args.wants("s1") && database == "sqlite" {
+        let mut lines = Vec::new();
+        for (grouping, name) in DIRECT_LINES {
+            let writer = direct::DirectWriter::start(&dir.join("bench.db"), grouping)?;
+            let op = direct_op(&db, prepared.clone(), writer);
+            lines.push(Line {
+                name,
+                op,
+                server_pid: pid,
+            });
+        }
+        eprintln!("[{database}] S1's transaction on the writer's own thread: capacity…");
+        let label = format!("{database} s1 direct");
+        let criteria = args.criteria();
+        let searches = capacity::search(&lines, args.ladder(), window, &criteria, &label).await;
+        for (line, search) in lines.iter().zip(searches) {
+            capacity.push(CapacityRow {
+                name: line.name.to_owned(),
+                search,
+                ceiling: None,
+                is_ceiling: true,
+            });
+        }
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss_after_kib = server.rss_kib();
     server.stop()?;
@@ -645,6 +679,51 @@ async fn run_ceiling(
 ) -> Stats {
     let op = ceiling_op(db, prepared, which, key_id);
     closed_loop(concurrency, window, pid, move |i| op(i)).await
+}
+
+/// The S1 ceiling with its write transaction run whole on the writer connection's own thread
+/// (`direct`), one transaction per request and with group commit: SQLite only.
+const DIRECT_LINES: [(direct::Grouping, &str); 2] = [
+    (
+        direct::Grouping::Single,
+        "S1 ceiling, its transaction in one call to the writer's thread",
+    ),
+    (
+        direct::Grouping::Grouped,
+        "S1 ceiling, the same with group commit",
+    ),
+];
+
+/// S1's read on the read pool, then its writes on `writer`'s thread (the `i`-th account).
+fn direct_op(
+    db: &codeward::infra::db::Connections,
+    prepared: Arc<Prepared>,
+    writer: direct::DirectWriter,
+) -> Op {
+    let reported = Arc::new(AtomicBool::new(false));
+    let db = db.clone();
+    Arc::new(move |i| -> BoxedBool {
+        let (db, prepared, writer, reported) = (
+            db.clone(),
+            prepared.clone(),
+            writer.clone(),
+            reported.clone(),
+        );
+        Box::pin(async move {
+            let now = chrono::Utc::now();
+            let account = &prepared.pending[i as usize % prepared.pending.len()];
+            let result = match ceiling::find_user(&db, &account.email).await {
+                Ok(user_id) => writer.wrong_guess(user_id, now, CEILING_BUDGET).await,
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = &result
+                && !reported.swap(true, Ordering::Relaxed)
+            {
+                eprintln!("direct writer statement failed: {error}");
+            }
+            result.is_ok()
+        })
+    })
 }
 
 /// One run of a ceiling's statements (the `i`-th account or session in turn).
