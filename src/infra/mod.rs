@@ -1,8 +1,9 @@
 //! Infrastructure below the rules: the database connection and migrations, the clock, the
-//! precise timer, logging and the Prometheus metrics.
+//! precise timer, logging, the Prometheus metrics and the heap's free pages.
 
 pub mod clock;
 pub mod db;
+pub mod memory;
 pub mod metrics;
 pub mod telemetry;
 pub mod timer;

@@ -714,3 +714,88 @@ async fn two_processes_on_one_postgresql_deliver_each_webhook_once() {
         delivered_by()
     );
 }
+
+/// The process's own (anonymous) resident memory, in KiB.
+fn anonymous_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status readable");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("RssAnon:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("RssAnon in /proc/<pid>/status")
+}
+
+/// `connections` keep-alive connections at once, each sending `requests` requests one after
+/// another (a health check, answered without the database) and reading each answer whole.
+async fn burst(address: String, connections: usize, requests: usize) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://").to_owned();
+    let one = |host: String| async move {
+        let stream = tokio::net::TcpStream::connect(&host)
+            .await
+            .expect("connects");
+        let mut stream = tokio::io::BufReader::new(stream);
+        for _ in 0..requests {
+            let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            stream
+                .get_mut()
+                .write_all(request.as_bytes())
+                .await
+                .expect("writes");
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                stream
+                    .read_line(&mut line)
+                    .await
+                    .expect("reads a head line");
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().expect("a length");
+                }
+            }
+            let mut body = vec![0; length];
+            stream.read_exact(&mut body).await.expect("reads the body");
+        }
+    };
+    join_all((0..connections).map(|_| one(host.clone()))).await;
+}
+
+/// glibc keeps freed heap for reuse, so after a burst of connections (each with its buffers)
+/// an idle server stayed at its peak resident size until the next burst; it now hands it back
+/// within two `HEAP_TRIM_INTERVAL`s (10 s each) of the burst's end.
+#[tokio::test]
+async fn the_heap_a_burst_of_connections_used_is_handed_back_once_it_is_over() {
+    let database = fresh_database().await;
+    let sink = SmtpSink::start();
+    let mut server = Server::start(&database.url, &sink.url(), &["--max-connections=4096"]);
+    let pid = server.child.id();
+    let before = anonymous_kib(pid);
+    let flood = tokio::spawn(burst(server.api.address.clone(), 1500, 10));
+    let mut peak = before;
+    while !flood.is_finished() {
+        peak = peak.max(anonymous_kib(pid));
+        // Sampling the process's memory while the burst runs, on the burst's own time.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    flood.await.expect("every request of the burst answered");
+    assert!(
+        peak >= before + 8 * 1024,
+        "the burst did not grow the heap enough to tell: {before} → {peak} KiB"
+    );
+    // The first trim after the burst may see memory still growing and wait one more interval.
+    let halfway = before + (peak - before) / 2;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while anonymous_kib(pid) >= halfway {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the burst's heap was not handed back: {before} → {peak} → {} KiB",
+            anonymous_kib(pid)
+        );
+        // Polling: the trim comes on the server's own schedule.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.kill_9();
+}
