@@ -40,7 +40,7 @@ pub struct DirectWriter {
 }
 
 impl DirectWriter {
-    pub fn start(path: &Path, grouping: Grouping) -> rusqlite::Result<Self> {
+    pub fn start(path: &Path, grouping: Grouping) -> anyhow::Result<Self> {
         let connection = Connection::open(path)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
@@ -49,8 +49,7 @@ impl DirectWriter {
         let (jobs, waiting) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("direct-writer".into())
-            .spawn(move || serve(&connection, &waiting, grouping))
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+            .spawn(move || serve(&connection, &waiting, grouping))?;
         Ok(Self { jobs })
     }
 
