@@ -1,8 +1,9 @@
 //! Heap that glibc keeps after it was freed, handed back to the system. glibc keeps freed
 //! memory in its arenas for reuse, where it counts as resident: after a burst of connections
 //! (each with its buffers) an idle server stayed at twice its resident size until the next
-//! burst. `malloc_trim` returns every free page of every arena; it is cheap next to a request
-//! (it walks the arenas' free lists) and thread-safe.
+//! burst. `malloc_trim` returns every free page of every arena; it is thread-safe, but it walks
+//! every arena under its lock and takes milliseconds for tens of MiB, so callers run it off the
+//! async workers and not while a burst is still growing the heap.
 
 use std::time::{Duration, Instant};
 
