@@ -221,7 +221,9 @@ async fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
         }
         KeysAction::Rotate { now: at_once } => {
             let rotate = if at_once { Rotate::Now } else { Rotate::Soon };
-            let done = Keys::new(db, config).maintain(now, rotate).await?;
+            let done = Keys::new(db::Connections::one(db), config)
+                .maintain(now, rotate)
+                .await?;
             match (&done.created, &done.promoted) {
                 (_, Some(kid)) => println!("signing with {kid} from now on"),
                 (Some((kid, _)), None) => println!(

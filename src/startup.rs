@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::app::Services;
 use crate::config::Config;
 use crate::core::codes::CodeEngine;
-use crate::core::keys::{Keys, Maintenance, Rotate};
+use crate::core::keys::{Keys, Maintenance, RING_TTL, Rotate};
 use crate::core::limits::{AddressLimits, IpLimits};
 use crate::core::mail::worker::{Worker, WorkerSettings};
 use crate::core::mail::{OutboxSignal, Templates, Transport};
@@ -99,7 +99,7 @@ impl Application {
             clock: clock.clone(),
             metrics: metrics.clone(),
         });
-        let keys = Arc::new(Keys::new(writer.clone(), &config));
+        let keys = Arc::new(Keys::new(connections.clone(), &config));
         match keys.maintain(clock.now(), Rotate::Scheduled).await {
             Ok(done) => log_key_maintenance(&done),
             // Not ready yet (`/readyz` says so); the rotation loop tries again every minute.
@@ -188,6 +188,7 @@ impl Application {
         let ip_quota_pruning =
             tokio::spawn(ip_quota_prune_loop(self.services.clone(), stop.clone()));
         let key_rotation = tokio::spawn(key_rotation_loop(self.services.clone(), stop.clone()));
+        let key_ring = tokio::spawn(key_ring_refresh_loop(self.services.clone(), stop.clone()));
         let heap_trim = tokio::spawn(heap_trim_loop(stop.clone()));
         let metrics_server = self.metrics_listener.map(|(listener, addr)| {
             tracing::info!(%addr, "metrics listening");
@@ -227,6 +228,7 @@ impl Application {
         housekeeping.abort();
         ip_quota_pruning.abort();
         key_rotation.abort();
+        key_ring.abort();
         heap_trim.abort();
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
@@ -309,6 +311,21 @@ async fn key_rotation_loop(services: AppState, mut stop: tokio::sync::watch::Rec
 /// How often each instance checks whether the signing keys are due to rotate: well inside
 /// the pre-publication time, so a new key never waits long to be made or to take over.
 const KEY_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Reads the key ring again twice per `RING_TTL`, until `stop`, so a request finds it fresh:
+/// a sign-in asks for the signer inside its write transaction, where reading the keys would
+/// take a second connection from the pool while it holds one.
+async fn key_ring_refresh_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(RING_TTL / 2) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(error) = services.tokens.keys.refresh().await {
+            tracing::warn!(%error, "cannot read the signing keys; retrying");
+        }
+    }
+}
 
 fn log_key_maintenance(done: &Maintenance) {
     if *done != Maintenance::default() {

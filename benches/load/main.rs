@@ -362,7 +362,7 @@ async fn run_on(
     let password_hash = passwords.hash(PASSWORD).await?;
     // The tokens are signed with the key the server made at its first start, for the issuer
     // the flags name.
-    let keys = Arc::new(codeward::core::keys::Keys::new(db.writer.clone(), &config));
+    let keys = Arc::new(codeward::core::keys::Keys::new(db.clone(), &config));
     let tokens = Arc::new(codeward::core::tokens::Tokens::new(
         keys,
         &config,

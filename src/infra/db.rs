@@ -36,21 +36,33 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError
 /// mistake fails loudly in the tests instead of contending. PostgreSQL and MySQL/MariaDB take
 /// concurrent writers themselves, and an in-memory SQLite database lives in one pool: there
 /// both are the same pool.
+///
+/// The rule that follows: while a task holds a transaction on `writer`, it never waits for
+/// `writer` again, not even to read. On SQLite the transaction holds the writer's only
+/// connection, so that wait lasts until the acquire timeout and ends in an error; on the
+/// other databases enough such tasks at once empty the pool the same way. Read through the
+/// transaction, or through `reads`.
 #[derive(Clone)]
 pub struct Connections {
     pub reads: DatabaseConnection,
     pub writer: DatabaseConnection,
 }
 
+impl Connections {
+    /// Reads and writes through one pool, as the commands (`db::connect`) do.
+    pub fn one(db: DatabaseConnection) -> Self {
+        Self {
+            reads: db.clone(),
+            writer: db,
+        }
+    }
+}
+
 /// Opens the server's `Connections`.
 pub async fn connect_for_serving(config: &Config) -> Result<Connections, ConnectError> {
     let (url, options) = prepare(config).await?;
     if sqlite_path(&url).is_none() {
-        let db = open(config, &url, options).await?;
-        return Ok(Connections {
-            reads: db.clone(),
-            writer: db,
-        });
+        return Ok(Connections::one(open(config, &url, options).await?));
     }
     let mut writer = options.clone();
     writer.max_connections(1).min_connections(1);
@@ -275,42 +287,46 @@ fn sqlite_path(url: &str) -> Option<&str> {
 /// Applies every pending migration.
 /// Several instances may start at once on an empty database: they take a lock first, so the
 /// migrations run once and the others find them applied. PostgreSQL and MySQL/MariaDB use an
-/// advisory lock held by a connection of its own; SQLite a lock file beside the database.
+/// advisory lock held by a connection of its own, outside the pool (so a pool of one connection
+/// migrates too); SQLite a lock file beside the database.
 pub async fn migrate_up(db: &DatabaseConnection, config: &Config) -> Result<(), DbErr> {
+    use sea_orm::sqlx::ConnectOptions as _;
     let failed = |e: &dyn std::fmt::Display| DbErr::Custom(format!("migration lock: {e}"));
     match db.get_database_backend() {
         DatabaseBackend::Postgres => {
             let mut lock = db
                 .get_postgres_connection_pool()
-                .acquire()
+                .connect_options()
+                .connect()
                 .await
                 .map_err(|e| failed(&e))?;
             sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
                 .bind(MIGRATION_LOCK_KEY)
-                .execute(&mut *lock)
+                .execute(&mut lock)
                 .await
                 .map_err(|e| failed(&e))?;
             let result = Migrator::up(db, None).await;
             // Closing the connection would release it too; unlock to hand it over at once.
             let _ = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(MIGRATION_LOCK_KEY)
-                .execute(&mut *lock)
+                .execute(&mut lock)
                 .await;
             result
         }
         DatabaseBackend::MySql => {
             let mut lock = db
                 .get_mysql_connection_pool()
-                .acquire()
+                .connect_options()
+                .connect()
                 .await
                 .map_err(|e| failed(&e))?;
             sea_orm::sqlx::query("SELECT GET_LOCK('codeward_migrations', 600)")
-                .execute(&mut *lock)
+                .execute(&mut lock)
                 .await
                 .map_err(|e| failed(&e))?;
             let result = Migrator::up(db, None).await;
             let _ = sea_orm::sqlx::query("SELECT RELEASE_LOCK('codeward_migrations')")
-                .execute(&mut *lock)
+                .execute(&mut lock)
                 .await;
             result
         }

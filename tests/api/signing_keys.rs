@@ -294,3 +294,75 @@ async fn processes_rotating_at_once_never_hold_two_current_keys() {
         }
     }
 }
+
+/// A sign-in asks for the signing key inside its write transaction. Once the instance's key
+/// ring is older than `RING_TTL`, reading it again must not need the connection that
+/// transaction holds: on SQLite the writer is one connection, and with a pool of one the
+/// other databases are the same. Before the fix, the first sign-in after 30 quiet seconds
+/// waited 10 s for its own connection and answered 500, and every write waited behind it.
+#[tokio::test]
+async fn sign_ins_after_a_quiet_spell_longer_than_the_key_rings_lifetime_answer_at_once() {
+    let app = spawn_app_with(&["--database-max-connections=1"]).await;
+    let session = app.signed_up("ada@example.com", PASSWORD).await;
+    let code = app.signup_code("grace@example.com", PASSWORD).await;
+
+    tokio::time::sleep(codeward::core::keys::RING_TTL + std::time::Duration::from_secs(3)).await;
+
+    let refresh_token = session["refresh_token"].as_str().unwrap();
+    let started = std::time::Instant::now();
+    let (login, refreshed, verified) = tokio::join!(
+        app.login("ada@example.com", PASSWORD),
+        app.refresh(refresh_token),
+        app.verify_signup("grace@example.com", &code, PASSWORD),
+    );
+    let took = started.elapsed();
+    for (what, response) in [
+        ("login", login),
+        ("refresh", refreshed),
+        ("verify", verified),
+    ] {
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "{what}: {body}");
+        let token = serde_json::from_str::<Value>(&body).unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(me_status(&app, &token).await, 200, "{what}'s access token");
+    }
+    // The pool's acquire timeout is 10 s: a sign-in that waited for itself takes that long.
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+}
+
+/// The same at the level of the key ring: with the writer's one connection held by an open
+/// transaction, a ring that has never been read (as stale as one can be) is read through the
+/// read pool, on every database.
+#[tokio::test]
+async fn the_key_ring_is_read_while_a_write_transaction_holds_the_writer() {
+    use sea_orm::{ConnectOptions, Database};
+    let app = spawn_app().await;
+    let connect = |max: u32| {
+        let mut options = ConnectOptions::new(app.database.url.clone());
+        options
+            .max_connections(max)
+            .acquire_timeout(std::time::Duration::from_secs(3));
+        Database::connect(options)
+    };
+    let connections = codeward::infra::db::Connections {
+        reads: connect(2).await.unwrap(),
+        writer: connect(1).await.unwrap(),
+    };
+    let mailbox = tempfile::tempdir().unwrap();
+    let config = crate::helpers::test_config(&app.database.url, &mailbox, &[]);
+    let keys = codeward::core::keys::Keys::new(connections.clone(), &config);
+
+    let txn = codeward::infra::db::begin_write(&connections.writer)
+        .await
+        .unwrap();
+    let signer = tokio::time::timeout(std::time::Duration::from_secs(2), keys.signer())
+        .await
+        .expect("the signer, without waiting for the writer")
+        .expect("a signer");
+    assert_eq!(signer.kid, app.instance.keys.signer().await.unwrap().kid);
+    txn.rollback().await.unwrap();
+}

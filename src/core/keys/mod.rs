@@ -2,6 +2,10 @@
 //! by `material`, and held here, per instance, as a ring: the key that signs and the keys that
 //! verify. The ring is read again from the database every `RING_TTL` (so an instance learns of
 //! a rotation another made) and when a token names a key it does not know yet.
+//!
+//! The ring is read through the read pool, never the writer: a sign-in asks for the signer
+//! inside its write transaction, and on SQLite the writer is that transaction's one
+//! connection, so a read through it would wait for itself (`infra::db::Connections`).
 
 pub mod material;
 pub mod public;
@@ -14,10 +18,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::DbErr;
 
 use crate::config::{Config, TokenAlgorithm};
 use crate::core::seal::Seal;
+use crate::infra::db::Connections;
 use public::PublicKey;
 pub use store::{KeysError, Maintenance, Rotate, RotationPolicy};
 
@@ -65,7 +70,7 @@ struct Ring {
 
 /// The signing keys of this instance, shared by every request.
 pub struct Keys {
-    db: DatabaseConnection,
+    db: Connections,
     seal: Seal,
     policy: RotationPolicy,
     ring: RwLock<Arc<Ring>>,
@@ -91,7 +96,7 @@ impl RotationPolicy {
 }
 
 impl Keys {
-    pub fn new(db: DatabaseConnection, config: &Config) -> Self {
+    pub fn new(db: Connections, config: &Config) -> Self {
         Self {
             db,
             seal: Seal::new(config.peppers.all(), SEAL_LABEL),
@@ -112,9 +117,14 @@ impl Keys {
         now: DateTime<Utc>,
         rotate: Rotate,
     ) -> Result<Maintenance, KeysError> {
-        let done = store::maintain(&self.db, now, &self.seal, &self.policy, rotate).await?;
+        let done = store::maintain(&self.db.writer, now, &self.seal, &self.policy, rotate).await?;
         self.load().await?;
         Ok(done)
+    }
+
+    /// Reads the keys again now (the server does so twice per `RING_TTL`).
+    pub async fn refresh(&self) -> Result<(), KeysError> {
+        self.load().await.map(drop)
     }
 
     /// The key that signs now; an error if no key can (none stored, or its pepper is gone).
@@ -141,7 +151,7 @@ impl Keys {
     /// The key set as published at `now`, read from the database (so it is exact across
     /// instances: a key is published from the moment it is stored).
     pub async fn key_set(&self, now: DateTime<Utc>) -> Result<JwkSet, DbErr> {
-        let keys = store::all(&self.db).await?;
+        let keys = store::all(&self.db.reads).await?;
         let keys = keys
             .iter()
             .filter(|key| store::is_published(key, now))
@@ -175,7 +185,7 @@ impl Keys {
         }
         let mut signer = None;
         let mut verifiers = HashMap::new();
-        for key in store::all(&self.db).await? {
+        for key in store::all(&self.db.reads).await? {
             let Some(algorithm) = TokenAlgorithm::from_name(&key.algorithm) else {
                 continue;
             };
