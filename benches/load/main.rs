@@ -853,8 +853,8 @@ async fn answered(request: reqwest::RequestBuilder, expected: u16) -> bool {
             }
             whole && status == expected
         }
-        Err(_) => {
-            unexpected::note("no answer");
+        Err(error) => {
+            unexpected::note(unexpected::no_answer(&error));
             false
         }
     }

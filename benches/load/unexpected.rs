@@ -13,6 +13,25 @@ pub fn note(what: impl Into<String>) {
     }
 }
 
+/// Why a request got no answer, as the tally says it: `no answer (timeout)`, or the kind of
+/// failure and its innermost cause (`no answer (request: connection reset by peer)`).
+pub fn no_answer(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        return "no answer (timeout)".to_owned();
+    } else if error.is_connect() {
+        "connect"
+    } else if error.is_body() || error.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    format!("no answer ({kind}: {cause})")
+}
+
 /// The tally since the last call (`503 × 17, no answer × 2`), and a fresh one.
 pub fn take() -> String {
     let tally = TALLY
