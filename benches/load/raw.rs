@@ -56,10 +56,16 @@ impl RawClient {
     }
 
     /// Sends `request` and reads its answer whole: whether its status is `expected`. A pooled
-    /// connection the server has closed meanwhile is replaced by a new one, once.
+    /// connection the server has closed meanwhile (its idle timeout is 75 s, and a ladder
+    /// leaves many connections idle after its highest step) is replaced by a new one, once:
+    /// the retry never takes another pooled connection, which may have been closed as well.
     pub async fn send(&self, request: &[u8], expected: u16) -> bool {
         for attempt in 0..2 {
-            let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let pooled = if attempt == 0 {
+                self.idle.lock().ok().and_then(|mut idle| idle.pop())
+            } else {
+                None
+            };
             let reused = pooled.is_some();
             let mut stream = match pooled {
                 Some(stream) => stream,
@@ -84,9 +90,9 @@ impl RawClient {
                     }
                     return status == expected;
                 }
-                Err(_) if reused && attempt == 0 => continue,
-                Err(_) => {
-                    crate::unexpected::note("no answer");
+                Err(_) if reused => continue,
+                Err(error) => {
+                    crate::unexpected::note(format!("no answer (new connection: {error})"));
                     return false;
                 }
             }
