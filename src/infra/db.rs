@@ -290,7 +290,7 @@ fn sqlite_path(url: &str) -> Option<&str> {
 /// advisory lock held by a connection of its own, outside the pool (so a pool of one connection
 /// migrates too); SQLite a lock file beside the database.
 pub async fn migrate_up(db: &DatabaseConnection, config: &Config) -> Result<(), DbErr> {
-    use sea_orm::sqlx::ConnectOptions as _;
+    use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
     let failed = |e: &dyn std::fmt::Display| DbErr::Custom(format!("migration lock: {e}"));
     match db.get_database_backend() {
         DatabaseBackend::Postgres => {
@@ -311,6 +311,7 @@ pub async fn migrate_up(db: &DatabaseConnection, config: &Config) -> Result<(), 
                 .bind(MIGRATION_LOCK_KEY)
                 .execute(&mut lock)
                 .await;
+            let _ = lock.close().await;
             result
         }
         DatabaseBackend::MySql => {
@@ -328,6 +329,7 @@ pub async fn migrate_up(db: &DatabaseConnection, config: &Config) -> Result<(), 
             let _ = sea_orm::sqlx::query("SELECT RELEASE_LOCK('codeward_migrations')")
                 .execute(&mut lock)
                 .await;
+            let _ = lock.close().await;
             result
         }
         DatabaseBackend::Sqlite => {
