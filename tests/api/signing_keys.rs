@@ -1,5 +1,6 @@
 //! The signing keys: rotation on the test clock, a change of algorithm, pepper rotation, no
-//! private material at rest, the operator's commands, and processes racing to rotate.
+//! private material at rest, the operator's commands, processes racing to rotate, and a key
+//! ring read again while a sign-in holds its connection.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
