@@ -254,6 +254,15 @@ impl Application {
     }
 }
 
+/// Waits `interval`: `true` when it has passed, `false` once `stop` has changed (the
+/// background loops below run `while tick(…)`).
+async fn tick(interval: Duration, stop: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(interval) => true,
+        _ = stop.changed() => false,
+    }
+}
+
 /// Purges finished rows every `CODEWARD_HOUSEKEEPING_INTERVAL_SECS` (never when 0), until
 /// `stop`.
 async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -262,11 +271,7 @@ async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Rec
         return;
     }
     let retention = crate::core::housekeeping::Retention::from_config(&services.config);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(interval)) => {}
-            _ = stop.changed() => return,
-        }
+    while tick(Duration::from_secs(interval), &mut stop).await {
         match crate::core::housekeeping::purge(&services.writer, services.clock.now(), &retention)
             .await
         {
@@ -283,11 +288,7 @@ async fn housekeeping_loop(services: AppState, mut stop: tokio::sync::watch::Rec
 /// `codeward purge` run from cron, which cannot reach this memory).
 async fn ip_quota_prune_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let interval = Duration::from_secs(services.config.ip_quota_prune_secs);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
+    while tick(interval, &mut stop).await {
         services.ip_limits.retain_recent();
     }
 }
@@ -295,11 +296,7 @@ async fn ip_quota_prune_loop(services: AppState, mut stop: tokio::sync::watch::R
 /// Rotates the signing keys when due, every `KEY_MAINTENANCE_INTERVAL`, until `stop`. Every
 /// instance runs it; the conditional updates in `keys::store` let one of them do each step.
 async fn key_rotation_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(KEY_MAINTENANCE_INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
+    while tick(KEY_MAINTENANCE_INTERVAL, &mut stop).await {
         let keys = &services.tokens.keys;
         match keys.maintain(services.clock.now(), Rotate::Scheduled).await {
             Ok(done) => log_key_maintenance(&done),
@@ -316,11 +313,7 @@ const KEY_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 /// a sign-in asks for the signer inside its write transaction, where reading the keys would
 /// take a second connection from the pool while it holds one.
 async fn key_ring_refresh_loop(services: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(RING_TTL / 2) => {}
-            _ = stop.changed() => return,
-        }
+    while tick(RING_TTL / 2, &mut stop).await {
         if let Err(error) = services.tokens.keys.refresh().await {
             tracing::warn!(%error, "cannot read the signing keys; retrying");
         }
@@ -352,11 +345,7 @@ fn release_freed_heap() {
 async fn heap_trim_loop(mut stop: tokio::sync::watch::Receiver<bool>) {
     use crate::infra::memory;
     let mut previous = memory::resident_kib();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(HEAP_TRIM_INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
+    while tick(HEAP_TRIM_INTERVAL, &mut stop).await {
         let resident = memory::resident_kib();
         let growing = resident > previous;
         previous = resident;
