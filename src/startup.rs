@@ -114,6 +114,7 @@ impl Application {
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_secs);
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         let state: AppState = Arc::new(Services {
+            transactions: crate::infra::writes::Transactions::new(&connections),
             reads: connections.reads,
             writer: connections.writer,
             codes: CodeEngine::from_config(&config).with_metrics(metrics.clone()),

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::users;
-use sea_orm::{DatabaseTransaction, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait};
 use uuid::Uuid;
 
 use crate::app::{Error, Services};
@@ -29,7 +29,7 @@ pub(super) async fn send_code(
 ) -> Result<(), Error> {
     let now = services.clock.now();
     // Its first statement writes (a send counter's upsert).
-    let txn = db::begin_writing(&services.writer).await?;
+    let txn = services.transactions.begin_writing().await?;
     take_code_send(services, &txn, now, email, purpose, operation).await?;
     // A disabled account is an unknown address: its code is void like nobody's.
     let user = find_user(&txn, email)
@@ -58,7 +58,7 @@ pub(super) async fn send_code(
 /// `AddressLimits::take_code_send`); a refusal is logged as `operation`'s.
 pub(super) async fn take_code_send(
     services: &Services,
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     now: DateTime<Utc>,
     email: &EmailAddress,
     purpose: Purpose,
@@ -112,7 +112,7 @@ pub(super) async fn attempt_code(
         email,
         network: requester.network,
     };
-    let txn = db::begin_writing(&services.writer).await?;
+    let txn = services.transactions.begin_writing().await?;
     let matched = codes.attempt(&txn, now, purpose, code, guesser).await?;
     if matched.is_none() {
         let entry = Entry {

@@ -32,6 +32,7 @@ use crate::core::webhooks::Webhooks;
 use crate::infra::clock::Clock;
 use crate::infra::metrics::Metrics;
 use crate::infra::timer::PreciseTimer;
+use crate::infra::writes::Transactions;
 
 pub use crate::core::Error;
 pub use crate::core::accounts::Account;
@@ -56,6 +57,9 @@ pub struct Services {
     /// Every write, transaction or single statement: on SQLite one connection the writes of
     /// this process take turns on, in order.
     pub writer: DatabaseConnection,
+    /// The short write transactions of a code attempt or request begin here (on a SQLite
+    /// file they run in place; see `infra::writes`).
+    pub transactions: Transactions,
     pub config: Arc<Config>,
     pub clock: Clock,
     pub codes: CodeEngine,

@@ -99,7 +99,7 @@ pub async fn check_reset_code(
     };
     let purpose = Purpose::ResetPassword;
     // One short transaction, committed before the answer (see `attempt_code`).
-    let txn = db::begin_writing(&services.writer).await?;
+    let txn = services.transactions.begin_writing().await?;
     let usable = services
         .codes
         .attempt(&txn, now, purpose, &code, guesser)

@@ -1,5 +1,7 @@
 //! Database connections for SQLite, PostgreSQL and MySQL/MariaDB, chosen by the URL scheme.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::seaql_migrations;
@@ -12,6 +14,7 @@ use sea_orm::{
 };
 
 use crate::config::Config;
+use crate::infra::sqlite_direct::DirectWriter;
 
 /// How long a SQLite writer waits for the lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,10 +45,15 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError
 /// connection, so that wait lasts until the acquire timeout and ends in an error; on the
 /// other databases enough such tasks at once empty the pool the same way. Read through the
 /// transaction, or through `reads`.
+///
+/// On a SQLite file the busiest write transactions (`writes::Transactions`) run on a second
+/// connection, `direct`, in place on the calling thread; they hold `writer`'s connection
+/// meanwhile, so they take the same turns.
 #[derive(Clone)]
 pub struct Connections {
     pub reads: DatabaseConnection,
     pub writer: DatabaseConnection,
+    pub direct: Option<Arc<DirectWriter>>,
 }
 
 impl Connections {
@@ -54,6 +62,7 @@ impl Connections {
         Self {
             reads: db.clone(),
             writer: db,
+            direct: None,
         }
     }
 }
@@ -61,17 +70,23 @@ impl Connections {
 /// Opens the server's `Connections`.
 pub async fn connect_for_serving(config: &Config) -> Result<Connections, ConnectError> {
     let (url, options) = prepare(config).await?;
-    if sqlite_path(&url).is_none() {
+    let Some(path) = sqlite_path(&url) else {
         return Ok(Connections::one(open(config, &url, options).await?));
-    }
+    };
     let mut writer = options.clone();
     writer.max_connections(1).min_connections(1);
     // First: it creates the file and switches it to WAL before a read-only connection opens.
     let writer = open(config, &url, writer).await?;
+    let direct = DirectWriter::open(Path::new(path), SQLITE_BUSY_TIMEOUT)
+        .map_err(|error| connect_error(config, error.to_string()))?;
     let mut reads = options;
     reads.map_sqlx_sqlite_opts(|opts| sqlite_options(opts).pragma("query_only", "ON"));
     let reads = open(config, &url, reads).await?;
-    Ok(Connections { reads, writer })
+    Ok(Connections {
+        reads,
+        writer,
+        direct: Some(Arc::new(direct)),
+    })
 }
 
 /// The URL as connected to and the pool's options; a database server is probed first.

@@ -5,5 +5,7 @@ pub mod clock;
 pub mod db;
 pub mod memory;
 pub mod metrics;
+pub mod sqlite_direct;
 pub mod telemetry;
 pub mod timer;
+pub mod writes;

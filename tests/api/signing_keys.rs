@@ -352,6 +352,7 @@ async fn the_key_ring_is_read_while_a_write_transaction_holds_the_writer() {
     let connections = codeward::infra::db::Connections {
         reads: connect(2).await.unwrap(),
         writer: connect(1).await.unwrap(),
+        direct: None,
     };
     let mailbox = tempfile::tempdir().unwrap();
     let config = crate::helpers::test_config(&app.database.url, &mailbox, &[]);

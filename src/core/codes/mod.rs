@@ -159,9 +159,9 @@ impl CodeEngine {
     /// no user has and without the address; the outbox row is `void`, without the address, and
     /// never sent. Housekeeping removes both. The request takes the same time either way: no
     /// savepoint, no rollback, no statement that only one path runs.
-    pub async fn issue(
+    pub async fn issue<C: ConnectionTrait>(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &C,
         now: DateTime<Utc>,
         purpose: Purpose,
         to: CodeRecipient<'_>,
@@ -403,7 +403,7 @@ impl CodeEngine {
     /// live code; every count is then given back, so only wrong attempts use them up. Runs in
     /// the caller's transaction, which the caller commits before it answers (whatever its
     /// answer), so a wrong attempt stays counted. Its first statement writes (the network
-    /// budget's upsert), so that transaction may be begun with `db::begin_writing`.
+    /// budget's upsert), so that transaction may be begun with `Transactions::begin_writing`.
     /// Without a user (unknown address), the same reads and writes hit rows no account has
     /// and change nothing that matters, so a guess costs the same whether or not the account
     /// exists.
