@@ -291,19 +291,24 @@ impl Kind {
     /// The value as sea-orm's getters expect it for the column's type (`None` of that type
     /// for NULL).
     fn read(self, column: &str, value: ValueRef<'_>) -> Result<Value, DbErr> {
-        let mismatch = || query_err(format!("column {column}: unexpected {:?}", value.data_type()));
+        let mismatch = || {
+            query_err(format!(
+                "column {column}: unexpected {:?}",
+                value.data_type()
+            ))
+        };
         fn text(bytes: &[u8]) -> Option<&str> {
             std::str::from_utf8(bytes).ok()
         }
         Ok(match (self, value) {
             (Self::Uuid, ValueRef::Null) => Value::Uuid(None),
-            (Self::Uuid, ValueRef::Blob(bytes)) => {
-                Value::Uuid(Some(Box::new(Uuid::from_slice(bytes).map_err(|_| mismatch())?)))
-            }
+            (Self::Uuid, ValueRef::Blob(bytes)) => Value::Uuid(Some(Box::new(
+                Uuid::from_slice(bytes).map_err(|_| mismatch())?,
+            ))),
             (Self::Time, ValueRef::Null) => Value::ChronoDateTimeUtc(None),
-            (Self::Time, ValueRef::Text(bytes)) => {
-                Value::ChronoDateTimeUtc(Some(Box::new(text(bytes).and_then(parse_time).ok_or_else(mismatch)?)))
-            }
+            (Self::Time, ValueRef::Text(bytes)) => Value::ChronoDateTimeUtc(Some(Box::new(
+                text(bytes).and_then(parse_time).ok_or_else(mismatch)?,
+            ))),
             (Self::Int, ValueRef::Null) => Value::Int(None),
             (Self::Int, ValueRef::Integer(value)) => match i32::try_from(value) {
                 Ok(value) => Value::Int(Some(value)),

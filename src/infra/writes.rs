@@ -33,9 +33,11 @@ impl Transactions {
     /// holds the write lock from its start (`BEGIN IMMEDIATE`).
     pub async fn begin_writing(&self) -> Result<WriteTxn, DbErr> {
         Ok(match &self.direct {
-            Some(direct) => {
-                WriteTxn::Direct(direct.begin(self.writer.get_sqlite_connection_pool()).await?)
-            }
+            Some(direct) => WriteTxn::Direct(
+                direct
+                    .begin(self.writer.get_sqlite_connection_pool())
+                    .await?,
+            ),
             None => WriteTxn::Pooled(db::begin_writing(&self.writer).await?),
         })
     }

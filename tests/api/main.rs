@@ -34,3 +34,4 @@ mod startup;
 mod structure;
 mod tokens;
 mod webhooks;
+mod write_in_place;
