@@ -2,14 +2,14 @@
 //! JSON and no query building. Each scenario's database statements, written out as SQL in the
 //! form codeward's queries take, run through the same driver (sqlx under sea-orm), the same
 //! connections (`codeward::infra::db::connect_for_serving` with the server's configuration:
-//! on SQLite one writer connection beside a read pool) and the same concurrency as the
-//! scenario.
+//! on SQLite one writer connection beside a read pool), the same write transactions (S1's and
+//! S2's begin where codeward's do, `codeward::infra::writes::Transactions`: in place on a
+//! SQLite file) and the same concurrency as the scenario.
 
 use chrono::{DateTime, Utc};
-use codeward::infra::db::{Connections, begin_writing};
-use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, TransactionTrait, Value,
-};
+use codeward::infra::db::Connections;
+use codeward::infra::writes::Transactions;
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -55,7 +55,7 @@ pub async fn wrong_guess(
     let user_id = find_user(db, email).await?;
     let day_ago = now - chrono::Duration::hours(24);
     // Its first statement writes, as codeward's attempt does: no lock statement first.
-    let txn = begin_writing(&db.writer).await?;
+    let txn = Transactions::new(db).begin_writing().await?;
     txn.execute(statement(
         b,
         "UPDATE otp_budgets SET failures = CASE WHEN window_start <= ? THEN 1 ELSE failures + 1 END, \
@@ -164,8 +164,8 @@ async fn take<C: ConnectionTrait>(
 }
 
 /// S2's statements for a reset code to an existing account: one write transaction with the
-/// address's two send counters, the account lookup, and (in a savepoint) the revoke of older
-/// codes, the new code, its budget row and its outbox row. The outbox row is inserted as
+/// address's two send counters, the account lookup, the revoke of older codes, the new code,
+/// its budget row and its outbox row. The outbox row is inserted as
 /// already sent, so the idle server's email worker leaves it alone.
 pub async fn issue_code(
     db: &Connections,
@@ -175,7 +175,7 @@ pub async fn issue_code(
 ) -> Result<(), DbErr> {
     let b = db.writer.get_database_backend();
     // Its first statement writes, as codeward's code request does.
-    let txn = begin_writing(&db.writer).await?;
+    let txn = Transactions::new(db).begin_writing().await?;
     let key = |scope: &str| hex::encode(Sha256::digest(format!("{scope}\0{email}")));
     take(
         &txn,
@@ -202,79 +202,73 @@ pub async fn issue_code(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(email.into()))?;
     let user_id: Uuid = user.try_get("", "id")?;
-    let savepoint = txn.begin().await?;
-    savepoint
-        .execute(statement(
-            b,
-            "UPDATE otp_codes SET revoked_at = ? WHERE user_id = ? AND purpose = ? \
+    txn.execute(statement(
+        b,
+        "UPDATE otp_codes SET revoked_at = ? WHERE user_id = ? AND purpose = ? \
              AND consumed_at IS NULL AND revoked_at IS NULL",
-            vec![now.into(), user_id.into(), "reset_password".into()],
-        ))
-        .await?;
+        vec![now.into(), user_id.into(), "reset_password".into()],
+    ))
+    .await?;
     let hash: [u8; 32] = rand::random();
     let expires_at = now + chrono::Duration::minutes(10);
-    savepoint
-        .query_one(statement(
-            b,
-            "INSERT INTO otp_codes (id, user_id, purpose, code_hash, key_id, email, attempts, \
+    txn.query_one(statement(
+        b,
+        "INSERT INTO otp_codes (id, user_id, purpose, code_hash, key_id, email, attempts, \
              max_attempts, created_at, expires_at, consumed_at, revoked_at, ip, user_agent) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-            vec![
-                Uuid::new_v4().into(),
-                user_id.into(),
-                "reset_password".into(),
-                hex::encode(hash).into(),
-                key_id.into(),
-                email.into(),
-                0i32.into(),
-                5i32.into(),
-                now.into(),
-                expires_at.into(),
-                none_time(),
-                none_time(),
-                "127.0.0.1".into(),
-                none_string(),
-            ],
-        ))
-        .await?;
-    savepoint
-        .execute(statement(
-            b,
-            "INSERT INTO otp_budgets (user_id, purpose, window_start, failures) \
+        vec![
+            Uuid::new_v4().into(),
+            user_id.into(),
+            "reset_password".into(),
+            hex::encode(hash).into(),
+            key_id.into(),
+            email.into(),
+            0i32.into(),
+            5i32.into(),
+            now.into(),
+            expires_at.into(),
+            none_time(),
+            none_time(),
+            "127.0.0.1".into(),
+            none_string(),
+        ],
+    ))
+    .await?;
+    txn.execute(statement(
+        b,
+        "INSERT INTO otp_budgets (user_id, purpose, window_start, failures) \
              VALUES (?, ?, ?, ?) ON CONFLICT (user_id, purpose) DO NOTHING",
-            vec![
-                user_id.into(),
-                "reset_password".into(),
-                now.into(),
-                0i32.into(),
-            ],
-        ))
-        .await?;
-    savepoint
-        .query_one(statement(
-            b,
-            "INSERT INTO email_outbox (id, recipient, template, locale, context, code, status, \
+        vec![
+            user_id.into(),
+            "reset_password".into(),
+            now.into(),
+            0i32.into(),
+        ],
+    ))
+    .await?;
+    txn.query_one(statement(
+        b,
+        "INSERT INTO email_outbox (id, recipient, template, locale, context, code, status, \
              attempts, next_attempt_at, claim_token, last_error, created_at, sent_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-            vec![
-                Uuid::new_v4().into(),
-                email.into(),
-                "reset_password".into(),
-                "en".into(),
-                r#"{"expires_in_minutes":10}"#.into(),
-                none_string(),
-                "sent".into(),
-                0i32.into(),
-                now.into(),
-                Value::Uuid(None),
-                none_string(),
-                now.into(),
-                Some(now).into(),
-                expires_at.into(),
-            ],
-        ))
-        .await?;
-    savepoint.commit().await?;
+        vec![
+            Uuid::new_v4().into(),
+            email.into(),
+            "reset_password".into(),
+            "en".into(),
+            r#"{"expires_in_minutes":10}"#.into(),
+            none_string(),
+            "sent".into(),
+            0i32.into(),
+            now.into(),
+            Value::Uuid(None),
+            none_string(),
+            now.into(),
+            Some(now).into(),
+            expires_at.into(),
+        ],
+    ))
+    .await?;
     txn.commit().await
 }
 
