@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use sea_orm::sea_query::Value;
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{Sqlite, SqlitePool};
 use sea_orm::{DbErr, ExecResult, ProxyExecResult, ProxyRow, QueryResult, RuntimeErr, Statement};
+use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 /// How many statements each connection keeps prepared: every statement of the paths that run
@@ -43,6 +45,9 @@ pub struct DirectWriter {
     /// waited for, it only lets the transaction be shared between threads (`Sync`).
     conn: Mutex<rusqlite::Connection>,
     busy_timeout: Duration,
+    turn: Arc<tokio::sync::Mutex<Turn>>,
+    /// Transactions waiting for `turn`.
+    waiting: AtomicUsize,
 }
 
 impl std::fmt::Debug for DirectWriter {
@@ -67,21 +72,29 @@ impl DirectWriter {
         Ok(Self {
             conn: Mutex::new(conn),
             busy_timeout,
+            turn: Arc::default(),
+            waiting: AtomicUsize::new(0),
         })
     }
 
     /// Begins a write transaction (`BEGIN IMMEDIATE`) once this task holds `pool`'s
     /// connection, the turn every write of the process takes.
     pub async fn begin(self: &Arc<Self>, pool: &SqlitePool) -> Result<DirectTxn, DbErr> {
-        let turn = pool
-            .acquire()
-            .await
-            .map_err(|error| DbErr::Conn(RuntimeErr::SqlxError(error)))?;
+        let waiting = Waiting::count(&self.waiting);
+        let turn = Arc::clone(&self.turn).lock_owned().await;
+        drop(waiting);
         let mut txn = DirectTxn {
             writer: Arc::clone(self),
-            _turn: Mutex::new(turn),
+            turn,
             open: false,
         };
+        if txn.turn.writer.is_none() {
+            let writer = pool
+                .acquire()
+                .await
+                .map_err(|error| DbErr::Conn(RuntimeErr::SqlxError(error)))?;
+            txn.turn.writer = Some(writer);
+        }
         // A transaction left open by a failed ROLLBACK (see `Drop`) is ended first.
         let left_open = !txn.conn().is_autocommit();
         if left_open {
@@ -107,11 +120,40 @@ impl DirectWriter {
     }
 }
 
+/// The turn among the transactions run in place, and the writer pool's connection while they
+/// follow one another: handing it back to the pool and taking it again costs each transaction
+/// two task wake-ups (sqlx returns a connection from a task it spawns), so it stays with the
+/// turn while another transaction here is waiting, up to `MAX_STREAK` transactions in a row;
+/// then it goes back to the pool, where the process's other writes take their turn first.
+#[derive(Default)]
+struct Turn {
+    writer: Option<PoolConnection<Sqlite>>,
+    streak: u32,
+}
+
+const MAX_STREAK: u32 = 32;
+
+/// Counts a transaction waiting for the turn, until dropped (also when its wait is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A write transaction on the `DirectWriter`. Dropped without `commit`, it rolls back at once.
 pub struct DirectTxn {
     writer: Arc<DirectWriter>,
-    /// The writer pool's connection, held (not used) until the transaction ends.
-    _turn: Mutex<PoolConnection<Sqlite>>,
+    /// Holds the writer pool's connection (never used: it is the turn of the process's writes).
+    turn: OwnedMutexGuard<Turn>,
     open: bool,
 }
 
@@ -196,6 +238,12 @@ impl Drop for DirectTxn {
         {
             // `begin` ends it before the next transaction.
             tracing::error!(%error, "SQLite write transaction: rollback failed");
+        }
+        let turn = &mut *self.turn;
+        turn.streak += 1;
+        if self.writer.waiting.load(Ordering::SeqCst) == 0 || turn.streak >= MAX_STREAK {
+            turn.writer = None;
+            turn.streak = 0;
         }
     }
 }

@@ -205,3 +205,42 @@ async fn another_process_lock_is_waited_for_without_holding_up_the_thread() {
         .await;
     assert!(found.unwrap().is_some());
 }
+
+/// Transactions in place keep the writer pool's connection while more of them wait (see
+/// `sqlite_direct::Turn`), but only for a bounded streak: a write through sqlx still gets its
+/// turn while they never stop coming.
+#[tokio::test]
+async fn a_write_through_sqlx_gets_its_turn_while_transactions_in_place_keep_coming() {
+    let (connections, _folder, _) = sqlite_file().await;
+    let transactions = Transactions::new(&connections);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut busy = Vec::new();
+    for _ in 0..8 {
+        let (transactions, stop) = (transactions.clone(), stop.clone());
+        busy.push(tokio::spawn(async move {
+            let mut done = 0_u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let txn = transactions.begin_writing().await.unwrap();
+                code_row(Uuid::new_v4())
+                    .into_active_model()
+                    .insert(&txn)
+                    .await
+                    .unwrap();
+                txn.commit().await.unwrap();
+                done += 1;
+            }
+            done
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let write = code_row(Uuid::new_v4())
+        .into_active_model()
+        .insert(&connections.writer);
+    let written = tokio::time::timeout(Duration::from_secs(2), write).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    written.expect("the sqlx write got its turn").unwrap();
+    for task in busy {
+        assert!(task.await.unwrap() > 0, "every task wrote");
+    }
+}
