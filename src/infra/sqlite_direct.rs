@@ -80,8 +80,9 @@ impl DirectWriter {
     /// Begins a write transaction (`BEGIN IMMEDIATE`) once this task holds `pool`'s
     /// connection, the turn every write of the process takes.
     pub async fn begin(self: &Arc<Self>, pool: &SqlitePool) -> Result<DirectTxn, DbErr> {
-        let waiting = Waiting::count(&self.waiting);
+        let mut waiting = Waiting::count(self);
         let turn = Arc::clone(&self.turn).lock_owned().await;
+        waiting.turn_taken = true;
         drop(waiting);
         let mut txn = DirectTxn {
             writer: Arc::clone(self),
@@ -133,19 +134,35 @@ struct Turn {
 
 const MAX_STREAK: u32 = 32;
 
-/// Counts a transaction waiting for the turn, until dropped (also when its wait is cancelled).
-struct Waiting<'a>(&'a AtomicUsize);
+/// Counts a transaction waiting for the turn, until dropped. A wait given up (its request
+/// cancelled) may have been the one the last transaction kept the writer pool's connection
+/// for: if nobody holds the turn and nobody else waits, the connection goes back to the pool
+/// now, or the process's other writes would wait for the next transaction in place.
+struct Waiting<'a> {
+    writer: &'a DirectWriter,
+    turn_taken: bool,
+}
 
 impl<'a> Waiting<'a> {
-    fn count(waiting: &'a AtomicUsize) -> Self {
-        waiting.fetch_add(1, Ordering::SeqCst);
-        Self(waiting)
+    fn count(writer: &'a DirectWriter) -> Self {
+        writer.waiting.fetch_add(1, Ordering::SeqCst);
+        Self {
+            writer,
+            turn_taken: false,
+        }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.writer.waiting.fetch_sub(1, Ordering::SeqCst);
+        if !self.turn_taken
+            && let Ok(mut turn) = self.writer.turn.try_lock()
+            && self.writer.waiting.load(Ordering::SeqCst) == 0
+        {
+            turn.writer = None;
+            turn.streak = 0;
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The SQLite write transactions run in place (`infra::sqlite_direct`, through
 //! `infra::writes::Transactions`): what they write reads the same as what sqlx writes, they
-//! take the same turn as every other write of the process, a dropped one rolls back, and
-//! another process's lock is waited for without holding up the thread. SQLite only: the other
+//! take the same turn as every other write of the process (which they keep only for a bounded
+//! streak, and give back when a wait is abandoned), a dropped one rolls back, and another
+//! process's lock is waited for without holding up the thread. SQLite only: the other
 //! databases have no such path.
 
 use std::time::Duration;
@@ -243,4 +244,27 @@ async fn a_write_through_sqlx_gets_its_turn_while_transactions_in_place_keep_com
     for task in busy {
         assert!(task.await.unwrap() > 0, "every task wrote");
     }
+}
+
+/// A transaction in place that gave up waiting (its request went away) right after the one
+/// before it kept the writer pool's connection for it: the connection goes back to the pool,
+/// and the process's other writes do not wait for the next transaction in place.
+#[tokio::test(flavor = "current_thread")]
+async fn a_wait_given_up_leaves_the_writer_to_the_other_writes() {
+    let (connections, _folder, _) = sqlite_file().await;
+    let transactions = Transactions::new(&connections);
+    let first = transactions.begin_writing().await.unwrap();
+    let mut waiting = Box::pin(transactions.begin_writing());
+    let polled = tokio::time::timeout(Duration::from_millis(20), &mut waiting).await;
+    assert!(polled.is_err(), "the second one waits for the first");
+    // The first ends while the second waits, so it keeps the writer for it; then the second
+    // is dropped unpolled, as a cancelled request's future is.
+    first.commit().await.unwrap();
+    drop(waiting);
+
+    let write = code_row(Uuid::new_v4())
+        .into_active_model()
+        .insert(&connections.writer);
+    let written = tokio::time::timeout(Duration::from_secs(2), write).await;
+    written.expect("the writer went back to the pool").unwrap();
 }
