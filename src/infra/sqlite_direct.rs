@@ -206,21 +206,13 @@ impl DirectTxn {
         let mut rows = prepared.raw_query();
         while rows.next().map_err(exec_err)?.is_some() {}
         drop(rows);
-        Ok(ProxyExecResult {
-            last_insert_id: u64::try_from(conn.last_insert_rowid()).unwrap_or_default(),
-            rows_affected: conn.changes(),
-        }
-        .into())
+        Ok(exec_result(&conn))
     }
 
     pub fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         let conn = self.conn();
         conn.execute_batch(sql).map_err(exec_err)?;
-        Ok(ProxyExecResult {
-            last_insert_id: u64::try_from(conn.last_insert_rowid()).unwrap_or_default(),
-            rows_affected: conn.changes(),
-        }
-        .into())
+        Ok(exec_result(&conn))
     }
 
     /// Every row the statement returns. It always runs to its end, so an `UPDATE … RETURNING`
@@ -263,6 +255,15 @@ impl Drop for DirectTxn {
             turn.streak = 0;
         }
     }
+}
+
+/// What the statement just run on `conn` did, as sea-orm reports it.
+fn exec_result(conn: &rusqlite::Connection) -> ExecResult {
+    ProxyExecResult {
+        last_insert_id: u64::try_from(conn.last_insert_rowid()).unwrap_or_default(),
+        rows_affected: conn.changes(),
+    }
+    .into()
 }
 
 fn bind(prepared: &mut rusqlite::CachedStatement<'_>, stmt: &Statement) -> Result<(), DbErr> {
@@ -314,7 +315,12 @@ fn to_sql(value: &Value) -> Result<Sql, DbErr> {
             Sql::Text(value.to_rfc3339_opts(SecondsFormat::AutoSi, false))
         }),
         Value::BigUnsigned(None) => Sql::Null,
-        other => return Err(exec_err(format!("cannot bind {other:?} here"))),
+        other => {
+            // The kind only: a value never goes into an error.
+            let kind = format!("{other:?}");
+            let kind = kind.split('(').next().unwrap_or_default();
+            return Err(exec_err(format!("cannot bind a {kind} value here")));
+        }
     })
 }
 
