@@ -115,6 +115,7 @@ impl Application {
         let max_body_bytes = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         let state: AppState = Arc::new(Services {
             transactions: crate::infra::writes::Transactions::new(&connections),
+            lookups: crate::infra::lookups::Lookups::new(&connections),
             reads: connections.reads,
             writer: connections.writer,
             codes: CodeEngine::from_config(&config).with_metrics(metrics.clone()),

@@ -120,7 +120,7 @@ pub async fn verify_login_code(
     requester: &Requester,
 ) -> Result<VerifyLoginCode, Error> {
     let now = services.clock.now();
-    let user_id = find_account(&services.reads, email)
+    let user_id = find_account(&services.lookups, email)
         .await?
         .map(|(id, _verified)| id);
     let Some(code) = code else {

@@ -30,6 +30,7 @@ use crate::core::sessions::Lifetimes;
 use crate::core::tokens::Tokens;
 use crate::core::webhooks::Webhooks;
 use crate::infra::clock::Clock;
+use crate::infra::lookups::Lookups;
 use crate::infra::metrics::Metrics;
 use crate::infra::timer::PreciseTimer;
 use crate::infra::writes::Transactions;
@@ -54,6 +55,9 @@ pub fn require_recent_authentication(services: &Services, auth: &AuthUser) -> Re
 pub struct Services {
     /// Reads, on a pool (on SQLite, one that refuses to write: see `db::Connections`).
     pub reads: DatabaseConnection,
+    /// The point lookups of the busiest operations (an account by its address before a code
+    /// attempt): in place on a SQLite file (see `infra::lookups`), else on `reads`.
+    pub lookups: Lookups,
     /// Every write, transaction or single statement: on SQLite one connection the writes of
     /// this process take turns on, in order.
     pub writer: DatabaseConnection,

@@ -89,7 +89,7 @@ pub async fn check_reset_code(
         tracing::info!(outcome = "malformed_code", "check_reset_code");
         return Ok(CheckResetCode::InvalidCode);
     };
-    let user_id = find_account(&services.reads, email)
+    let user_id = find_account(&services.lookups, email)
         .await?
         .map(|(id, _)| id);
     let guesser = Guesser {
@@ -138,7 +138,7 @@ pub async fn reset_password(
         tracing::info!(outcome = "malformed_code", "reset_password");
         return Ok(ResetPassword::InvalidCode);
     };
-    let user_id = find_account(&services.reads, email)
+    let user_id = find_account(&services.lookups, email)
         .await?
         .map(|(id, _)| id);
     let attempt = AttemptFor {

@@ -189,7 +189,7 @@ pub async fn verify_signup(
 ) -> Result<VerifySignup, Error> {
     let now = services.clock.now();
     // A verified account is treated as unknown: its guesses go to a decoy.
-    let user_id = find_account(&services.reads, email)
+    let user_id = find_account(&services.lookups, email)
         .await?
         .and_then(|(id, verified)| (!verified).then_some(id));
     let Some(code) = code else {

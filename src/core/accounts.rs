@@ -1,10 +1,7 @@
 //! Looking up accounts by address, the same way on every path.
 
 use entity::users;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
-    Statement,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement};
 use uuid::Uuid;
 
 use crate::domain::EmailAddress;
@@ -26,7 +23,7 @@ pub async fn find_user<C: sea_orm::ConnectionTrait>(
 /// planner prefers the unique `email` index (which reads the table row on a hit), hence its
 /// `INDEXED BY`.
 pub async fn find_account(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     email: &EmailAddress,
 ) -> Result<Option<(Uuid, bool)>, sea_orm::DbErr> {
     let backend = db.get_database_backend();

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use crate::config::Config;
-use crate::infra::sqlite_direct::DirectWriter;
+use crate::infra::sqlite_direct::{DirectReaders, DirectWriter};
 
 /// How long a SQLite writer waits for the lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,12 +48,14 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, ConnectError
 ///
 /// On a SQLite file the busiest write transactions (`writes::Transactions`) run on a second
 /// connection, `direct`, in place on the calling thread; they hold `writer`'s connection
-/// meanwhile, so they take the same turns.
+/// meanwhile, so they take the same turns. Its point lookups (`lookups::Lookups`) read in
+/// place too, on `direct_reads`.
 #[derive(Clone)]
 pub struct Connections {
     pub reads: DatabaseConnection,
     pub writer: DatabaseConnection,
     pub direct: Option<Arc<DirectWriter>>,
+    pub direct_reads: Option<Arc<DirectReaders>>,
 }
 
 impl Connections {
@@ -63,6 +65,7 @@ impl Connections {
             reads: db.clone(),
             writer: db,
             direct: None,
+            direct_reads: None,
         }
     }
 }
@@ -82,10 +85,13 @@ pub async fn connect_for_serving(config: &Config) -> Result<Connections, Connect
     let mut reads = options;
     reads.map_sqlx_sqlite_opts(|opts| sqlite_options(opts).pragma("query_only", "ON"));
     let reads = open(config, &url, reads).await?;
+    // One per thread that may read at once: tokio's workers, one per core.
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
     Ok(Connections {
         reads,
         writer,
         direct: Some(Arc::new(direct)),
+        direct_reads: Some(Arc::new(DirectReaders::new(Path::new(path), threads))),
     })
 }
 

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod db;
+pub mod lookups;
 pub mod memory;
 pub mod metrics;
 pub mod sqlite_direct;

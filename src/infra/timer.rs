@@ -10,7 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -18,7 +18,41 @@ use tokio::sync::oneshot;
 /// A handle to the timer thread; the thread ends when the last handle is dropped.
 #[derive(Clone)]
 pub struct PreciseTimer {
-    requests: Sender<Wake>,
+    shared: Arc<Shared>,
+    _alive: Arc<Alive>,
+}
+
+/// What the thread and the sleepers share. A new sleeper wakes the thread only when it is due
+/// before every other one: sleepers of the equal-time grid mostly come in deadline order, so
+/// most go to sleep without a wake-up of the thread (a futex call and a context switch each).
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    due: BinaryHeap<Reverse<Wake>>,
+    /// When the thread wakes next by itself (`None`: it waits for a sleeper).
+    armed: Option<Instant>,
+    closed: bool,
+}
+
+/// Dropped with the last handle: tells the thread to end.
+struct Alive(Arc<Shared>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.changed.notify_one();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; and the heap is whole whatever happened.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Ordered by deadline alone: wake-ups due at the same instant go in any order.
@@ -49,11 +83,18 @@ impl Ord for Wake {
 
 impl PreciseTimer {
     pub fn start() -> std::io::Result<Self> {
-        let (requests, received) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+        });
+        let thread = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("codeward-timer".to_owned())
-            .spawn(move || run(&received))?;
-        Ok(Self { requests })
+            .spawn(move || run(&thread))?;
+        Ok(Self {
+            _alive: Arc::new(Alive(Arc::clone(&shared))),
+            shared,
+        })
     }
 
     /// Resolves at `deadline` (at once if it has passed).
@@ -62,40 +103,56 @@ impl PreciseTimer {
             return;
         }
         let (done, woken) = oneshot::channel();
-        let wake = Wake { at: deadline, done };
-        // Without the thread nobody would wake us, so a failed send goes on at once.
-        if self.requests.send(wake).is_ok() {
-            let _ = woken.await;
+        self.enqueue(Wake { at: deadline, done });
+        let _ = woken.await;
+    }
+
+    fn enqueue(&self, wake: Wake) {
+        let deadline = wake.at;
+        let mut state = self.shared.lock();
+        state.due.push(Reverse(wake));
+        let first = state.armed.is_none_or(|armed| deadline < armed);
+        if first {
+            // The thread sleeps past this deadline: it sets its alarm again.
+            state.armed = Some(deadline);
+        }
+        drop(state);
+        if first {
+            self.shared.changed.notify_one();
         }
     }
 }
 
-fn run(received: &Receiver<Wake>) {
-    let mut due: BinaryHeap<Reverse<Wake>> = BinaryHeap::new();
+fn run(shared: &Shared) {
+    let mut state = shared.lock();
     loop {
-        let next = due.peek().map(|Reverse(wake)| wake.at);
-        let request = match next {
-            Some(at) => received.recv_timeout(at.saturating_duration_since(Instant::now())),
-            None => received.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        match request {
-            Ok(wake) => due.push(Reverse(wake)),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                // No handle is left, so no one is sleeping either: release what remains.
-                for Reverse(wake) in due.drain() {
-                    let _ = wake.done.send(());
-                }
-                return;
+        if state.closed {
+            // No handle is left, so no one is sleeping either: release what remains.
+            for Reverse(wake) in state.due.drain() {
+                let _ = wake.done.send(());
             }
+            return;
         }
         let now = Instant::now();
-        while due.peek().is_some_and(|Reverse(wake)| wake.at <= now) {
-            if let Some(Reverse(wake)) = due.pop() {
+        while state.due.peek().is_some_and(|Reverse(wake)| wake.at <= now) {
+            if let Some(Reverse(wake)) = state.due.pop() {
                 // The sleeper may have gone (a dropped request); nothing to do then.
                 let _ = wake.done.send(());
             }
         }
+        let next = state.due.peek().map(|Reverse(wake)| wake.at);
+        state.armed = next;
+        state = match next {
+            Some(at) => {
+                let timeout = at.saturating_duration_since(Instant::now());
+                let waited = shared.changed.wait_timeout(state, timeout);
+                waited.map_or_else(|poisoned| poisoned.into_inner().0, |(state, _)| state)
+            }
+            None => shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
+        };
     }
 }
 
@@ -135,6 +192,11 @@ mod tests {
         for (deadline, (woke, _)) in deadlines.iter().zip(&woke) {
             assert!(woke >= deadline, "woke {:?} early", *deadline - *woke);
         }
+        // A sleeper due before the one the thread waited for is not held up to it.
+        assert!(
+            woke[1].0 < deadlines[0],
+            "the 10 ms sleeper waited for the 30 ms one"
+        );
         // The 30 ms sleeper woke last, the 20 ms one third, after both 10 ms ones.
         let order: Vec<usize> = woke.iter().map(|(_, ticket)| *ticket).collect();
         assert_eq!((order[0], order[2]), (3, 2), "wake order {order:?}");

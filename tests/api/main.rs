@@ -24,6 +24,7 @@ mod migrations;
 mod ops;
 mod password;
 mod processes;
+mod read_in_place;
 mod reauth;
 mod sessions;
 mod signing_keys;

@@ -353,6 +353,7 @@ async fn the_key_ring_is_read_while_a_write_transaction_holds_the_writer() {
         reads: connect(2).await.unwrap(),
         writer: connect(1).await.unwrap(),
         direct: None,
+        direct_reads: None,
     };
     let mailbox = tempfile::tempdir().unwrap();
     let config = crate::helpers::test_config(&app.database.url, &mailbox, &[]);

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::helpers::test_config;
 
 /// A migrated SQLite file, its connections, and the folder that holds both.
-async fn sqlite_file() -> (Connections, tempfile::TempDir, std::path::PathBuf) {
+pub(crate) async fn sqlite_file() -> (Connections, tempfile::TempDir, std::path::PathBuf) {
     let folder = tempfile::tempdir().unwrap();
     let path = folder.path().join("codeward.db");
     let url = format!("sqlite://{}", path.display());
@@ -31,7 +31,7 @@ async fn sqlite_file() -> (Connections, tempfile::TempDir, std::path::PathBuf) {
     (connections, folder, path)
 }
 
-fn code_row(id: Uuid) -> otp_codes::Model {
+pub(crate) fn code_row(id: Uuid) -> otp_codes::Model {
     // Whole microseconds, as stored; a time with nanoseconds would not read back equal.
     let now = Utc::now()
         .duration_trunc(TimeDelta::microseconds(1))
