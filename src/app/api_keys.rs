@@ -8,5 +8,5 @@ use crate::domain::ApiKey;
 /// The live key `key` is (its use noted, to the minute); `None` for an unknown or revoked one.
 pub async fn authenticate(services: &Services, key: &ApiKey) -> Result<Option<ApiKeyView>, Error> {
     let now = services.clock.now();
-    Ok(api_keys::authenticate(&services.writer, now, key).await?)
+    Ok(api_keys::authenticate(&services.lookups, &services.writer, now, key).await?)
 }

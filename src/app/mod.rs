@@ -56,7 +56,8 @@ pub struct Services {
     /// Reads, on a pool (on SQLite, one that refuses to write: see `db::Connections`).
     pub reads: DatabaseConnection,
     /// The point lookups of the busiest operations (an account by its address before a code
-    /// attempt): in place on a SQLite file (see `infra::lookups`), else on `reads`.
+    /// attempt, an access token's session, an API key): in place on a SQLite file (see
+    /// `infra::lookups`), else on `reads`.
     pub lookups: Lookups,
     /// Every write, transaction or single statement: on SQLite one connection the writes of
     /// this process take turns on, in order.

@@ -216,7 +216,14 @@ pub async fn refresh(
 /// The live session an access token belongs to, if any.
 pub async fn authenticate(services: &Services, token: &str) -> Result<Option<AuthUser>, Error> {
     let now = services.clock.now();
-    sessions::authenticate(&services.writer, now, &services.tokens, token).await
+    sessions::authenticate(
+        &services.lookups,
+        &services.writer,
+        now,
+        &services.tokens,
+        token,
+    )
+    .await
 }
 
 /// Ends the current session.

@@ -119,16 +119,18 @@ pub async fn revoke<C: ConnectionTrait>(
     })
 }
 
-/// The live key `key` is, found by its SHA-256; `None` for an unknown or revoked one.
-pub async fn authenticate<C: ConnectionTrait>(
-    db: &C,
+/// The live key `key` is, found by its SHA-256 on `reads`; `None` for an unknown or revoked
+/// one. Its `last_used_at` is brought up to date on `writer`.
+pub async fn authenticate(
+    reads: &impl ConnectionTrait,
+    writer: &impl ConnectionTrait,
     now: DateTime<Utc>,
     key: &ApiKey,
 ) -> Result<Option<ApiKeyView>, DbErr> {
     let Some(row) = api_keys::Entity::find()
         .filter(api_keys::Column::KeyHash.eq(key.hash().0))
         .filter(api_keys::Column::RevokedAt.is_null())
-        .one(db)
+        .one(reads)
         .await?
     else {
         return Ok(None);
@@ -142,7 +144,7 @@ pub async fn authenticate<C: ConnectionTrait>(
         api_keys::Entity::update_many()
             .col_expr(api_keys::Column::LastUsedAt, Expr::value(now))
             .filter(api_keys::Column::Id.eq(row.id))
-            .exec(db)
+            .exec(writer)
             .await?;
     }
     Ok(Some(ApiKeyView {

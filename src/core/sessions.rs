@@ -466,14 +466,16 @@ async fn revoke_replayed(
 }
 
 /// Who an access token belongs to, if it is one codeward accepts now (`verify_live`), and
-/// the session's `last_used_at` brought up to date.
-pub async fn authenticate<C: ConnectionTrait>(
-    db: &C,
+/// the session's `last_used_at` brought up to date: read on `reads`, written on `writer`.
+pub async fn authenticate(
+    reads: &impl ConnectionTrait,
+    writer: &impl ConnectionTrait,
     now: DateTime<Utc>,
     tokens: &Tokens,
     token: &str,
 ) -> Result<Option<AuthUser>, Error> {
-    let Some(LiveSession { session, user, .. }) = verify_live(db, now, tokens, token).await? else {
+    let Some(LiveSession { session, user, .. }) = verify_live(reads, now, tokens, token).await?
+    else {
         return Ok(None);
     };
     // `last_used_at` is for people reading their session list: minute precision is plenty and
@@ -482,7 +484,7 @@ pub async fn authenticate<C: ConnectionTrait>(
         sessions::Entity::update_many()
             .col_expr(sessions::Column::LastUsedAt, Expr::value(now))
             .filter(sessions::Column::Id.eq(session.id))
-            .exec(db)
+            .exec(writer)
             .await?;
     }
     Ok(Some(AuthUser {
