@@ -20,12 +20,7 @@ async fn a_lookup_in_place_reads_what_sqlx_wrote_and_sees_each_commit_at_once() 
     let (connections, _folder, _) = sqlite_file().await;
     let lookups = Lookups::new(&connections);
     assert!(lookups.in_place(), "a SQLite file reads lookups in place");
-    let row = code_row(Uuid::new_v4());
-    row.clone()
-        .into_active_model()
-        .insert(&connections.writer)
-        .await
-        .unwrap();
+    let row = row_written(&connections).await;
 
     // Every column typed as sqlx types it: UUIDs, times, NULLs, integers, text.
     let found = otp_codes::Entity::find_by_id(row.id).one(&lookups).await;
@@ -58,12 +53,7 @@ async fn lookups_leave_no_read_open_so_the_wal_can_be_checkpointed() {
     let (connections, _folder, path) = sqlite_file().await;
     let lookups = Lookups::new(&connections);
     for _ in 0..3 {
-        let row = code_row(Uuid::new_v4());
-        row.clone()
-            .into_active_model()
-            .insert(&connections.writer)
-            .await
-            .unwrap();
+        let row = row_written(&connections).await;
         // One row of many read (the statement stopped early would keep its snapshot).
         let first = otp_codes::Entity::find().one(&lookups).await.unwrap();
         assert!(first.is_some());
@@ -93,12 +83,15 @@ async fn lookups_leave_no_read_open_so_the_wal_can_be_checkpointed() {
     reader.execute_batch("COMMIT").unwrap();
 }
 
-async fn row_written(connections: &codeward::infra::db::Connections) {
-    code_row(Uuid::new_v4())
+/// A new code row, written through sqlx's writer.
+async fn row_written(connections: &codeward::infra::db::Connections) -> otp_codes::Model {
+    let row = code_row(Uuid::new_v4());
+    row.clone()
         .into_active_model()
         .insert(&connections.writer)
         .await
         .unwrap();
+    row
 }
 
 /// A reader of a WAL file answers busy only while another connection holds the file
