@@ -22,10 +22,12 @@ mod readers;
 mod writer;
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use rusqlite::ErrorCode;
 use rusqlite::types::{Value as Sql, ValueRef};
+use rusqlite::{ErrorCode, OpenFlags};
 use sea_orm::sea_query::Value;
 use sea_orm::{DbErr, ExecResult, ProxyExecResult, ProxyRow, QueryResult, RuntimeErr, Statement};
 use uuid::Uuid;
@@ -36,6 +38,20 @@ pub use writer::{DirectTxn, DirectWriter};
 /// How many statements each connection keeps prepared: every statement of the paths that run
 /// here, with room to spare.
 const PREPARED_STATEMENTS: usize = 64;
+
+/// A connection of ours to the file at `path` (which the writer pool has created and switched
+/// to WAL), with the settings every one of them shares: foreign keys on, statements kept
+/// prepared, and SQLite's busy handler off, so nobody waits for a lock on a request's thread.
+fn open(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::ZERO)?;
+    conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
+    Ok(conn)
+}
 
 /// Runs a statement that returns no rows, to its end.
 fn execute(conn: &rusqlite::Connection, stmt: &Statement) -> Result<ExecResult, DbErr> {

@@ -3,12 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
-use std::time::Duration;
 
-use rusqlite::OpenFlags;
 use sea_orm::{DbErr, QueryResult, Statement};
 
-use super::{Failed, PREPARED_STATEMENTS, is_busy, query_err, rows};
+use super::{Failed, is_busy, open, query_err, rows};
 
 /// Connections for reads in place, opened when first needed (an idle server holds none).
 ///
@@ -66,16 +64,10 @@ impl DirectReaders {
         self.slots[0].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// With the server's settings; its busy handler is off (see `query`).
+    /// With the server's settings, refusing writes; its busy handler is off (see `query`).
     fn open(&self) -> Result<rusqlite::Connection, rusqlite::Error> {
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let conn = open(&self.path)?;
         conn.pragma_update(None, "query_only", "ON")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(Duration::ZERO)?;
-        conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
         Ok(conn)
     }
 }

@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::OpenFlags;
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{Sqlite, SqlitePool};
 use sea_orm::{DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use tokio::sync::OwnedMutexGuard;
 
-use super::{PREPARED_STATEMENTS, exec_err, exec_result, execute, is_busy, query};
+use super::{exec_err, exec_result, execute, is_busy, open, query};
 
 /// The pauses between tries to take SQLite's write lock while another process holds it, so the
 /// wait is asynchronous instead of SQLite's busy handler blocking the thread (the same steps as
@@ -41,14 +40,8 @@ impl DirectWriter {
     /// server's connection settings (foreign keys, `synchronous=NORMAL`). Its busy handler is
     /// off: `begin` waits for another process's lock itself.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, rusqlite::Error> {
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let conn = open(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(Duration::ZERO)?;
-        conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
         Ok(Self {
             conn: Mutex::new(conn),
             busy_timeout,
