@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::audit_events;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set};
 use uuid::Uuid;
 
 use crate::domain::Requester;
@@ -134,7 +134,8 @@ async fn insert<C: ConnectionTrait>(
     entry: Entry<'_>,
     api_key_id: Option<Uuid>,
 ) -> Result<(), DbErr> {
-    audit_events::ActiveModel {
+    // Not read back: no RETURNING (nor, on MySQL, a SELECT of the new row).
+    let row = audit_events::ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(entry.user_id),
         event: Set(entry.event.name().to_owned()),
@@ -144,9 +145,10 @@ async fn insert<C: ConnectionTrait>(
         session_id: Set(entry.session_id),
         created_at: Set(now),
         api_key_id: Set(api_key_id),
-    }
-    .insert(db)
-    .await?;
+    };
+    audit_events::Entity::insert(row)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 

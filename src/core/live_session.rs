@@ -3,11 +3,8 @@
 //! (sea-query would otherwise build its thirty-odd aliased columns on each request) and only
 //! the values change.
 
-use std::sync::OnceLock;
-
 use chrono::{DateTime, Utc};
 use entity::{sessions, users};
-use sea_orm::sea_query::Values;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, QueryFilter,
     QuerySelect, QueryTrait, Statement,
@@ -16,6 +13,7 @@ use uuid::Uuid;
 
 use crate::core::Error;
 use crate::core::tokens::{AccessClaims, Tokens};
+use crate::infra::sql_once::SqlOnce;
 
 /// A token codeward accepts now: its claims, its live session and the session's user.
 pub struct LiveSession {
@@ -63,24 +61,12 @@ fn statement(
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Statement {
-    static SQL: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-    let slot = match backend {
-        DatabaseBackend::MySql => 0,
-        DatabaseBackend::Postgres => 1,
-        DatabaseBackend::Sqlite => 2,
-    };
-    let sql = SQL[slot].get_or_init(|| query(session_id, user_id, now).build(backend).sql);
-    Statement {
-        sql: sql.clone(),
-        // In the order `query` binds them.
-        values: Some(Values(vec![
-            session_id.into(),
-            user_id.into(),
-            now.into(),
-            1u64.into(),
-        ])),
-        db_backend: backend,
-    }
+    static SQL: SqlOnce = SqlOnce::new();
+    // In the order `query` binds them.
+    let values = vec![session_id.into(), user_id.into(), now.into(), 1u64.into()];
+    SQL.statement(backend, values, || {
+        query(session_id, user_id, now).build(backend)
+    })
 }
 
 /// The query `statement` is the SQL of.

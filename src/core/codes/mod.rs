@@ -21,8 +21,8 @@ use entity::{otp_budgets, otp_codes};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -374,7 +374,7 @@ impl CodeEngine {
             .live_seal
             .seal(code.expose().as_bytes(), &live_code_aad(user_id, purpose))
             .ok_or(Error::Seal)?;
-        otp_codes::ActiveModel {
+        let row = otp_codes::ActiveModel {
             id: Set(Uuid::new_v4()),
             user_id: Set(user_id),
             purpose: Set(purpose.name().to_owned()),
@@ -391,9 +391,11 @@ impl CodeEngine {
             ip: Set(requester.ip.clone()),
             user_agent: Set(requester.user_agent.clone()),
             code_sealed: Set((!nobody).then_some(sealed)),
-        }
-        .insert(txn)
-        .await?;
+        };
+        // Not read back: no RETURNING (nor, on MySQL, a SELECT of the new row).
+        otp_codes::Entity::insert(row)
+            .exec_without_returning(txn)
+            .await?;
         Ok(code)
     }
 

@@ -5,10 +5,7 @@
 use chrono::{DateTime, Utc};
 use entity::email_outbox::{self, Status};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use crate::core::mail::seal::SealedCode;
@@ -74,7 +71,7 @@ async fn insert<C: ConnectionTrait>(
     status: Status,
 ) -> Result<Uuid, DbErr> {
     let id = Uuid::new_v4();
-    email_outbox::ActiveModel {
+    let row = email_outbox::ActiveModel {
         id: Set(id),
         recipient: Set(email.to),
         template: Set(email.message.name().to_owned()),
@@ -89,9 +86,11 @@ async fn insert<C: ConnectionTrait>(
         created_at: Set(now),
         sent_at: Set(None),
         expires_at: Set(email.expires_at),
-    }
-    .insert(conn)
-    .await?;
+    };
+    // Not read back: no RETURNING (nor, on MySQL, a SELECT of the new row).
+    email_outbox::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
     Ok(id)
 }
 
