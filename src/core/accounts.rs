@@ -1,19 +1,30 @@
 //! Looking up accounts by address, the same way on every path.
 
 use entity::users;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, QueryTrait, Statement,
+};
 use uuid::Uuid;
 
 use crate::domain::EmailAddress;
+use crate::infra::sql_once::SqlOnce;
 
 pub async fn find_user<C: sea_orm::ConnectionTrait>(
     db: &C,
     email: &EmailAddress,
 ) -> Result<Option<users::Model>, sea_orm::DbErr> {
-    users::Entity::find()
-        .filter(users::Column::Email.eq(email.as_str()))
-        .one(db)
-        .await
+    // Every code request and sign-in runs it: its SQL is built once (see `SqlOnce`).
+    static SQL: SqlOnce = SqlOnce::new();
+    let backend = db.get_database_backend();
+    let values = vec![email.as_str().into(), 1u64.into()];
+    let statement = SQL.statement(backend, values, || {
+        users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .limit(1)
+            .build(backend)
+    });
+    users::Model::find_by_statement(statement).one(db).await
 }
 
 /// The enabled account with this address: its id, and whether its address is verified. A

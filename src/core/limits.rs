@@ -12,7 +12,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict, SimpleExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter, Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QueryFilter,
+    QueryTrait, Set,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use crate::config::{Config, Pepper, Rate};
 use crate::core::Error;
 use crate::domain::{ClientNetwork, EmailAddress, Purpose};
+use crate::infra::sql_once::SqlOnce;
 
 /// A limit was hit: what the 429 says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -481,31 +483,51 @@ async fn take<C: ConnectionTrait>(
             .await?
             .rows_affected
     } else {
-        // The existing row's columns, named with the table (the proposed row is `excluded`).
-        let existing = |column: Column| Expr::col((rate_counters::Entity, column));
-        let window_over = existing(Column::WindowStart).lte(now - window);
-        rate_counters::Entity::insert(rate_counters::ActiveModel {
-            key: Set(key.to_owned()),
-            window_start: Set(now),
-            count: Set(1),
-            blocked_until: Set(None),
-        })
-        .on_conflict(
-            OnConflict::column(Column::Key)
-                .value(
-                    Column::Count,
-                    Expr::case(window_over.clone(), 1).finally(existing(Column::Count).add(1)),
-                )
-                .value(
-                    Column::WindowStart,
-                    Expr::case(window_over.clone(), Expr::value(now))
-                        .finally(existing(Column::WindowStart)),
-                )
-                .action_and_where(window_over.or(existing(Column::Count).lt(limit)))
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?
+        // Every code request runs it twice (the cooldown and the hourly count): its SQL is
+        // built once (see `SqlOnce`).
+        static UPSERT: SqlOnce = SqlOnce::new();
+        let backend = db.get_database_backend();
+        let cutoff = now - window;
+        let values = vec![
+            key.into(),
+            now.into(),
+            1.into(),
+            None::<DateTime<Utc>>.into(),
+            cutoff.into(),
+            1.into(),
+            1.into(),
+            cutoff.into(),
+            now.into(),
+            cutoff.into(),
+            limit.into(),
+        ];
+        let statement = UPSERT.statement(backend, values, || {
+            // The existing row's columns, named with the table (the proposed row is `excluded`).
+            let existing = |column: Column| Expr::col((rate_counters::Entity, column));
+            let window_over = existing(Column::WindowStart).lte(cutoff);
+            rate_counters::Entity::insert(rate_counters::ActiveModel {
+                key: Set(key.to_owned()),
+                window_start: Set(now),
+                count: Set(1),
+                blocked_until: Set(None),
+            })
+            .on_conflict(
+                OnConflict::column(Column::Key)
+                    .value(
+                        Column::Count,
+                        Expr::case(window_over.clone(), 1).finally(existing(Column::Count).add(1)),
+                    )
+                    .value(
+                        Column::WindowStart,
+                        Expr::case(window_over.clone(), Expr::value(now))
+                            .finally(existing(Column::WindowStart)),
+                    )
+                    .action_and_where(window_over.or(existing(Column::Count).lt(limit)))
+                    .to_owned(),
+            )
+            .build(backend)
+        });
+        db.execute(statement).await?.rows_affected()
     };
     let taken = affected == 1;
     if taken {

@@ -21,8 +21,8 @@ use entity::{otp_budgets, otp_codes};
 use hmac::{Hmac, Mac};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
 };
 use sha2::Sha256;
 use uuid::Uuid;
@@ -33,6 +33,7 @@ use crate::core::mail::{CodeSeal, Email, Message, outbox};
 use crate::core::seal::{Seal, associated_data};
 use crate::domain::{ClientNetwork, EmailAddress, OtpCode, Purpose, Requester};
 use crate::infra::metrics::Metrics;
+use crate::infra::sql_once::SqlOnce;
 
 mod attempts;
 
@@ -247,20 +248,29 @@ impl CodeEngine {
             }
         };
         let budget_owner = if nobody { random_decoy() } else { user_id };
-        otp_budgets::Entity::insert(otp_budgets::ActiveModel {
-            user_id: Set(budget_owner),
-            purpose: Set(purpose.name().to_owned()),
-            window_start: Set(now),
-            failures: Set(0),
-        })
-        .on_conflict(
-            OnConflict::columns([otp_budgets::Column::UserId, otp_budgets::Column::Purpose])
-                .do_nothing_on([otp_budgets::Column::Failures])
-                .to_owned(),
-        )
-        .do_nothing()
-        .exec(txn)
-        .await?;
+        static ENSURE_BUDGET: SqlOnce = SqlOnce::new();
+        let backend = txn.get_database_backend();
+        let values = vec![
+            budget_owner.into(),
+            purpose.name().into(),
+            now.into(),
+            0.into(),
+        ];
+        let ensure_budget = ENSURE_BUDGET.statement(backend, values, || {
+            otp_budgets::Entity::insert(otp_budgets::ActiveModel {
+                user_id: Set(budget_owner),
+                purpose: Set(purpose.name().to_owned()),
+                window_start: Set(now),
+                failures: Set(0),
+            })
+            .on_conflict(
+                OnConflict::columns([otp_budgets::Column::UserId, otp_budgets::Column::Purpose])
+                    .do_nothing_on([otp_budgets::Column::Failures])
+                    .to_owned(),
+            )
+            .build(backend)
+        });
+        txn.execute(ensure_budget).await?;
         self.metrics.code(purpose.name(), "issued");
         let message = match purpose {
             Purpose::VerifyEmail => Message::VerifyEmail,
@@ -300,22 +310,38 @@ impl CodeEngine {
         user_id: Uuid,
         to: &CodeRecipient<'_>,
     ) -> Result<Option<OtpCode>, DbErr> {
-        let live = otp_codes::Entity::find()
-            .filter(otp_codes::Column::UserId.eq(user_id))
-            .filter(otp_codes::Column::Purpose.eq(purpose.name()))
-            .filter(otp_codes::Column::Email.eq(to.email.as_str()))
-            .filter(otp_codes::Column::ConsumedAt.is_null())
-            .filter(otp_codes::Column::RevokedAt.is_null())
-            .filter(otp_codes::Column::ExpiresAt.gt(now))
-            .filter(otp_codes::Column::CreatedAt.gt(now - self.ttl))
-            .filter(otp_codes::Column::CodeSealed.is_not_null())
-            .filter(
-                Expr::col(otp_codes::Column::Attempts)
-                    .lt(Expr::col(otp_codes::Column::MaxAttempts)),
-            )
-            .order_by_desc(otp_codes::Column::CreatedAt)
-            .one(txn)
-            .await?;
+        // Every code request runs this and the renewal below: their SQL is built once.
+        static FIND: SqlOnce = SqlOnce::new();
+        static RENEW: SqlOnce = SqlOnce::new();
+        let backend = txn.get_database_backend();
+        let born_after = now - self.ttl;
+        let values = vec![
+            user_id.into(),
+            purpose.name().into(),
+            to.email.as_str().into(),
+            now.into(),
+            born_after.into(),
+            1u64.into(),
+        ];
+        let find = FIND.statement(backend, values, || {
+            otp_codes::Entity::find()
+                .filter(otp_codes::Column::UserId.eq(user_id))
+                .filter(otp_codes::Column::Purpose.eq(purpose.name()))
+                .filter(otp_codes::Column::Email.eq(to.email.as_str()))
+                .filter(otp_codes::Column::ConsumedAt.is_null())
+                .filter(otp_codes::Column::RevokedAt.is_null())
+                .filter(otp_codes::Column::ExpiresAt.gt(now))
+                .filter(otp_codes::Column::CreatedAt.gt(born_after))
+                .filter(otp_codes::Column::CodeSealed.is_not_null())
+                .filter(
+                    Expr::col(otp_codes::Column::Attempts)
+                        .lt(Expr::col(otp_codes::Column::MaxAttempts)),
+                )
+                .order_by_desc(otp_codes::Column::CreatedAt)
+                .limit(1)
+                .build(backend)
+        });
+        let live = otp_codes::Model::find_by_statement(find).one(txn).await?;
         let Some(live) = live else {
             return Ok(None);
         };
@@ -329,15 +355,19 @@ impl CodeEngine {
         let Some(code) = opened else {
             return Ok(None); // sealed under a pepper no longer configured: a new code then
         };
-        let renewed = otp_codes::Entity::update_many()
-            .col_expr(otp_codes::Column::ExpiresAt, Expr::value(now + self.ttl))
-            .filter(otp_codes::Column::Id.eq(live.id))
-            .filter(otp_codes::Column::ConsumedAt.is_null())
-            .filter(otp_codes::Column::RevokedAt.is_null())
-            .filter(otp_codes::Column::ExpiresAt.gt(now))
-            .exec(txn)
-            .await?;
-        Ok((renewed.rows_affected == 1).then_some(code))
+        let expires_at = now + self.ttl;
+        let values = vec![expires_at.into(), live.id.into(), now.into()];
+        let renew = RENEW.statement(backend, values, || {
+            otp_codes::Entity::update_many()
+                .col_expr(otp_codes::Column::ExpiresAt, Expr::value(expires_at))
+                .filter(otp_codes::Column::Id.eq(live.id))
+                .filter(otp_codes::Column::ConsumedAt.is_null())
+                .filter(otp_codes::Column::RevokedAt.is_null())
+                .filter(otp_codes::Column::ExpiresAt.gt(now))
+                .build(backend)
+        });
+        let renewed = txn.execute(renew).await?;
+        Ok((renewed.rows_affected() == 1).then_some(code))
     }
 
     /// A new code: every older live code of this user and purpose dies (and its sealed copy
