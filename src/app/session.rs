@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::users;
-use sea_orm::DatabaseTransaction;
+use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use crate::app::{AuthUser, Error, IssuedSession, Services};
@@ -64,7 +64,7 @@ pub async fn login(
     let check = PasswordCheck::SignIn(email);
     take_password_attempt(services, now, check, "login").await?;
     // A disabled account is an unknown address: a dummy hash, the same answer.
-    let user = find_user(&services.reads, email)
+    let user = find_user(&services.lookups, email)
         .await?
         .filter(|user| user.email_verified_at.is_some() && user.disabled_at.is_none());
     let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
@@ -89,13 +89,16 @@ pub async fn login(
             session_id: None,
             requester,
         };
-        audit::record(&services.writer, now, entry).await?;
+        let txn = services.transactions.begin_writing().await?;
+        audit::record(&txn, now, entry).await?;
+        txn.commit().await?;
         tracing::info!(outcome = "invalid_credentials", "login");
         return Ok(Login::InvalidCredentials);
     };
-    limits.password_accepted(&services.writer, check).await?;
+    // Hashed before the transaction opens: nothing waits for argon2 holding the write lock.
     let rehashed = rehash(services, &user, password).await;
-    let txn = db::begin_write(&services.writer).await?;
+    let txn = services.transactions.begin_writing().await?;
+    limits.password_accepted(&txn, check).await?;
     if let Some((old, new)) = rehashed
         && accounts::rehash_password(&txn, user.id, &old, new).await?
     {
@@ -143,24 +146,28 @@ pub(super) async fn take_password_attempt(
     check: PasswordCheck<'_>,
     operation: &'static str,
 ) -> Result<(), Error> {
+    // Committed before the password is verified: a crash or a parallel attempt never finds
+    // the unit untaken. A refusal rolls back (it changed nothing but may have made the row).
+    let txn = services.transactions.begin_writing().await?;
     services
         .address_limits
-        .take_password_attempt(&services.writer, now, check)
+        .take_password_attempt(&txn, now, check)
         .await
         .inspect_err(|error| {
             if let Error::Limited(limited) = error {
                 let retry_after = limited.retry_after;
                 tracing::info!(outcome = "delayed", retry_after, "{operation}");
             }
-        })
+        })?;
+    Ok(txn.commit().await?)
 }
 
 /// Starts a session for `user` inside the caller's transaction and records it as `event`, and
 /// as the webhook event `user.signed_in` (every new session is one: password or code sign-in
 /// and sign-up verification; a re-authentication or a refresh is not).
-pub(super) async fn sign_in(
+pub(super) async fn sign_in<C: ConnectionTrait>(
     services: &Services,
-    txn: &DatabaseTransaction,
+    txn: &C,
     now: DateTime<Utc>,
     new: NewSession,
     requester: &Requester,
