@@ -13,7 +13,7 @@ use argon2::password_hash::{
     SaltString,
 };
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::domain::{EmailAddress, NewPassword, PasswordProblem, PendingPassword};
@@ -34,9 +34,8 @@ pub enum HashError {
 #[derive(Clone)]
 pub struct Passwords {
     argon2: Arc<InPlace>,
-    /// Hashes running at once: one per core.
-    running: Arc<Semaphore>,
-    /// Hashes running or waiting; past this, requests are refused rather than queued.
+    /// Hashes running or waiting; past this, requests are refused rather than queued. As
+    /// many run at once as there are hashing threads (one per core).
     queued: Arc<Semaphore>,
     /// A real hash of a random password, verified when there is no user to verify against.
     dummy_hash: Arc<str>,
@@ -61,7 +60,6 @@ impl Passwords {
         let dummy_hash = hash_with(&argon2, &uuid::Uuid::new_v4().to_string())?;
         Ok(Self {
             argon2: Arc::new(InPlace::new(Algorithm::Argon2id, Version::V0x13, params)),
-            running: Arc::new(Semaphore::new(cores)),
             queued: Arc::new(Semaphore::new(config.password_hash_queue as usize)),
             dummy_hash: dummy_hash.into(),
             queue_capacity: config.password_hash_queue as usize,
@@ -149,22 +147,20 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _slot = self
+        let slot = self
             .queued
             .clone()
             .try_acquire_owned()
             .map_err(|_| Overloaded)?;
         let depth = self.queue_capacity - self.queued.available_permits();
         self.metrics.hash_queue_depth(depth);
-        let waiting = std::time::Instant::now();
-        let _core = self
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Overloaded)?;
-        self.metrics.hash_waited(waiting.elapsed());
-        self.threads.run(work).await
+        let metrics = self.metrics.clone();
+        let queued_at = std::time::Instant::now();
+        let work = move || {
+            metrics.hash_waited(queued_at.elapsed());
+            work()
+        };
+        self.threads.run(work, slot).await
     }
 }
 
@@ -211,13 +207,24 @@ impl HashThreads {
         Self { jobs }
     }
 
+    /// Queues `work` for the next free hashing thread, which takes it the moment it is done
+    /// with the one before: no hand-off through an async task between two hashes. `slot` is
+    /// the job's place in the queue, given back when the job leaves it; a job whose caller
+    /// has gone (a dropped request) is skipped, not computed.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+        slot: OwnedSemaphorePermit,
     ) -> Result<T, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = done.send(work());
+            if done.is_closed() {
+                return;
+            }
+            let result = work();
+            // The place is free before the caller hears: the next request may queue at once.
+            drop(slot);
+            let _ = done.send(result);
         });
         self.jobs
             .send(job)
@@ -411,5 +418,63 @@ mod tests {
                     .is_err()
             );
         }
+    }
+
+    /// A queued job whose caller went away (a dropped request) is skipped, not computed, and
+    /// its place in the queue comes back once it leaves the queue.
+    #[tokio::test]
+    async fn a_job_whose_caller_left_is_skipped_and_its_place_returned() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let threads = HashThreads::start(1);
+        let places = Arc::new(Semaphore::new(3));
+        let place = || places.clone().try_acquire_owned().unwrap();
+        // Holds the only thread until told to go on.
+        let (go_on, wait) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = std::sync::mpsc::channel::<()>();
+        let (holder, held) = (threads.clone(), place());
+        let hold = move || {
+            started.send(()).ok();
+            wait.recv().ok();
+            Ok(())
+        };
+        let busy = tokio::spawn(async move { holder.run(hold, held).await });
+        while has_started.try_recv().is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let computed = Arc::new(AtomicUsize::new(0));
+        let counted = computed.clone();
+        let left = threads.run(
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+            place(),
+        );
+        // Queued on its first poll, then dropped: the caller left.
+        let left = tokio::time::timeout(std::time::Duration::from_millis(50), left).await;
+        assert!(
+            left.is_err(),
+            "the thread was busy: the job could not have finished"
+        );
+        assert_eq!(places.available_permits(), 1, "two jobs hold places");
+        go_on.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        let counted = computed.clone();
+        threads
+            .run(
+                move || {
+                    counted.fetch_add(10, Ordering::SeqCst);
+                    Ok(())
+                },
+                place(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            computed.load(Ordering::SeqCst),
+            10,
+            "only the awaited job ran"
+        );
+        assert_eq!(places.available_permits(), 3, "every place came back");
     }
 }
