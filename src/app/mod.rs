@@ -56,15 +56,14 @@ pub struct Services {
     /// Reads, on a pool (on SQLite, one that refuses to write: see `db::Connections`).
     pub reads: DatabaseConnection,
     /// The point lookups of the busiest operations (an account by its address before a code
-    /// attempt or a password check, an access token's session, an API key): in place on a SQLite file (see
-    /// `infra::lookups`), else on `reads`.
+    /// attempt or a password check, an access token's session, an API key): in place on a
+    /// SQLite file (see `infra::lookups`), else on `reads`.
     pub lookups: Lookups,
     /// Every write, transaction or single statement: on SQLite one connection the writes of
     /// this process take turns on, in order.
     pub writer: DatabaseConnection,
     /// The short write transactions of a code attempt or request and of a password sign-in
-    /// begin here (on a SQLite
-    /// file they run in place; see `infra::writes`).
+    /// begin here (on a SQLite file they run in place; see `infra::writes`).
     pub transactions: Transactions,
     pub config: Arc<Config>,
     pub clock: Clock,

@@ -1,7 +1,7 @@
 //! Where the point lookups of the busiest operations read: an account by its address before a
-//! code attempt or a sign-in, an access token's live session, an API key. On a SQLite file they read in place on the calling thread
-//! (`sqlite_direct::DirectReaders`); elsewhere, and whenever SQLite answers busy, on the read
-//! pool.
+//! code attempt or a sign-in, an access token's live session, an API key. On a SQLite file
+//! they read in place on the calling thread (`sqlite_direct::DirectReaders`); elsewhere, and
+//! whenever SQLite answers busy, on the read pool.
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Where the short write transactions of the busiest operations begin: a code attempt, a
-//! code request and a password sign-in's. On a SQLite file they run in place on the calling thread
-//! (`sqlite_direct`); elsewhere they are sea-orm transactions on the writer.
+//! code request and a password sign-in's. On a SQLite file they run in place on the calling
+//! thread (`sqlite_direct`); elsewhere they are sea-orm transactions on the writer.
 
 use std::sync::Arc;
 
