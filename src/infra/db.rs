@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use crate::config::Config;
-use crate::infra::sqlite_direct::{DirectReaders, DirectWriter};
+use crate::infra::sqlite_direct::{DirectReaders, DirectWriter, WRITERS_THRESHOLD};
 
 /// How long a SQLite writer waits for the lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,6 +78,10 @@ pub async fn connect_for_serving(config: &Config) -> Result<Connections, Connect
     };
     let mut writer = options.clone();
     writer.max_connections(1).min_connections(1);
+    // Its commits leave the WAL's checkpoints to the thread `direct` starts, as direct's do.
+    writer.map_sqlx_sqlite_opts(|opts| {
+        sqlite_options(opts).pragma("wal_autocheckpoint", WRITERS_THRESHOLD.to_string())
+    });
     // First: it creates the file and switches it to WAL before a read-only connection opens.
     let writer = open(config, &url, writer).await?;
     let direct = DirectWriter::open(Path::new(path), SQLITE_BUSY_TIMEOUT)
@@ -499,6 +503,55 @@ mod tests {
         ));
         let n: i64 = row.await.unwrap().unwrap().try_get("", "n").unwrap();
         assert_eq!(n, 1);
+    }
+
+    /// The writers' commits leave the WAL alone (their threshold is far above what is written
+    /// here), so only the checkpoint thread can bring a committed row into the database file.
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_off_the_write_turn() {
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("a.db");
+        let url = format!("--database-url=sqlite://{}", file.display());
+        let connections = connect_for_serving(&test_config(&[url.as_str()]))
+            .await
+            .unwrap();
+        let threshold = connections
+            .writer
+            .query_one(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Sqlite,
+                "PRAGMA wal_autocheckpoint",
+            ));
+        let threshold: i64 = threshold.await.unwrap().unwrap().try_get_by(0).unwrap();
+        assert_eq!(threshold, i64::from(super::WRITERS_THRESHOLD));
+
+        let create = "CREATE TABLE t (marker BLOB)";
+        connections.writer.execute_unprepared(create).await.unwrap();
+        // Written in place, on the direct writer, as a request's transaction is.
+        let marker = uuid::Uuid::new_v4();
+        let direct = connections
+            .direct
+            .as_ref()
+            .expect("a SQLite file's direct writer");
+        let pool = connections.writer.get_sqlite_connection_pool();
+        let txn = direct.begin(pool).await.unwrap();
+        txn.execute(&sea_orm::Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Sqlite,
+            "INSERT INTO t VALUES (?)",
+            [marker.as_bytes().to_vec().into()],
+        ))
+        .unwrap();
+        txn.commit().unwrap();
+
+        // The database file alone (no WAL beside it) holds the row once it is checkpointed.
+        let in_the_file = || {
+            let bytes = std::fs::read(&file).unwrap();
+            bytes.windows(16).any(|w| w == marker.as_bytes())
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !in_the_file() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(in_the_file(), "the row never reached the database file");
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@
 //! their column's declared type, as sea-orm's migrations declare them (`uuid_text`,
 //! `timestamp_with_timezone_text`, …).
 
+mod checkpoints;
 mod readers;
 mod writer;
 
@@ -32,6 +33,7 @@ use sea_orm::sea_query::Value;
 use sea_orm::{DbErr, ExecResult, ProxyExecResult, ProxyRow, QueryResult, RuntimeErr, Statement};
 use uuid::Uuid;
 
+pub use checkpoints::WRITERS_THRESHOLD;
 pub use readers::DirectReaders;
 pub use writer::{DirectTxn, DirectWriter};
 

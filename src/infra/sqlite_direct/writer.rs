@@ -11,6 +11,7 @@ use sea_orm::sqlx::{Sqlite, SqlitePool};
 use sea_orm::{DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use tokio::sync::OwnedMutexGuard;
 
+use super::checkpoints::{Checkpoints, WRITERS_THRESHOLD};
 use super::{exec_err, exec_result, execute, is_busy, open, query};
 
 /// The pauses between tries to take SQLite's write lock while another process holds it, so the
@@ -27,6 +28,8 @@ pub struct DirectWriter {
     turn: Arc<tokio::sync::Mutex<Turn>>,
     /// Transactions waiting for `turn`.
     waiting: AtomicUsize,
+    /// The WAL's checkpoints, off the turn; they end with the writer.
+    _checkpoints: Checkpoints,
 }
 
 impl std::fmt::Debug for DirectWriter {
@@ -37,16 +40,19 @@ impl std::fmt::Debug for DirectWriter {
 
 impl DirectWriter {
     /// Opens the file, which the writer pool has created and switched to WAL, with the
-    /// server's connection settings (foreign keys, `synchronous=NORMAL`). Its busy handler is
-    /// off: `begin` waits for another process's lock itself.
+    /// server's connection settings (foreign keys, `synchronous=NORMAL`), and starts the
+    /// WAL's checkpoints beside it (`checkpoints`), which its commits leave to them. Its busy
+    /// handler is off: `begin` waits for another process's lock itself.
     pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, rusqlite::Error> {
         let conn = open(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITERS_THRESHOLD)?;
         Ok(Self {
             conn: Mutex::new(conn),
             busy_timeout,
             turn: Arc::default(),
             waiting: AtomicUsize::new(0),
+            _checkpoints: Checkpoints::start(path)?,
         })
     }
 
