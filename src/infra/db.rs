@@ -14,6 +14,7 @@ use sea_orm::{
 };
 
 use crate::config::Config;
+use crate::infra::server_pool;
 use crate::infra::sqlite_direct::{DirectReaders, DirectWriter, WRITERS_THRESHOLD};
 
 /// How long a SQLite writer waits for the lock before giving up.
@@ -161,7 +162,12 @@ async fn open(
     // the loser is told "database is locked" at once, busy timeout or not: try again shortly.
     let mut tries = 0;
     loop {
-        match Database::connect(options.clone()).await {
+        let connected = if url.starts_with("sqlite:") {
+            Database::connect(options.clone()).await
+        } else {
+            server_pool::connect(&options).await
+        };
+        match connected {
             Err(error) if tries < 20 && error.to_string().contains("database is locked") => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -6,6 +6,7 @@ pub mod db;
 pub mod lookups;
 pub mod memory;
 pub mod metrics;
+pub mod server_pool;
 pub mod sql_once;
 pub mod sqlite_direct;
 pub mod telemetry;

@@ -23,6 +23,7 @@ mod metrics;
 mod migrations;
 mod ops;
 mod password;
+mod pool;
 mod processes;
 mod read_in_place;
 mod reauth;
