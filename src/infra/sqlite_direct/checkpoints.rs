@@ -41,8 +41,9 @@ impl Checkpoints {
         std::thread::Builder::new()
             .name("sqlite-checkpoints".into())
             .spawn(move || {
+                let mut failing = false;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
-                    checkpoint(&conn);
+                    failing = checkpoint(&conn, failing);
                 }
             })
             .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
@@ -50,14 +51,24 @@ impl Checkpoints {
     }
 }
 
-/// One passive checkpoint. Busy (another process's checkpoint, or the WAL being reset) is
-/// skipped: the next tick tries again, and the writers' threshold bounds the WAL meanwhile.
-fn checkpoint(conn: &rusqlite::Connection) {
+/// One passive checkpoint; whether it failed. Busy (another process's checkpoint, or the WAL
+/// being reset) is not a failure: the next tick tries again, and the writers' threshold bounds
+/// the WAL meanwhile. A failure is logged when it starts and when it ends, not ten times a
+/// second (a full disk, say).
+fn checkpoint(conn: &rusqlite::Connection, failing: bool) -> bool {
     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     match done {
         Err(error) if !is_busy(&error) => {
-            tracing::warn!(%error, "SQLite checkpoint failed");
+            if !failing {
+                tracing::warn!(%error, "SQLite checkpoint failed; the writers checkpoint past their threshold meanwhile");
+            }
+            true
         }
-        _ => {}
+        _ => {
+            if failing {
+                tracing::info!("SQLite checkpoints work again");
+            }
+            false
+        }
     }
 }
