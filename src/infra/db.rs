@@ -86,7 +86,7 @@ pub async fn connect_for_serving(config: &Config) -> Result<Connections, Connect
     // First: it creates the file and switches it to WAL before a read-only connection opens.
     let writer = open(config, &url, writer).await?;
     let direct = DirectWriter::open(Path::new(path), SQLITE_BUSY_TIMEOUT)
-        .map_err(|error| connect_error(config, error.to_string()))?;
+        .map_err(|error| connect_error(config, format!("{error:#}")))?;
     let mut reads = options;
     reads.map_sqlx_sqlite_opts(|opts| sqlite_options(opts).pragma("query_only", "ON"));
     let reads = open(config, &url, reads).await?;

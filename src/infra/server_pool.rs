@@ -4,10 +4,9 @@
 //! sqlx checks a connection every time it leaves the pool (`test_before_acquire`): one more
 //! round trip to the server before each use, two per wrong code guess (its lookup and its
 //! transaction each take a connection) beside its own seven (the lookup, BEGIN, four
-//! statements, COMMIT). A connection that was in use a
-//! moment ago is as good as known to be alive, so it is checked only when it has sat idle for
-//! `CHECK_IF_IDLE_FOR` (HikariCP skips its check the same way, within `aliveBypassWindowMs`,
-//! 500 ms). A connection found dead is dropped and another taken, as before; one that died
+//! statements, COMMIT). A connection that was in use a moment ago is as good as known to be
+//! alive, so it is checked only when it has sat idle for `CHECK_IF_IDLE_FOR` (HikariCP skips
+//! its check the same way, within `aliveBypassWindowMs`, 500 ms). A connection found dead is dropped and another taken, as before; one that died
 //! within the window fails its request's first statement, as one dying mid-request would.
 
 use std::time::Duration;

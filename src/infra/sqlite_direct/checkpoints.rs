@@ -13,6 +13,8 @@ use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use super::{is_busy, open};
 
 /// How often the thread checkpoints.
@@ -35,7 +37,7 @@ impl std::fmt::Debug for Checkpoints {
 impl Checkpoints {
     /// Starts checkpointing the file at `path` (which the writer pool has created and switched
     /// to WAL) on a connection of its own.
-    pub fn start(path: &Path) -> Result<Self, rusqlite::Error> {
+    pub fn start(path: &Path) -> anyhow::Result<Self> {
         let conn = open(path)?;
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -46,7 +48,7 @@ impl Checkpoints {
                     failing = checkpoint(&conn, failing);
                 }
             })
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+            .context("cannot start the SQLite checkpoint thread")?;
         Ok(Self { _stop: stop })
     }
 }

@@ -43,7 +43,7 @@ impl DirectWriter {
     /// server's connection settings (foreign keys, `synchronous=NORMAL`), and starts the
     /// WAL's checkpoints beside it (`checkpoints`), which its commits leave to them. Its busy
     /// handler is off: `begin` waits for another process's lock itself.
-    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Self, rusqlite::Error> {
+    pub fn open(path: &Path, busy_timeout: Duration) -> anyhow::Result<Self> {
         let conn = open(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "wal_autocheckpoint", WRITERS_THRESHOLD)?;
