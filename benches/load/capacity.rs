@@ -482,9 +482,12 @@ pub async fn search(
             progressed = true;
             let mut result = step(&line.op, rate, window, criteria, line.server_pid).await;
             eprintln!("[{label}] {}: {}", line.name, result.summary());
-            if !result.passed() && result.client_behind {
-                // The client, not the server, may have failed this step (on a shared machine
-                // it can lose its core for tens of ms): run it once more, and keep the rerun.
+            // The client, not the server, may have failed this step (on a shared machine it
+            // can lose its core for tens of ms); and a step failed before any has passed may
+            // be one pause of the machine at a low first rate, from which the search would
+            // bisect downward. Either way: run it once more, and keep the rerun.
+            let doubtful = result.client_behind || search.capacity().is_none();
+            if !result.passed() && doubtful {
                 settle(&line.op, criteria, line.server_pid).await;
                 result = step(&line.op, rate, window, criteria, line.server_pid).await;
                 result.rerun = true;

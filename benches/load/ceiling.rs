@@ -33,6 +33,10 @@ fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Stateme
     Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// The client network codeward keeps a guess's budget under for the benchmark's requests
+/// (from 127.0.0.1, an IPv4 address is its own network).
+pub const NETWORK: &str = "127.0.0.1";
+
 fn none_string() -> Value {
     Value::String(None)
 }
@@ -42,9 +46,10 @@ fn none_time() -> Value {
 }
 
 /// S1's statements for a wrong guess on a known, unverified account with a live code: find
-/// the account, reserve a unit of the failure budget, find the live code and count the
-/// attempt (one statement), record the failure in the audit trail; all but the lookup in one
-/// write transaction, as codeward does.
+/// the account, reserve a unit of the client network's failure budget (made by its first
+/// guess) and one of the account's ceiling over all networks, find the live code and count
+/// the attempt (one statement), record the failure in the audit trail; all but the lookup in
+/// one write transaction, as codeward does.
 pub async fn wrong_guess(
     db: &Connections,
     now: DateTime<Utc>,
@@ -56,6 +61,31 @@ pub async fn wrong_guess(
     let day_ago = now - chrono::Duration::hours(24);
     // Its first statement writes, as codeward's attempt does: no lock statement first.
     let txn = Transactions::new(db).begin_writing().await?;
+    txn.execute(statement(
+        b,
+        "INSERT INTO otp_network_budgets (user_id, purpose, network, window_start, failures, \
+         last_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, purpose, network) \
+         DO UPDATE SET failures = CASE WHEN otp_network_budgets.window_start <= ? THEN 1 \
+         ELSE otp_network_budgets.failures + 1 END, \
+         window_start = CASE WHEN otp_network_budgets.window_start <= ? THEN ? \
+         ELSE otp_network_budgets.window_start END, last_attempt_at = ? \
+         WHERE otp_network_budgets.window_start <= ? OR otp_network_budgets.failures < ?",
+        vec![
+            user_id.into(),
+            "verify_email".into(),
+            NETWORK.into(),
+            now.into(),
+            1i32.into(),
+            now.into(),
+            day_ago.into(),
+            day_ago.into(),
+            now.into(),
+            now.into(),
+            day_ago.into(),
+            budget.into(),
+        ],
+    ))
+    .await?;
     txn.execute(statement(
         b,
         "UPDATE otp_budgets SET failures = CASE WHEN window_start <= ? THEN 1 ELSE failures + 1 END, \

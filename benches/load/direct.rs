@@ -139,10 +139,37 @@ fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
-/// The S1 ceiling's three statements (`ceiling::wrong_guess`), word for word.
+/// The S1 ceiling's four write statements (`ceiling::wrong_guess`), word for word.
 fn writes(connection: &Connection, job: &Job) -> Result<(), String> {
     let user = job.user_id.as_bytes().as_slice();
     let (now, day_ago) = (time(job.now), time(job.now - chrono::Duration::hours(24)));
+    let mut network = connection
+        .prepare_cached(
+            "INSERT INTO otp_network_budgets (user_id, purpose, network, window_start, failures, \
+             last_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, purpose, network) \
+             DO UPDATE SET failures = CASE WHEN otp_network_budgets.window_start <= ? THEN 1 \
+             ELSE otp_network_budgets.failures + 1 END, \
+             window_start = CASE WHEN otp_network_budgets.window_start <= ? THEN ? \
+             ELSE otp_network_budgets.window_start END, last_attempt_at = ? \
+             WHERE otp_network_budgets.window_start <= ? OR otp_network_budgets.failures < ?",
+        )
+        .map_err(|e| e.to_string())?;
+    network
+        .execute(params![
+            user,
+            "verify_email",
+            crate::ceiling::NETWORK,
+            now,
+            1,
+            now,
+            day_ago,
+            day_ago,
+            now,
+            now,
+            day_ago,
+            job.budget
+        ])
+        .map_err(|e| e.to_string())?;
     let mut budget = connection
         .prepare_cached(
             "UPDATE otp_budgets SET failures = CASE WHEN window_start <= ? THEN 1 ELSE failures + 1 END, \
