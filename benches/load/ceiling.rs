@@ -37,6 +37,20 @@ fn statement(backend: DatabaseBackend, sql: &str, values: Vec<Value>) -> Stateme
 /// (from 127.0.0.1, an IPv4 address is its own network).
 pub const NETWORK: &str = "127.0.0.1";
 
+/// A guess's first statement: a unit of its client network's failure budget, the row made by
+/// the network's first guess (codeward's `Budgets::reserve_network` on SQLite and PostgreSQL).
+/// Its values: the row's key (user, purpose, network), the window's start, 1, the time of the
+/// guess; then the cutoff a day ago twice, the new window's start, the time of the guess, the
+/// cutoff and the budget.
+pub const NETWORK_UPSERT: &str = "INSERT INTO otp_network_budgets (user_id, purpose, network, \
+     window_start, failures, last_attempt_at) VALUES (?, ?, ?, ?, ?, ?) \
+     ON CONFLICT (user_id, purpose, network) DO UPDATE SET \
+     failures = CASE WHEN otp_network_budgets.window_start <= ? THEN 1 \
+     ELSE otp_network_budgets.failures + 1 END, \
+     window_start = CASE WHEN otp_network_budgets.window_start <= ? THEN ? \
+     ELSE otp_network_budgets.window_start END, last_attempt_at = ? \
+     WHERE otp_network_budgets.window_start <= ? OR otp_network_budgets.failures < ?";
+
 fn none_string() -> Value {
     Value::String(None)
 }
@@ -63,13 +77,7 @@ pub async fn wrong_guess(
     let txn = Transactions::new(db).begin_writing().await?;
     txn.execute(statement(
         b,
-        "INSERT INTO otp_network_budgets (user_id, purpose, network, window_start, failures, \
-         last_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, purpose, network) \
-         DO UPDATE SET failures = CASE WHEN otp_network_budgets.window_start <= ? THEN 1 \
-         ELSE otp_network_budgets.failures + 1 END, \
-         window_start = CASE WHEN otp_network_budgets.window_start <= ? THEN ? \
-         ELSE otp_network_budgets.window_start END, last_attempt_at = ? \
-         WHERE otp_network_budgets.window_start <= ? OR otp_network_budgets.failures < ?",
+        NETWORK_UPSERT,
         vec![
             user_id.into(),
             "verify_email".into(),

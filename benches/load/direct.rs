@@ -144,15 +144,7 @@ fn writes(connection: &Connection, job: &Job) -> Result<(), String> {
     let user = job.user_id.as_bytes().as_slice();
     let (now, day_ago) = (time(job.now), time(job.now - chrono::Duration::hours(24)));
     let mut network = connection
-        .prepare_cached(
-            "INSERT INTO otp_network_budgets (user_id, purpose, network, window_start, failures, \
-             last_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, purpose, network) \
-             DO UPDATE SET failures = CASE WHEN otp_network_budgets.window_start <= ? THEN 1 \
-             ELSE otp_network_budgets.failures + 1 END, \
-             window_start = CASE WHEN otp_network_budgets.window_start <= ? THEN ? \
-             ELSE otp_network_budgets.window_start END, last_attempt_at = ? \
-             WHERE otp_network_budgets.window_start <= ? OR otp_network_budgets.failures < ?",
-        )
+        .prepare_cached(crate::ceiling::NETWORK_UPSERT)
         .map_err(|e| e.to_string())?;
     network
         .execute(params![
