@@ -128,7 +128,8 @@ async fn prepare(config: &Config) -> Result<(String, ConnectOptions), ConnectErr
     // sqlx pings a connection every time it leaves the pool. A SQLite connection lives in this
     // process and cannot be dropped by a server, so there the ping only costs a round trip
     // to the connection's thread per statement: the load benchmark's profile of get_me had
-    // 15% of the server's time in it.
+    // 15% of the server's time in it. A database server's pool pings only a connection that
+    // sat idle (`server_pool`, which sets its own check).
     if url.starts_with("sqlite:") {
         options.test_before_acquire(false);
     }

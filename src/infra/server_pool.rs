@@ -6,8 +6,13 @@
 //! transaction each take a connection) beside its own seven (the lookup, BEGIN, four
 //! statements, COMMIT). A connection that was in use a moment ago is as good as known to be
 //! alive, so it is checked only when it has sat idle for `CHECK_IF_IDLE_FOR` (HikariCP skips
-//! its check the same way, within `aliveBypassWindowMs`, 500 ms). A connection found dead is dropped and another taken, as before; one that died
-//! within the window fails its request's first statement, as one dying mid-request would.
+//! its check the same way, within `aliveBypassWindowMs`, 500 ms). A connection found dead is
+//! dropped and another taken, as before; one that died within the window fails its request's
+//! first statement, as one dying mid-request would.
+//!
+//! sqlx 0.8 also pings every connection on its way back into the pool, in a task after the
+//! request's answer; no pool option turns that one off, so it stays (two round trips per
+//! wrong guess, which the load benchmark's ceilings pay too).
 
 use std::time::Duration;
 
